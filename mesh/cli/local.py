@@ -1,0 +1,209 @@
+"""Commands about this node and its libraries: init, id, share, unshare, scan, ls."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from mesh.cli.context import CliContext
+from mesh.cli.output import human_duration, human_size, plural, print_json, safe
+from mesh.cli.progress import scan_bar
+from mesh.core.entries import IndexedEntry
+from mesh.fs.scanner import ScanProgress
+from mesh.home import locked
+from mesh.node.local import LocalNode
+
+
+def _ctx(ctx: typer.Context) -> CliContext:
+    obj = ctx.obj
+    assert isinstance(obj, CliContext)
+    return obj
+
+
+def init(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="This node's name in the mesh (default: host name)."),
+    ] = None,
+) -> None:
+    """Make this computer a node: a key, a certificate and an empty store.
+
+    Run again with --name to rename the node.
+
+    \b
+    Examples:
+      mesh init --name tower
+      mesh init --name laptop-old      # rename
+    """
+    home = _ctx(ctx).home
+    with locked(home, "cli"):
+        node, result = LocalNode.init(home, name)
+        node.close()
+    if result.created:
+        typer.echo(f"created node {result.name!r} in {home.root}")
+    elif result.renamed_from is not None:
+        typer.echo(f"renamed node {result.renamed_from!r} to {result.name!r}")
+    else:
+        typer.echo(f"node {result.name!r} already exists in {home.root}")
+    typer.echo(f"id: {result.node_id}")
+
+
+def id_(
+    ctx: typer.Context,
+    short: Annotated[bool, typer.Option("--short", help="Only the first block.")] = False,
+) -> None:
+    """Print this node's id (the SHA-256 of its certificate, with check characters).
+
+    \b
+    Examples:
+      mesh id
+      mesh id --short
+    """
+    with _ctx(ctx).local_node() as node:
+        typer.echo(node.node_id.short() if short else str(node.node_id))
+
+
+def share(
+    ctx: typer.Context,
+    folder: Annotated[str, typer.Argument(help="The folder to share.", show_default=False)],
+    as_: Annotated[
+        str | None,
+        typer.Option("--as", help="The library's name (default: the folder's name)."),
+    ] = None,
+    scan: Annotated[bool, typer.Option(help="Index the folder right away.")] = True,
+) -> None:
+    """Share a folder as a library, and index it.
+
+    \b
+    Examples:
+      mesh share ~/Movies
+      mesh share /mnt/photos --as photos
+      mesh share -- -odd-name          # a folder whose name starts with '-'
+    """
+    with _ctx(ctx).local_node() as node:
+        library = node.share(folder, as_)
+        typer.echo(f"shared {safe(library.root)} as library {safe(library.name)!r}")
+        if scan:
+            _run_scan(node, [library.name])
+
+
+def unshare(
+    ctx: typer.Context,
+    library: Annotated[str, typer.Argument(help="The library's name.", show_default=False)],
+) -> None:
+    """Stop sharing a library. Its files stay where they are; the mesh sees them deleted.
+
+    \b
+    Examples:
+      mesh unshare Movies
+    """
+    with _ctx(ctx).local_node() as node:
+        count = node.unshare(library)
+    typer.echo(f"unshared {safe(library)!r} ({plural(count, 'entry', 'entries')} now deleted)")
+
+
+def scan(
+    ctx: typer.Context,
+    libraries: Annotated[
+        list[str] | None,
+        typer.Argument(help="Libraries to scan (default: all).", show_default=False),
+    ] = None,
+) -> None:
+    """Index new, changed and removed files of the shared folders.
+
+    Unchanged files (same size, mtime and inode) are not read again.
+
+    \b
+    Examples:
+      mesh scan
+      mesh scan Movies photos
+    """
+    with _ctx(ctx).local_node() as node:
+        _run_scan(node, libraries or [])
+
+
+def _run_scan(node: LocalNode, libraries: list[str]) -> ScanProgress:
+    started = time.monotonic()
+    with scan_bar() as on_progress:
+        result = node.scan(libraries, on_progress)
+    for warning in result.warnings:
+        typer.echo(f"warning: {safe(warning)}", err=True)
+    typer.echo(
+        f"scanned {plural(result.files_seen, 'file')} in "
+        f"{human_duration(time.monotonic() - started)}: {result.added} added, "
+        f"{result.changed} changed, {result.removed} removed, {result.unchanged} unchanged"
+    )
+    return result
+
+
+def _entry_json(item: IndexedEntry) -> dict[str, object]:
+    e = item.entry
+    return {
+        "library": e.library,
+        "path": e.path,
+        "size": e.size,
+        "mtime_ns": e.mtime_ns,
+        "hash": e.hash.hex(),
+        "seq": item.seq,
+        "deleted": e.deleted,
+    }
+
+
+def ls(
+    ctx: typer.Context,
+    libraries: Annotated[
+        list[str] | None,
+        typer.Argument(help="Libraries to list (default: all).", show_default=False),
+    ] = None,
+    json_: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="JSON for scripts: a list of {library, path, size, mtime_ns, hash, seq, "
+            "deleted}; hash is xxh3-128 in lowercase hex. These keys are stable.",
+        ),
+    ] = False,
+    deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted entries.")] = False,
+) -> None:
+    """List the files this node shares, with their xxh3-128 hashes.
+
+    Each hash equals what `xxh128sum FILE` prints.
+
+    \b
+    Examples:
+      mesh ls
+      mesh ls Movies --deleted
+      mesh ls --json | jq '.[] | select(.size > 1e9) | .path'
+    """
+    with _ctx(ctx).local_node() as node:
+        entries = node.entries(include_deleted=deleted, libraries=libraries or [])
+        names = [s.library.name for s in node.libraries()]
+    if json_:
+        print_json([_entry_json(e) for e in entries])
+        return
+    if not entries:
+        hint = "; share a folder with `mesh share DIR`" if not names else ""
+        typer.echo(f"no files{hint}", err=True)
+        return
+    out = sys.stdout
+    for item in entries:
+        e = item.entry
+        mark = " (deleted)" if e.deleted else ""
+        out.write(
+            f"{e.hash.hex()}  {human_size(e.size):>8}  {safe(e.library)}/{safe(e.path)}{mark}\n"
+        )
+    total = sum(i.entry.size for i in entries if not i.entry.deleted)
+    typer.echo(f"{plural(len(entries), 'file')}, {human_size(total)}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command("id")(id_)
+    app.command()(share)
+    app.command()(unshare)
+    app.command()(scan)
+    app.command("ls")(ls)

@@ -1,0 +1,39 @@
+"""Libraries and their entries: what a node shares, file by file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Library:
+    """A folder this node shares, under a name unique on this node."""
+
+    name: str
+    root: str
+    open: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LibraryEntry:
+    """One file of a library as the mesh knows it.
+
+    `hash` is xxh3-128 of the whole file; `chunk_root` is xxh3-128 over the concatenated
+    hashes of its 1 MiB chunks. A deleted entry keeps the last content it had.
+    """
+
+    library: str
+    path: str
+    size: int
+    mtime_ns: int
+    hash: bytes
+    chunk_root: bytes
+    deleted: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IndexedEntry:
+    """A library entry with the sequence number its origin gave its latest write."""
+
+    entry: LibraryEntry
+    seq: int

@@ -1,0 +1,62 @@
+"""The frames of a Gossip stream, as values: hello, vector, batch, ack, ping, error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mesh.core.envelope import Envelope
+from mesh.core.epoch import Epoch
+from mesh.core.ids import NodeId
+from mesh.core.vector import VersionVector
+
+PROTOCOL_VERSION = 1
+# A peer speaking a version in this range is understood; outside it, both sides say so.
+COMPATIBLE_VERSIONS = range(1, 2)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Hello:
+    node_id: NodeId
+    epoch: Epoch
+    protocol_version: int
+    name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VectorFrame:
+    vector: VersionVector
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Batch:
+    """Records of one origin and epoch covering (after_seq, through_seq], ascending."""
+
+    origin: NodeId
+    epoch: Epoch
+    after_seq: int
+    through_seq: int
+    envelopes: tuple[Envelope, ...]
+    batch_id: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ack:
+    batch_id: int
+    vector: VersionVector
+    refused: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ping:
+    nonce: int
+    pong: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GossipError:
+    code: str
+    message: str
+
+
+GossipFrame = Hello | VectorFrame | Batch | Ack | Ping | GossipError

@@ -1,0 +1,58 @@
+"""Library-relative paths: the one spelling mesh stores and sends, and the checks on it.
+
+A path inside a library is a '/'-separated sequence of names. Every name is non-empty, not
+'.' or '..', holds no '/', '\\' or NUL, and fits in 255 UTF-8 bytes; the whole path is valid
+UTF-8. Anything else cannot name a file under a root, so it is refused before it reaches
+the file system, whoever sent it.
+"""
+
+from __future__ import annotations
+
+from mesh.core.errors import InvalidPathError
+
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a safe single path component, else raise InvalidPathError."""
+    # The common case, checked in C: one byte per character, no NUL (not printable).
+    if (
+        name.isascii()
+        and name.isprintable()
+        and "/" not in name
+        and "\\" not in name
+        and 0 < len(name) <= MAX_NAME_BYTES
+        and name not in (".", "..")
+    ):
+        return name
+    if name in ("", ".", ".."):
+        raise InvalidPathError(f"{name!r} is not a file name")
+    for bad in ("/", "\\", "\x00"):
+        if bad in name:
+            raise InvalidPathError(f"file name {name!r} contains {bad!r}")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPathError(f"file name {name!r} is not valid UTF-8") from exc
+    if len(encoded) > MAX_NAME_BYTES:
+        raise InvalidPathError(f"file name is {len(encoded)} bytes, over {MAX_NAME_BYTES}")
+    return name
+
+
+def check_relative(path: str) -> str:
+    """Return `path` if it is a safe library-relative path, else raise InvalidPathError."""
+    if not path:
+        raise InvalidPathError("empty path")
+    if path.startswith("/"):
+        raise InvalidPathError(f"{path!r} is absolute; a library path is relative")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidPathError(f"path is over {MAX_PATH_BYTES} bytes")
+    for name in path.split("/"):
+        check_name(name)
+    return path
+
+
+def split(path: str) -> list[str]:
+    """The names of a checked relative path."""
+    return check_relative(path).split("/")

@@ -1,0 +1,38 @@
+"""Pull requests and answers, as values: Manifest (the chunk list) and Fetch (the chunks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mesh.core.envelope import Envelope
+from mesh.core.ids import NodeId
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ManifestRequest:
+    hash: bytes
+    lender: NodeId
+    binding: Envelope | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Manifest:
+    hash: bytes
+    size: int
+    chunk_size: int
+    chunk_hashes: bytes  # packed, 16 bytes each
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FetchRequest:
+    hash: bytes
+    lender: NodeId
+    first_chunk: int
+    count: int
+    binding: Envelope | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Chunk:
+    index: int
+    data: bytes

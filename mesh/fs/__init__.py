@@ -1,0 +1,1 @@
+"""Files: scanning and hashing libraries; chunk reads and writes; staging and safe paths."""

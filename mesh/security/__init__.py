@@ -1,0 +1,1 @@
+"""Identity (keys, certificates, node ids), signing, pairing, membership."""

@@ -1,0 +1,1 @@
+"""SQLite: the one place a node's state is kept. Opened through `Database`, one writer."""

@@ -1,0 +1,234 @@
+"""The local index: this node's libraries, their entries and the chunk hashes of their files.
+
+Every change to an entry (new, changed, deleted) takes this node's next sequence number in
+the same transaction that writes it, so "everything after seq N" is one indexed query and a
+crash never leaves an entry without its number or a number without its entry.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mesh.core.chunks import CHUNK_SIZE
+from mesh.core.entries import IndexedEntry, Library, LibraryEntry
+from mesh.core.errors import AlreadyExistsError, NotFoundError
+from mesh.store.database import Database
+from mesh.store.node_state import NodeState
+
+# What the index holds of a file, enough to tell whether it changed:
+# (size, mtime_ns, inode, hash, deleted)
+KnownFile = tuple[int, int, int, bytes, bool]
+# A file's new state: (path, size, mtime_ns, inode, hash, chunk_root)
+FileRow = tuple[str, int, int, int, bytes, bytes]
+
+
+@dataclass(slots=True)
+class ScanBatch:
+    """Changes to one library's entries, written in one transaction.
+
+    `new` paths have no row yet (a plain insert, the fast path of a first scan); `changed`
+    paths have one, live or deleted. Each of new, changed and gone is a write and takes the
+    next sequence number, in that order; `restat` (same content under a new inode) is not.
+    """
+
+    new: list[FileRow] = field(default_factory=list)
+    changed: list[FileRow] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    restat: list[tuple[str, int]] = field(default_factory=list)
+    chunk_lists: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.new) + len(self.changed) + len(self.gone) + len(self.restat)
+
+    def writes(self) -> int:
+        return len(self.new) + len(self.changed) + len(self.gone)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LibraryStats:
+    files: int
+    bytes: int
+    last_seq: int
+
+
+def _is_within(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+class LibraryIndex:
+    def __init__(self, db: Database, state: NodeState) -> None:
+        self._db = db
+        self._state = state
+
+    # -- libraries ---------------------------------------------------------------------
+
+    def add_library(self, library: Library, now_ms: int) -> None:
+        with self._db.transaction() as conn:
+            for other in self._libraries(conn):
+                if other.name == library.name:
+                    raise AlreadyExistsError(
+                        f"a library named {library.name!r} is already shared ({other.root})"
+                    )
+                if _is_within(library.root, other.root) or _is_within(other.root, library.root):
+                    raise AlreadyExistsError(
+                        f"{library.root} overlaps library {other.name!r} ({other.root}); "
+                        "a file can belong to one library only"
+                    )
+            conn.execute(
+                "INSERT INTO libraries (name, root, open, added_ms) VALUES (?, ?, ?, ?)",
+                (library.name, library.root, int(library.open), now_ms),
+            )
+
+    def remove_library(self, name: str) -> int:
+        """Forget a library; its live entries become deleted writes. Returns how many."""
+        with self._db.transaction() as conn:
+            if self._library(conn, name) is None:
+                raise NotFoundError(f"no library named {name!r}; `mesh ls` lists them")
+            live = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT path FROM entries WHERE library = ? AND deleted = 0", (name,)
+                )
+            ]
+            self._write(conn, name, ScanBatch(gone=live))
+            conn.execute("DELETE FROM libraries WHERE name = ?", (name,))
+            return len(live)
+
+    def libraries(self) -> list[Library]:
+        return self._libraries(self._db.conn)
+
+    def library(self, name: str) -> Library:
+        found = self._library(self._db.conn, name)
+        if found is None:
+            raise NotFoundError(f"no library named {name!r}; `mesh ls` lists them")
+        return found
+
+    @staticmethod
+    def _libraries(conn: sqlite3.Connection) -> list[Library]:
+        rows = conn.execute("SELECT name, root, open FROM libraries ORDER BY name")
+        return [Library(name=n, root=r, open=bool(o)) for n, r, o in rows]
+
+    @staticmethod
+    def _library(conn: sqlite3.Connection, name: str) -> Library | None:
+        row = conn.execute(
+            "SELECT name, root, open FROM libraries WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else Library(name=row[0], root=row[1], open=bool(row[2]))
+
+    def stats(self, name: str) -> LibraryStats:
+        row = self._db.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM entries "
+            "WHERE library = ? AND deleted = 0",
+            (name,),
+        ).fetchone()
+        last = self._db.conn.execute(
+            "SELECT coalesce(max(seq), 0) FROM entries WHERE library = ?", (name,)
+        ).fetchone()
+        return LibraryStats(files=row[0], bytes=row[1], last_seq=last[0])
+
+    # -- entries -----------------------------------------------------------------------
+
+    def known_by_folder(self, library: str) -> dict[str, dict[str, KnownFile]]:
+        """Every path the index has for a library, grouped by folder ("" is the root)."""
+        grouped: dict[str, dict[str, KnownFile]] = {}
+        rows = self._db.conn.execute(
+            "SELECT path, size, mtime_ns, inode, hash, deleted FROM entries WHERE library = ?",
+            (library,),
+        )
+        for path, size, mtime, inode, content, deleted in rows:
+            folder, _, name = path.rpartition("/")
+            files = grouped.get(folder)
+            if files is None:
+                files = grouped[folder] = {}
+            files[name] = (size, mtime, inode, content, bool(deleted))
+        return grouped
+
+    def apply(self, library: str, batch: ScanBatch) -> int:
+        """Write a batch in one transaction; returns how many writes took a new seq."""
+        with self._db.transaction() as conn:
+            if self._library(conn, library) is None:
+                raise NotFoundError(f"library {library!r} was unshared during the scan")
+            return self._write(conn, library, batch)
+
+    def _write(self, conn: sqlite3.Connection, library: str, batch: ScanBatch) -> int:
+        writes = batch.writes()
+        first = self._state.take_seqs(conn, writes) if writes else 0
+        seqs = itertools.count(first)
+        sql_values = "(size, mtime_ns, inode, hash, chunk_root, seq, library, path) VALUES "
+        conn.executemany(
+            "INSERT INTO entries " + sql_values + "(?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (sz, mt, ino, h, root, next(seqs), library, p)
+                for p, sz, mt, ino, h, root in batch.new
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO entries " + sql_values + "(?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (library, path) DO UPDATE SET size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, inode = excluded.inode, hash = excluded.hash, "
+            "chunk_root = excluded.chunk_root, seq = excluded.seq, deleted = 0",
+            [
+                (sz, mt, ino, h, root, next(seqs), library, p)
+                for p, sz, mt, ino, h, root in batch.changed
+            ],
+        )
+        conn.executemany(
+            "UPDATE entries SET deleted = 1, seq = ? WHERE library = ? AND path = ?",
+            [(next(seqs), library, p) for p in batch.gone],
+        )
+        conn.executemany(
+            "UPDATE entries SET inode = ? WHERE library = ? AND path = ?",
+            [(ino, library, p) for p, ino in batch.restat],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO chunk_lists (hash, chunk_root, hashes) VALUES (?, ?, ?)",
+            batch.chunk_lists,
+        )
+        return writes
+
+    def entries(
+        self, *, include_deleted: bool = False, libraries: Iterable[str] = ()
+    ) -> list[IndexedEntry]:
+        sql = "SELECT library, path, size, mtime_ns, hash, chunk_root, deleted, seq FROM entries"
+        where = [] if include_deleted else ["deleted = 0"]
+        names = list(libraries)
+        params: list[object] = []
+        if names:
+            where.append(f"library IN ({', '.join('?' * len(names))})")
+            params.extend(names)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY library, path"
+        return [
+            IndexedEntry(
+                entry=LibraryEntry(
+                    library=lib,
+                    path=path,
+                    size=size,
+                    mtime_ns=mtime,
+                    hash=h,
+                    chunk_root=root,
+                    deleted=bool(deleted),
+                ),
+                seq=seq,
+            )
+            for lib, path, size, mtime, h, root, deleted, seq in self._db.read(sql, tuple(params))
+        ]
+
+    def chunk_hashes(self, content_hash: bytes, size: int) -> bytes | None:
+        """Packed chunk hashes of a content of `size` bytes, or None if they are not kept."""
+        if size <= 0:
+            return b""
+        row = self._db.conn.execute(
+            "SELECT hashes FROM chunk_lists WHERE hash = ?", (content_hash,)
+        ).fetchone()
+        if row is not None:
+            return bytes(row[0])
+        # A one-chunk file's only chunk hash is the file's hash.
+        if size <= CHUNK_SIZE:
+            return content_hash
+        return None

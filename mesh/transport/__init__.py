@@ -1,0 +1,1 @@
+"""gRPC servicers and clients: thin adapters between the wire and the node."""

@@ -1,0 +1,251 @@
+"""Record bodies: core records to the bytes an envelope carries, and back (checked)."""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError, Message
+
+from mesh.core.entries import LibraryEntry
+from mesh.core.errors import ProtocolError
+from mesh.core.records import (
+    Addresses,
+    Admission,
+    Binding,
+    BindingEnd,
+    BorrowRequest,
+    Content,
+    Denial,
+    Kind,
+    LibraryRecord,
+    LoanState,
+    LoanStatus,
+    Record,
+    Removal,
+    VectorRecord,
+    kind_of,
+)
+from mesh.core.vector import Clock, VersionVector
+from mesh.v1 import records_pb2 as pb
+from mesh.wire import checks
+
+MAX_HOSTS = 32
+MAX_CERTIFICATE = 8192
+MAX_VECTOR = 4096
+
+
+def _content_to_wire(c: Content) -> pb.Content:
+    return pb.Content(hash=c.hash, size=c.size, chunk_root=c.chunk_root)
+
+
+def _content(msg: pb.Content) -> Content:
+    return Content(
+        hash=checks.content_hash(msg.hash),
+        size=checks.count(msg.size, "size"),
+        chunk_root=checks.content_hash(msg.chunk_root, "chunk root"),
+    )
+
+
+def vector_to_wire(vector: VersionVector) -> pb.VersionVector:
+    return pb.VersionVector(
+        entries=[
+            pb.VectorEntry(origin=o.raw, epoch=checks.epoch_to_wire(c.epoch), seq=c.seq)
+            for o, c in vector.items()
+        ]
+    )
+
+
+def vector_from_wire(msg: pb.VersionVector) -> VersionVector:
+    if len(msg.entries) > MAX_VECTOR:
+        raise ProtocolError(f"a version vector of {len(msg.entries)} origins")
+    items = {}
+    for e in msg.entries:
+        origin = checks.node_id(e.origin, "vector origin")
+        if origin in items:
+            raise ProtocolError("a version vector names an origin twice")
+        items[origin] = Clock(checks.epoch(e.epoch), checks.count(e.seq, "seq"))
+    return VersionVector(items)
+
+
+def record_to_wire(record: Record) -> Message:
+    match record:
+        case LibraryEntry():
+            return pb.LibraryEntry(
+                library=record.library,
+                path=record.path,
+                size=record.size,
+                mtime_ns=record.mtime_ns,
+                hash=record.hash,
+                chunk_root=record.chunk_root,
+                deleted=record.deleted,
+            )
+        case LibraryRecord():
+            return pb.Library(name=record.name, open=record.open, removed=record.removed)
+        case Binding():
+            return pb.Binding(
+                borrower=record.borrower.raw,
+                library=record.library,
+                path=record.path,
+                content=_content_to_wire(record.content),
+                until_ms=record.until_ms,
+                ended=int(record.ended),  # type: ignore[arg-type]
+                created_ms=record.created_ms,
+            )
+        case LoanStatus():
+            return pb.LoanStatus(
+                lender=record.lender.raw,
+                library=record.library,
+                path=record.path,
+                hash=record.hash,
+                state=int(record.state),  # type: ignore[arg-type]
+                bytes_done=record.bytes_done,
+                reason=record.reason,
+                updated_ms=record.updated_ms,
+            )
+        case BorrowRequest():
+            return pb.BorrowRequest(
+                lender=record.lender.raw,
+                library=record.library,
+                path=record.path,
+                duration_ms=record.duration_ms,
+                created_ms=record.created_ms,
+            )
+        case Denial():
+            return pb.Denial(
+                borrower=record.borrower.raw,
+                request_seq=record.request_seq,
+                library=record.library,
+                path=record.path,
+                reason=record.reason,
+            )
+        case Admission():
+            return pb.Admission(
+                node_id=record.node_id.raw,
+                certificate=record.certificate,
+                name=record.name,
+                admitted_ms=record.admitted_ms,
+            )
+        case Removal():
+            return pb.Removal(
+                node_id=record.node_id.raw,
+                last_epoch=checks.epoch_to_wire(record.last_epoch),
+                last_seq=record.last_seq,
+                removed_ms=record.removed_ms,
+            )
+        case Addresses():
+            return pb.Addresses(hosts=list(record.hosts), port=record.port, name=record.name)
+        case VectorRecord():
+            return vector_to_wire(record.vector)
+
+
+def encode(record: Record) -> tuple[Kind, bytes]:
+    """(kind, body bytes) of a record. Deterministic for a given record."""
+    return kind_of(record), record_to_wire(record).SerializeToString(deterministic=True)
+
+
+_MESSAGES: dict[Kind, type[Message]] = {
+    Kind.ENTRY: pb.LibraryEntry,
+    Kind.LIBRARY: pb.Library,
+    Kind.BINDING: pb.Binding,
+    Kind.LOAN_STATUS: pb.LoanStatus,
+    Kind.BORROW_REQUEST: pb.BorrowRequest,
+    Kind.DENIAL: pb.Denial,
+    Kind.ADMISSION: pb.Admission,
+    Kind.REMOVAL: pb.Removal,
+    Kind.ADDRESSES: pb.Addresses,
+    Kind.VECTOR: pb.VersionVector,
+}
+
+
+def decode(kind: Kind, body: bytes) -> Record:
+    """The record in `body`, checked; ProtocolError if it is malformed or unsafe."""
+    message_type = _MESSAGES.get(kind)
+    if message_type is None:
+        raise ProtocolError(f"unknown record kind {int(kind)}")
+    try:
+        msg = message_type.FromString(body)
+    except (DecodeError, RecursionError) as exc:
+        raise ProtocolError(f"malformed {kind.name.lower()} record") from exc
+    return _from_wire(msg)
+
+
+def _from_wire(msg: Message) -> Record:
+    match msg:
+        case pb.LibraryEntry():
+            return LibraryEntry(
+                library=checks.name(msg.library, "library name"),
+                path=checks.path(msg.path),
+                size=checks.count(msg.size, "size"),
+                mtime_ns=msg.mtime_ns,
+                hash=checks.content_hash(msg.hash),
+                chunk_root=checks.content_hash(msg.chunk_root, "chunk root"),
+                deleted=msg.deleted,
+            )
+        case pb.Library():
+            return LibraryRecord(
+                name=checks.name(msg.name, "library name"), open=msg.open, removed=msg.removed
+            )
+        case pb.Binding():
+            return Binding(
+                borrower=checks.node_id(msg.borrower, "borrower"),
+                library=checks.name(msg.library, "library name"),
+                path=checks.path(msg.path),
+                content=_content(msg.content),
+                until_ms=checks.count(msg.until_ms, "end time"),
+                ended=BindingEnd.RECALLED if msg.ended else BindingEnd.NONE,
+                created_ms=checks.count(msg.created_ms, "creation time"),
+            )
+        case pb.LoanStatus():
+            state = int(msg.state)
+            known = state in LoanState._value2member_map_
+            return LoanStatus(
+                lender=checks.node_id(msg.lender, "lender"),
+                library=checks.name(msg.library, "library name"),
+                path=checks.path(msg.path),
+                hash=checks.content_hash(msg.hash),
+                state=LoanState(state) if known else LoanState.UNKNOWN,
+                bytes_done=checks.count(msg.bytes_done, "bytes done"),
+                reason=checks.text(msg.reason, "reason"),
+                updated_ms=checks.count(msg.updated_ms, "update time"),
+            )
+        case pb.BorrowRequest():
+            return BorrowRequest(
+                lender=checks.node_id(msg.lender, "lender"),
+                library=checks.name(msg.library, "library name"),
+                path=checks.path(msg.path),
+                duration_ms=checks.count(msg.duration_ms, "duration"),
+                created_ms=checks.count(msg.created_ms, "creation time"),
+            )
+        case pb.Denial():
+            return Denial(
+                borrower=checks.node_id(msg.borrower, "borrower"),
+                request_seq=checks.count(msg.request_seq, "request seq"),
+                library=checks.name(msg.library, "library name"),
+                path=checks.path(msg.path),
+                reason=checks.text(msg.reason, "reason"),
+            )
+        case pb.Admission():
+            if len(msg.certificate) > MAX_CERTIFICATE:
+                raise ProtocolError("an admission's certificate is too large")
+            return Admission(
+                node_id=checks.node_id(msg.node_id),
+                certificate=msg.certificate,
+                name=checks.node_name(msg.name),
+                admitted_ms=checks.count(msg.admitted_ms, "admission time"),
+            )
+        case pb.Removal():
+            return Removal(
+                node_id=checks.node_id(msg.node_id),
+                last_epoch=checks.epoch(msg.last_epoch),
+                last_seq=checks.count(msg.last_seq, "seq"),
+                removed_ms=checks.count(msg.removed_ms, "removal time"),
+            )
+        case pb.Addresses():
+            if len(msg.hosts) > MAX_HOSTS:
+                raise ProtocolError(f"{len(msg.hosts)} addresses, over {MAX_HOSTS}")
+            return Addresses(
+                hosts=tuple(checks.host(h) for h in msg.hosts),
+                port=checks.count(msg.port, "port", 65535),
+                name=checks.node_name(msg.name) if msg.name else "",
+            )
+        case pb.VersionVector():
+            return VectorRecord(vector_from_wire(msg))
+    raise ProtocolError(f"no record type for {type(msg).__name__}")

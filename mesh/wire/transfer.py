@@ -1,0 +1,75 @@
+"""Manifest and Fetch messages on the wire."""
+
+from __future__ import annotations
+
+from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count
+from mesh.core.errors import ProtocolError
+from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.v1 import transfer_pb2 as pb
+from mesh.wire import checks, envelope
+
+MAX_FETCH_CHUNKS = 1 << 20
+
+
+def manifest_request_to_wire(req: ManifestRequest) -> pb.ManifestRequest:
+    msg = pb.ManifestRequest(hash=req.hash, lender=req.lender.raw)
+    if req.binding is not None:
+        msg.binding.CopyFrom(envelope.to_wire(req.binding))
+    return msg
+
+
+def manifest_request_from_wire(msg: pb.ManifestRequest) -> ManifestRequest:
+    return ManifestRequest(
+        hash=checks.content_hash(msg.hash),
+        lender=checks.node_id(msg.lender, "lender"),
+        binding=envelope.from_wire(msg.binding) if msg.HasField("binding") else None,
+    )
+
+
+def manifest_to_wire(m: Manifest) -> pb.Manifest:
+    return pb.Manifest(
+        hash=m.hash, size=m.size, chunk_size=m.chunk_size, chunk_hashes=m.chunk_hashes
+    )
+
+
+def manifest_from_wire(msg: pb.Manifest) -> Manifest:
+    if msg.chunk_size != CHUNK_SIZE:
+        raise ProtocolError(f"chunk size {msg.chunk_size}, this mesh uses {CHUNK_SIZE}")
+    size = checks.count(msg.size, "size")
+    if len(msg.chunk_hashes) != chunk_count(size) * HASH_BYTES:
+        raise ProtocolError("the manifest's chunk list does not match its size")
+    return Manifest(
+        hash=checks.content_hash(msg.hash),
+        size=size,
+        chunk_size=msg.chunk_size,
+        chunk_hashes=msg.chunk_hashes,
+    )
+
+
+def fetch_request_to_wire(req: FetchRequest) -> pb.FetchRequest:
+    msg = pb.FetchRequest(
+        hash=req.hash, lender=req.lender.raw, first_chunk=req.first_chunk, count=req.count
+    )
+    if req.binding is not None:
+        msg.binding.CopyFrom(envelope.to_wire(req.binding))
+    return msg
+
+
+def fetch_request_from_wire(msg: pb.FetchRequest) -> FetchRequest:
+    return FetchRequest(
+        hash=checks.content_hash(msg.hash),
+        lender=checks.node_id(msg.lender, "lender"),
+        first_chunk=msg.first_chunk,
+        count=checks.count(msg.count, "chunk count", MAX_FETCH_CHUNKS),
+        binding=envelope.from_wire(msg.binding) if msg.HasField("binding") else None,
+    )
+
+
+def chunk_to_wire(chunk: Chunk) -> pb.Chunk:
+    return pb.Chunk(index=chunk.index, data=chunk.data)
+
+
+def chunk_from_wire(msg: pb.Chunk) -> Chunk:
+    if len(msg.data) > CHUNK_SIZE:
+        raise ProtocolError(f"a chunk of {len(msg.data)} bytes, over {CHUNK_SIZE}")
+    return Chunk(index=msg.index, data=msg.data)

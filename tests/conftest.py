@@ -1,0 +1,58 @@
+"""Suite-wide settings: hypothesis profiles, and checks that no test leaks threads or fds."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=300, deadline=None)
+settings.register_profile("long", max_examples=3000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _sockets() -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+def _threads() -> set[int]:
+    return {t.ident for t in threading.enumerate() if t.ident is not None and not t.daemon}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves threads or sockets behind once it is done."""
+    threads_before = _threads()
+    sockets_before = _sockets()
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        new_threads = _threads() - threads_before
+        new_sockets = _sockets() - sockets_before
+        if not new_threads and not new_sockets:
+            return
+        if time.monotonic() > deadline:
+            names = [t.name for t in threading.enumerate() if t.ident in new_threads]
+            pytest.fail(f"test leaked threads {names} and {len(new_sockets)} sockets")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def home_dir(tmp_path: Path) -> Path:
+    return tmp_path / "home"
