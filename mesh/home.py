@@ -110,6 +110,16 @@ class HomeLock:
         self._role = role
         self._fd: int | None = None
 
+    def acquire_as_daemon(self) -> None:
+        """Take the lock for a daemon: refuse if a daemon holds it, wait out a CLI command."""
+        try:
+            self.acquire()
+        except HomeBusyError as exc:
+            if self.holder()[1] == "daemon":
+                raise HomeBusyError(f"mesh is already running: {exc}") from exc
+            print(f"mesh: waiting: {exc}", file=sys.stderr, flush=True)
+            self.acquire(wait=True)
+
     def acquire(self, *, wait: bool = False) -> None:
         self._home.ensure()
         fd = os.open(self._home.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -131,12 +141,17 @@ class HomeLock:
             os.close(self._fd)
             self._fd = None
 
-    def describe_holder(self) -> str:
-        """A sentence naming who holds the lock, for error messages."""
+    def holder(self) -> tuple[str, str]:
+        """(pid, role) written by whoever holds the lock; empty strings if unknown."""
         try:
             pid, _, role = self._home.lock_file.read_text().strip().partition(" ")
         except OSError:
-            pid, role = "", ""
+            return "", ""
+        return pid, role
+
+    def describe_holder(self) -> str:
+        """A sentence naming who holds the lock, for error messages."""
+        pid, role = self.holder()
         who = "the mesh daemon" if role == "daemon" else "another mesh command"
         at = f" (pid {pid})" if pid else ""
         return f"{who}{at} is using {self._home.root}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,8 +13,9 @@ from mesh.cli.context import CliContext
 from mesh.cli.output import human_duration, human_size, plural, print_json, safe
 from mesh.cli.progress import scan_bar
 from mesh.core.entries import IndexedEntry
-from mesh.fs.scanner import ScanProgress
+from mesh.core.progress import ScanProgress
 from mesh.home import locked
+from mesh.node.api import NodeApi
 from mesh.node.local import LocalNode
 
 
@@ -63,8 +65,9 @@ def id_(
       mesh id
       mesh id --short
     """
-    with _ctx(ctx).local_node() as node:
-        typer.echo(node.node_id.short() if short else str(node.node_id))
+    with _ctx(ctx).node() as node:
+        node_id = node.status().node_id
+    typer.echo(node_id.short() if short else str(node_id))
 
 
 def share(
@@ -84,8 +87,10 @@ def share(
       mesh share /mnt/photos --as photos
       mesh share -- -odd-name          # a folder whose name starts with '-'
     """
-    with _ctx(ctx).local_node() as node:
-        library = node.share(folder, as_)
+    # The daemon may run elsewhere in the file system: send it an absolute path.
+    root = str(Path(folder).expanduser().absolute())
+    with _ctx(ctx).node() as node:
+        library = node.share(root, as_)
         typer.echo(f"shared {safe(library.root)} as library {safe(library.name)!r}")
         if scan:
             _run_scan(node, [library.name])
@@ -101,7 +106,7 @@ def unshare(
     Examples:
       mesh unshare Movies
     """
-    with _ctx(ctx).local_node() as node:
+    with _ctx(ctx).node() as node:
         count = node.unshare(library)
     typer.echo(f"unshared {safe(library)!r} ({plural(count, 'entry', 'entries')} now deleted)")
 
@@ -122,11 +127,11 @@ def scan(
       mesh scan
       mesh scan Movies photos
     """
-    with _ctx(ctx).local_node() as node:
+    with _ctx(ctx).node() as node:
         _run_scan(node, libraries or [])
 
 
-def _run_scan(node: LocalNode, libraries: list[str]) -> ScanProgress:
+def _run_scan(node: NodeApi, libraries: list[str]) -> ScanProgress:
     started = time.monotonic()
     with scan_bar() as on_progress:
         result = node.scan(libraries, on_progress)
@@ -179,9 +184,9 @@ def ls(
       mesh ls Movies --deleted
       mesh ls --json | jq '.[] | select(.size > 1e9) | .path'
     """
-    with _ctx(ctx).local_node() as node:
+    with _ctx(ctx).node() as node:
         entries = node.entries(include_deleted=deleted, libraries=libraries or [])
-        names = [s.library.name for s in node.libraries()]
+        names = [lib.name for lib in node.status().libraries]
     if json_:
         print_json([_entry_json(e) for e in entries])
         return

@@ -17,7 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mesh.fs.scanner import ScanProgress
+from mesh.core.progress import ScanProgress
 
 
 def interactive() -> bool:

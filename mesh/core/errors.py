@@ -63,3 +63,7 @@ class ProtocolError(RemoteError):
 
 class RefusedError(RemoteError):
     """A peer refused a request (not a member, not allowed, incompatible)."""
+
+
+class PeerUnavailableError(RemoteError):
+    """A peer cannot be reached, or its stream ended."""

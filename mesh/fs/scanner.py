@@ -24,12 +24,14 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.core.entries import Library
+from mesh.core.errors import LocalError
+from mesh.core.progress import ScanProgress
 from mesh.fs.folder_scan import (
     STAGING_PREFIX,
     FolderResult,
@@ -49,21 +51,8 @@ _TASK_FILES = 2_000
 _COMMIT_INTERVAL_S = 2.0
 
 
-@dataclass
-class ScanProgress:
-    """Running totals of a scan, over every library it covers."""
-
-    files_seen: int = 0
-    files_to_hash: int = 0
-    files_hashed: int = 0
-    bytes_to_hash: int = 0
-    bytes_hashed: int = 0
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    warnings: list[str] = field(default_factory=list)
-    done: bool = False
+class ScanCancelledError(LocalError):
+    """The scan was stopped (shutdown, Ctrl-C) before it finished."""
 
 
 def _ignore_sigint() -> None:
@@ -106,7 +95,17 @@ class Scanner:
         self._pool: cf.ProcessPoolExecutor | None = None
         self._threads: cf.ThreadPoolExecutor | None = None
         self._write_thread: cf.ThreadPoolExecutor | None = None
+        self._cancelled = threading.Event()
         self.progress = ScanProgress()
+
+    def cancel(self) -> None:
+        """Stop at the next folder (from any thread); scan() raises ScanCancelledError.
+        What was committed stays; the next scan picks up the rest."""
+        self._cancelled.set()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise ScanCancelledError("the scan was cancelled; what it committed is kept")
 
     def scan(self, libraries: Sequence[Library]) -> ScanProgress:
         try:
@@ -176,6 +175,7 @@ class _LibraryScan:
         # Enough folders handed out that a worker never waits while this process commits.
         limit = 8 * max(1, scanner._workers)
         while self.queue or self.in_flight:
+            scanner._check_cancelled()
             while self.queue and self.in_flight < limit:
                 task = self._next_task()
                 if scanner._pool is None and (
@@ -325,4 +325,4 @@ class _LibraryScan:
             self.scanner._on_progress(self.progress)
 
 
-__all__ = ["LARGE_FILE", "STAGING_PREFIX", "ScanProgress", "Scanner"]
+__all__ = ["LARGE_FILE", "STAGING_PREFIX", "ScanCancelledError", "ScanProgress", "Scanner"]

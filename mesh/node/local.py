@@ -6,6 +6,7 @@ uses the same class behind its Control service, so a command behaves the same ei
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import time
@@ -13,27 +14,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mesh import __version__, config
 from mesh.core.entries import IndexedEntry, Library
 from mesh.core.epoch import NONCE_BITS, Epoch
 from mesh.core.errors import InvalidArgumentError, NotFoundError, NotInitializedError
 from mesh.core.ids import NodeId
 from mesh.core.names import check_library_name, check_node_name, node_name_from_host
-from mesh.fs.scanner import Scanner, ScanProgress
+from mesh.core.progress import ScanProgress
+from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.fs.scanner import Scanner
 from mesh.home import Home
 from mesh.security import identity as ident
 from mesh.store.database import Database
-from mesh.store.index import LibraryIndex, LibraryStats
+from mesh.store.index import LibraryIndex
+from mesh.store.members import MemberTable
 from mesh.store.node_state import NodeState
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LibrarySummary:
-    library: Library
-    stats: LibraryStats
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,6 +52,7 @@ class LocalNode:
         self.db = db
         self.state = NodeState(db)
         self.index = LibraryIndex(db, self.state)
+        self.members = MemberTable(db)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -87,6 +87,8 @@ class LocalNode:
             return node, InitResult(name=old, node_id=node.node_id, created=False)
         identity = ident.generate()
         ident.save(identity, home.key_file, home.cert_file)
+        if not home.config_file.exists():
+            config.save(config.Settings(), home.config_file)
         db = Database(home.database)
         node = cls(home, identity, db)
         chosen = name or node_name_from_host(socket.gethostname())
@@ -106,7 +108,9 @@ class LocalNode:
 
     # -- libraries ---------------------------------------------------------------------
 
-    def share(self, root: str, name: str | None = None, *, open_to_mesh: bool = False) -> Library:
+    def share(
+        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+    ) -> LibraryInfo:
         path = Path(root).expanduser()
         if not path.exists():
             raise NotFoundError(f"{root} does not exist")
@@ -123,16 +127,37 @@ class LocalNode:
             open=open_to_mesh,
         )
         self.index.add_library(library, now_ms())
-        return library
+        return self._info(library)
 
     def unshare(self, name: str) -> int:
         return self.index.remove_library(name)
 
-    def libraries(self) -> list[LibrarySummary]:
-        return [
-            LibrarySummary(library=lib, stats=self.index.stats(lib.name))
-            for lib in self.index.libraries()
-        ]
+    def _info(self, library: Library) -> LibraryInfo:
+        stats = self.index.stats(library.name)
+        return LibraryInfo(
+            name=library.name,
+            root=library.root,
+            open=library.open,
+            files=stats.files,
+            bytes=stats.bytes,
+            last_seq=stats.last_seq,
+        )
+
+    def libraries(self) -> list[LibraryInfo]:
+        return [self._info(lib) for lib in self.index.libraries()]
+
+    def status(self, *, port: int = 0, uptime_s: float = 0.0, running: bool = False) -> NodeStatus:
+        return NodeStatus(
+            name=self.name,
+            node_id=self.node_id,
+            home=str(self.home.root),
+            port=port,
+            running=running,
+            uptime_s=uptime_s,
+            pid=os.getpid(),
+            version=__version__,
+            libraries=tuple(self.libraries()),
+        )
 
     def select_libraries(self, names: Sequence[str]) -> list[Library]:
         if not names:
@@ -170,4 +195,4 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-__all__ = ["InitResult", "LibrarySummary", "LocalNode", "now_ms"]
+__all__ = ["InitResult", "LocalNode", "now_ms"]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/control.proto\x12\x07mesh.v1\"\x07\n\x05\x45mpty\"\x0f\n\rStatusRequest\"m\n\x0bLibraryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04root\x18\x02 \x01(\t\x12\x0c\n\x04open\x18\x03 \x01(\x08\x12\r\n\x05\x66iles\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x16\n\x0elast_change_ms\x18\x06 \x01(\x03\"\xb3\x01\n\nNodeStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\x0c\n\x04port\x18\x03 \x01(\r\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\'\n\tlibraries\x18\x05 \x03(\x0b\x32\x14.mesh.v1.LibraryInfo\x12\x0c\n\x04home\x18\x06 \x01(\t\x12\x0b\n\x03pid\x18\x07 \x01(\r\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x11\n\taddresses\x18\t \x03(\t\"8\n\x0cShareRequest\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04open\x18\x03 \x01(\x08\"\x1e\n\x0eUnshareRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\" \n\x0bScanRequest\x12\x11\n\tlibraries\x18\x01 \x03(\t\"\xe0\x01\n\x0cScanProgress\x12\x12\n\nfiles_seen\x18\x01 \x01(\x04\x12\x15\n\rfiles_to_hash\x18\x02 \x01(\x04\x12\x14\n\x0c\x66iles_hashed\x18\x03 \x01(\x04\x12\x15\n\rbytes_to_hash\x18\x04 \x01(\x04\x12\x14\n\x0c\x62ytes_hashed\x18\x05 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x06 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x07 \x01(\x04\x12\x0f\n\x07removed\x18\x08 \x01(\x04\x12\x10\n\x08warnings\x18\t \x03(\t\x12\x0c\n\x04\x64one\x18\n \x01(\x08\x12\x11\n\tunchanged\x18\x0b \x01(\x04\"9\n\x0bListRequest\x12\x17\n\x0finclude_deleted\x18\x01 \x01(\x08\x12\x11\n\tlibraries\x18\x02 \x03(\t\"\x95\x01\n\tEntryView\x12\x0f\n\x07library\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x10\n\x08mtime_ns\x18\x04 \x01(\x03\x12\x0c\n\x04hash\x18\x05 \x01(\x0c\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x07 \x01(\x08\x12\x0f\n\x07node_id\x18\x08 \x01(\x0c\x12\x0c\n\x04node\x18\t \x01(\t\"0\n\tEntryPage\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.mesh.v1.EntryView2\x95\x02\n\x07\x43ontrol\x12\x35\n\x06Status\x12\x16.mesh.v1.StatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x34\n\x05Share\x12\x15.mesh.v1.ShareRequest\x1a\x14.mesh.v1.LibraryInfo\x12\x32\n\x07Unshare\x12\x17.mesh.v1.UnshareRequest\x1a\x0e.mesh.v1.Empty\x12\x35\n\x04Scan\x12\x14.mesh.v1.ScanRequest\x1a\x15.mesh.v1.ScanProgress0\x01\x12\x32\n\x04List\x12\x14.mesh.v1.ListRequest\x1a\x12.mesh.v1.EntryPage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/control.proto\x12\x07mesh.v1\"\x07\n\x05\x45mpty\"\x0f\n\rStatusRequest\"g\n\x0bLibraryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04root\x18\x02 \x01(\t\x12\x0c\n\x04open\x18\x03 \x01(\x08\x12\r\n\x05\x66iles\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x10\n\x08last_seq\x18\x06 \x01(\x04\"\xb3\x01\n\nNodeStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\x0c\n\x04port\x18\x03 \x01(\r\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\'\n\tlibraries\x18\x05 \x03(\x0b\x32\x14.mesh.v1.LibraryInfo\x12\x0c\n\x04home\x18\x06 \x01(\t\x12\x0b\n\x03pid\x18\x07 \x01(\r\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x11\n\taddresses\x18\t \x03(\t\"\x1f\n\x0cUnshareReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"8\n\x0cShareRequest\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04open\x18\x03 \x01(\x08\"\x1e\n\x0eUnshareRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\" \n\x0bScanRequest\x12\x11\n\tlibraries\x18\x01 \x03(\t\"\xe0\x01\n\x0cScanProgress\x12\x12\n\nfiles_seen\x18\x01 \x01(\x04\x12\x15\n\rfiles_to_hash\x18\x02 \x01(\x04\x12\x14\n\x0c\x66iles_hashed\x18\x03 \x01(\x04\x12\x15\n\rbytes_to_hash\x18\x04 \x01(\x04\x12\x14\n\x0c\x62ytes_hashed\x18\x05 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x06 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x07 \x01(\x04\x12\x0f\n\x07removed\x18\x08 \x01(\x04\x12\x10\n\x08warnings\x18\t \x03(\t\x12\x0c\n\x04\x64one\x18\n \x01(\x08\x12\x11\n\tunchanged\x18\x0b \x01(\x04\"9\n\x0bListRequest\x12\x17\n\x0finclude_deleted\x18\x01 \x01(\x08\x12\x11\n\tlibraries\x18\x02 \x03(\t\"\x95\x01\n\tEntryView\x12\x0f\n\x07library\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x10\n\x08mtime_ns\x18\x04 \x01(\x03\x12\x0c\n\x04hash\x18\x05 \x01(\x0c\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x07 \x01(\x08\x12\x0f\n\x07node_id\x18\x08 \x01(\x0c\x12\x0c\n\x04node\x18\t \x01(\t\"0\n\tEntryPage\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.mesh.v1.EntryView2\x9c\x02\n\x07\x43ontrol\x12\x35\n\x06Status\x12\x16.mesh.v1.StatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x34\n\x05Share\x12\x15.mesh.v1.ShareRequest\x1a\x14.mesh.v1.LibraryInfo\x12\x39\n\x07Unshare\x12\x17.mesh.v1.UnshareRequest\x1a\x15.mesh.v1.UnshareReply\x12\x35\n\x04Scan\x12\x14.mesh.v1.ScanRequest\x1a\x15.mesh.v1.ScanProgress0\x01\x12\x32\n\x04List\x12\x14.mesh.v1.ListRequest\x1a\x12.mesh.v1.EntryPage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +36,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=43
   _globals['_STATUSREQUEST']._serialized_end=58
   _globals['_LIBRARYINFO']._serialized_start=60
-  _globals['_LIBRARYINFO']._serialized_end=169
-  _globals['_NODESTATUS']._serialized_start=172
-  _globals['_NODESTATUS']._serialized_end=351
-  _globals['_SHAREREQUEST']._serialized_start=353
-  _globals['_SHAREREQUEST']._serialized_end=409
-  _globals['_UNSHAREREQUEST']._serialized_start=411
-  _globals['_UNSHAREREQUEST']._serialized_end=441
-  _globals['_SCANREQUEST']._serialized_start=443
-  _globals['_SCANREQUEST']._serialized_end=475
-  _globals['_SCANPROGRESS']._serialized_start=478
-  _globals['_SCANPROGRESS']._serialized_end=702
-  _globals['_LISTREQUEST']._serialized_start=704
-  _globals['_LISTREQUEST']._serialized_end=761
-  _globals['_ENTRYVIEW']._serialized_start=764
-  _globals['_ENTRYVIEW']._serialized_end=913
-  _globals['_ENTRYPAGE']._serialized_start=915
-  _globals['_ENTRYPAGE']._serialized_end=963
-  _globals['_CONTROL']._serialized_start=966
-  _globals['_CONTROL']._serialized_end=1243
+  _globals['_LIBRARYINFO']._serialized_end=163
+  _globals['_NODESTATUS']._serialized_start=166
+  _globals['_NODESTATUS']._serialized_end=345
+  _globals['_UNSHAREREPLY']._serialized_start=347
+  _globals['_UNSHAREREPLY']._serialized_end=378
+  _globals['_SHAREREQUEST']._serialized_start=380
+  _globals['_SHAREREQUEST']._serialized_end=436
+  _globals['_UNSHAREREQUEST']._serialized_start=438
+  _globals['_UNSHAREREQUEST']._serialized_end=468
+  _globals['_SCANREQUEST']._serialized_start=470
+  _globals['_SCANREQUEST']._serialized_end=502
+  _globals['_SCANPROGRESS']._serialized_start=505
+  _globals['_SCANPROGRESS']._serialized_end=729
+  _globals['_LISTREQUEST']._serialized_start=731
+  _globals['_LISTREQUEST']._serialized_end=788
+  _globals['_ENTRYVIEW']._serialized_start=791
+  _globals['_ENTRYVIEW']._serialized_end=940
+  _globals['_ENTRYPAGE']._serialized_start=942
+  _globals['_ENTRYPAGE']._serialized_end=990
+  _globals['_CONTROL']._serialized_start=993
+  _globals['_CONTROL']._serialized_end=1277
 # @@protoc_insertion_point(module_scope)

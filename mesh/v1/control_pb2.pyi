@@ -57,13 +57,13 @@ class LibraryInfo(_message.Message):
     OPEN_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
-    LAST_CHANGE_MS_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     root: _builtins.str
     open: _builtins.bool
     files: _builtins.int
     bytes: _builtins.int
-    last_change_ms: _builtins.int
+    last_seq: _builtins.int
     def __init__(
         self,
         *,
@@ -72,11 +72,11 @@ class LibraryInfo(_message.Message):
         open: _builtins.bool = ...,
         files: _builtins.int = ...,
         bytes: _builtins.int = ...,
-        last_change_ms: _builtins.int = ...,
+        last_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "files", b"files", "last_change_ms", b"last_change_ms", "name", b"name", "open", b"open", "root", b"root"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "files", b"files", "last_seq", b"last_seq", "name", b"name", "open", b"open", "root", b"root"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -126,6 +126,25 @@ class NodeStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeStatus: _TypeAlias = NodeStatus  # noqa: Y015
+
+@_typing.final
+class UnshareReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.int
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnshareReply: _TypeAlias = UnshareReply  # noqa: Y015
 
 @_typing.final
 class ShareRequest(_message.Message):

@@ -47,7 +47,7 @@ class ControlStub:
         self.Unshare = channel.unary_unary(
                 '/mesh.v1.Control/Unshare',
                 request_serializer=mesh_dot_v1_dot_control__pb2.UnshareRequest.SerializeToString,
-                response_deserializer=mesh_dot_v1_dot_control__pb2.Empty.FromString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.UnshareReply.FromString,
                 _registered_method=True)
         self.Scan = channel.unary_stream(
                 '/mesh.v1.Control/Scan',
@@ -110,7 +110,7 @@ def add_ControlServicer_to_server(servicer, server):
             'Unshare': grpc.unary_unary_rpc_method_handler(
                     servicer.Unshare,
                     request_deserializer=mesh_dot_v1_dot_control__pb2.UnshareRequest.FromString,
-                    response_serializer=mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.UnshareReply.SerializeToString,
             ),
             'Scan': grpc.unary_stream_rpc_method_handler(
                     servicer.Scan,
@@ -203,7 +203,7 @@ class Control:
             target,
             '/mesh.v1.Control/Unshare',
             mesh_dot_v1_dot_control__pb2.UnshareRequest.SerializeToString,
-            mesh_dot_v1_dot_control__pb2.Empty.FromString,
+            mesh_dot_v1_dot_control__pb2.UnshareReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,7 +33,7 @@ class ControlStub:
     def __new__(cls, channel: _aio.Channel) -> ControlAsyncStub: ...
     Status: _grpc.UnaryUnaryMultiCallable[_control_pb2.StatusRequest, _control_pb2.NodeStatus]
     Share: _grpc.UnaryUnaryMultiCallable[_control_pb2.ShareRequest, _control_pb2.LibraryInfo]
-    Unshare: _grpc.UnaryUnaryMultiCallable[_control_pb2.UnshareRequest, _control_pb2.Empty]
+    Unshare: _grpc.UnaryUnaryMultiCallable[_control_pb2.UnshareRequest, _control_pb2.UnshareReply]
     Scan: _grpc.UnaryStreamMultiCallable[_control_pb2.ScanRequest, _control_pb2.ScanProgress]
     List: _grpc.UnaryStreamMultiCallable[_control_pb2.ListRequest, _control_pb2.EntryPage]
 
@@ -42,7 +42,7 @@ class ControlAsyncStub(ControlStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Status: _aio.UnaryUnaryMultiCallable[_control_pb2.StatusRequest, _control_pb2.NodeStatus]  # type: ignore[assignment]
     Share: _aio.UnaryUnaryMultiCallable[_control_pb2.ShareRequest, _control_pb2.LibraryInfo]  # type: ignore[assignment]
-    Unshare: _aio.UnaryUnaryMultiCallable[_control_pb2.UnshareRequest, _control_pb2.Empty]  # type: ignore[assignment]
+    Unshare: _aio.UnaryUnaryMultiCallable[_control_pb2.UnshareRequest, _control_pb2.UnshareReply]  # type: ignore[assignment]
     Scan: _aio.UnaryStreamMultiCallable[_control_pb2.ScanRequest, _control_pb2.ScanProgress]  # type: ignore[assignment]
     List: _aio.UnaryStreamMultiCallable[_control_pb2.ListRequest, _control_pb2.EntryPage]  # type: ignore[assignment]
 
@@ -66,7 +66,7 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _control_pb2.UnshareRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_control_pb2.Empty, _abc.Awaitable[_control_pb2.Empty]]: ...
+    ) -> _typing.Union[_control_pb2.UnshareReply, _abc.Awaitable[_control_pb2.UnshareReply]]: ...
 
     @_abc_1.abstractmethod
     def Scan(

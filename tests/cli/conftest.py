@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,3 +42,59 @@ class Mesh:
 @pytest.fixture
 def mesh(tmp_path: Path) -> Mesh:
     return Mesh(home=tmp_path / "home")
+
+
+class Daemon:
+    """`mesh up` as a child process on 127.0.0.1 (no mDNS), stopped at the end."""
+
+    def __init__(self, mesh: Mesh, *args: str) -> None:
+        env = {**os.environ, "MESH_HOME": str(mesh.home), "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "mesh", "up", "--no-mdns", "--listen", "127.0.0.1"]
+        self.mesh = mesh
+        self.proc = subprocess.Popen(
+            [*cmd, "--port", "0", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_running(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mesh up exited: {self.proc.communicate()[1]}")
+            if '"running": true' in self.mesh.run("status", "--json", check=False).stdout:
+                return
+            time.sleep(0.1)
+        raise AssertionError("mesh up did not start in time")
+
+    def exited(self, timeout: float = 15) -> tuple[int, str]:
+        """Wait for the daemon to exit by itself (a refusal): (exit code, stderr)."""
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10) -> tuple[int, str, float]:
+        began = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err, time.monotonic() - began
+
+
+@pytest.fixture
+def daemon(mesh: Mesh) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(*args: str, wait: bool = True) -> Daemon:
+        d = Daemon(mesh, *args)
+        started.append(d)
+        if wait:
+            d.wait_running()
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.communicate()

@@ -11,7 +11,8 @@ import xxhash
 
 from mesh.core.entries import Library
 from mesh.core.epoch import Epoch
-from mesh.fs.scanner import Scanner, ScanProgress
+from mesh.core.progress import ScanProgress
+from mesh.fs.scanner import Scanner
 from mesh.store.database import Database
 from mesh.store.index import LibraryIndex
 from mesh.store.node_state import NodeState

@@ -1,0 +1,213 @@
+"""Commands about the daemon: up and status."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mesh import config
+from mesh.cli.context import CliContext
+from mesh.cli.output import human_duration, human_size, plural, print_json, safe
+from mesh.core.errors import ConfigError
+from mesh.core.status import NodeStatus
+from mesh.home import HomeLock
+
+if TYPE_CHECKING:
+    from mesh.node.daemon import Daemon
+
+
+def _ctx(ctx: typer.Context) -> CliContext:
+    obj = ctx.obj
+    assert isinstance(obj, CliContext)
+    return obj
+
+
+def _daemon_class() -> type[Daemon]:
+    # Imported on use: gRPC costs a tenth of a second that most commands do not need.
+    from mesh.node.daemon import Daemon
+
+    return Daemon
+
+
+def up(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            "-p",
+            help=f"TCP port for peers (default {config.DEFAULT_PORT}).",
+            show_default=False,
+        ),
+    ] = None,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer", help="Also reach this node, HOST[:PORT] (repeatable).", show_default=False
+        ),
+    ] = None,
+    interface: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--interface",
+            "-i",
+            help="Announce on this interface only (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help='Accept peers on this address only (default "::": all).',
+            show_default=False,
+        ),
+    ] = None,
+    no_mdns: Annotated[bool, typer.Option("--no-mdns", help="Do not use mDNS discovery.")] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug, info, warning or error.", show_default=False),
+    ] = None,
+) -> None:
+    """Run this node in the foreground until Ctrl-C (or SIGTERM).
+
+    Serves peers on a TCP port over mutual TLS and the CLI on a Unix socket in the home.
+    Settings come from the home's config.toml (`mesh config show`); options override them.
+
+    \b
+    Examples:
+      mesh up
+      mesh up --port 7000 --peer 192.168.1.20
+      mesh up --no-mdns --listen 127.0.0.1 --log-level debug
+    """
+    from mesh.node import logs
+    from mesh.node.local import LocalNode
+
+    home = _ctx(ctx).home
+    settings = config.load(home.config_file)
+    overrides: dict[str, object] = {}
+    if port is not None:
+        if not 0 <= port < 65536:
+            raise ConfigError(f"--port {port} is not allowed; use a TCP port, 1-65535")
+        overrides["port"] = port
+    if peer:
+        for p in peer:
+            config.with_value(settings, "peers.static", p)
+        overrides["static_peers"] = (*settings.static_peers, *peer)
+    if interface:
+        overrides["interfaces"] = tuple(interface)
+    if no_mdns:
+        overrides["mdns"] = False
+    if log_level is not None:
+        settings = config.with_value(settings, "node.log_level", log_level)
+    if listen is not None:
+        settings = config.with_value(settings, "node.listen", listen)
+    settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+
+    lock = HomeLock(home, "daemon")
+    lock.acquire_as_daemon()
+    try:
+        if not home.exists():
+            node, result = LocalNode.init(home, None)
+            node.close()
+            typer.echo(f"created node {result.name!r} (id {result.node_id})", err=True)
+        if not home.config_file.exists():
+            config.save(config.load(home.config_file), home.config_file)
+        node = LocalNode.open(home)
+        name = node.name
+        node.close()
+    finally:
+        lock.release()
+    logs.setup(name, settings.log_level)
+    asyncio.run(_serve(_daemon_class()(home, settings)))
+
+
+async def _serve(daemon: Daemon) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        if stop.is_set():
+            # A second Ctrl-C: every store write is a transaction, so leaving now loses
+            # nothing that was acknowledged.
+            print("mesh: stopping now", file=sys.stderr, flush=True)
+            os._exit(130)
+        stop.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await daemon.run(stop)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def status(
+    ctx: typer.Context,
+    json_: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Show this node: name, id, whether the daemon runs (port, uptime), libraries.
+
+    \b
+    Examples:
+      mesh status
+      mesh status --json
+    """
+    with _ctx(ctx).node() as node:
+        st = node.status()
+    if json_:
+        print_json(_status_json(st))
+        return
+    typer.echo(f"node      {safe(st.name)}")
+    typer.echo(f"id        {st.node_id}")
+    typer.echo(f"home      {safe(st.home)}")
+    if st.running:
+        typer.echo(
+            f"daemon    running, pid {st.pid}, port {st.port}, up {human_duration(st.uptime_s)}"
+        )
+    else:
+        typer.echo("daemon    not running (start it with `mesh up`)")
+    if not st.libraries:
+        typer.echo("libraries none; share a folder with `mesh share DIR`")
+    for i, lib in enumerate(st.libraries):
+        head = "libraries" if i == 0 else ""
+        typer.echo(
+            f"{head:<9} {safe(lib.name)}: {plural(lib.files, 'file')}, "
+            f"{human_size(lib.bytes)} ({safe(lib.root)})"
+        )
+
+
+def _status_json(st: NodeStatus) -> dict[str, object]:
+    return {
+        "name": st.name,
+        "node_id": str(st.node_id),
+        "home": st.home,
+        "running": st.running,
+        "pid": st.pid if st.running else None,
+        "port": st.port if st.running else None,
+        "uptime_s": round(st.uptime_s, 3) if st.running else None,
+        "version": st.version,
+        "libraries": [
+            {
+                "name": lib.name,
+                "root": lib.root,
+                "open": lib.open,
+                "files": lib.files,
+                "bytes": lib.bytes,
+            }
+            for lib in st.libraries
+        ],
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(status)

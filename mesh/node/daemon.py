@@ -1,0 +1,261 @@
+"""The daemon: `mesh up`. Composition root of a running node.
+
+It owns the task group every long-lived task belongs to, the store thread (SQLite is used
+from that one thread only, so the event loop never blocks on disk and there is one writer),
+the peer server, the control server and the peer manager. Shutdown stops accepting, drains
+for a short grace period, then cancels, and closes the store last, all within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from mesh.config import Settings
+from mesh.core.entries import IndexedEntry
+from mesh.core.epoch import Epoch
+from mesh.core.errors import LocalError
+from mesh.core.ids import NodeId
+from mesh.core.members import Member
+from mesh.core.progress import ScanProgress
+from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.fs.scanner import Scanner
+from mesh.home import Home, HomeLock
+from mesh.node.local import LocalNode
+from mesh.node.peers import PeerManager, SessionRegistry
+from mesh.node.session import Session
+from mesh.security.identity import Identity
+from mesh.transport.control_server import ControlServer
+from mesh.transport.gossip_stream import GossipStream
+from mesh.transport.peer_server import PeerServer
+from mesh.transport.tls import TrustStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Daemon:
+    """A running node. Create, then `await run(stop)`; `started` is set once it listens."""
+
+    def __init__(self, home: Home, settings: Settings) -> None:
+        self.home = home
+        self.settings = settings
+        self.started = asyncio.Event()
+        self._store = cf.ThreadPoolExecutor(1, "mesh-store")
+        self._scan_lock = asyncio.Lock()
+        self._scanners: set[Scanner] = set()
+        self._members: dict[NodeId, Member] = {}
+        self._start_time = time.monotonic()
+        self.port = 0
+        self.local: LocalNode
+        self.identity: Identity
+        self.node_id: NodeId
+        self.epoch: Epoch
+        self._name = ""
+        self.sessions: SessionRegistry
+        self.trust: TrustStore
+        self.server: PeerServer
+        self.peers: PeerManager
+
+    # -- store access --------------------------------------------------------------------
+
+    async def store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn` on the store thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store, lambda: fn(*args, **kwargs))
+
+    def store_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the store thread from another worker thread, waiting for it."""
+        return self._store.submit(fn, *args).result()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        lock = HomeLock(self.home, "daemon")
+        lock.acquire_as_daemon()
+        try:
+            self.local = await self.store(LocalNode.open, self.home)
+            try:
+                await self._serve(stop)
+            finally:
+                await self.store(self.local.close)
+        finally:
+            self._store.shutdown(wait=True)
+            lock.release()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        self.identity = self.local.identity
+        self.node_id = self.identity.node_id
+        self.epoch = await self.store(lambda: self.local.state.epoch)
+        self._name = await self.store(lambda: self.local.name)
+        self.sessions = SessionRegistry(self.node_id)
+        members = await self.store(self.local.members.all)
+        self._members = {m.node_id: m for m in members}
+        self.trust = TrustStore(self.identity, [m.certificate for m in members])
+        self.server = PeerServer(
+            self,
+            self.trust,
+            host=s.listen,
+            port=s.port,
+            keepalive_s=s.keepalive_s,
+            ping_timeout_s=s.ping_timeout_s,
+        )
+        self.port = await self.server.start()
+        self.home.ensure()
+        control = ControlServer(_Control(self), self.home.control_socket)
+        await control.start()
+        self.peers = PeerManager(self, s)
+        log.info(
+            "node %s (%s) listening on port %d; control socket %s",
+            self._name,
+            self.node_id.short(),
+            self.port,
+            self.home.control_socket,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self.peers.start(tg)
+                self.started.set()
+                await stop.wait()
+                log.info("stopping")
+                for scanner in self._scanners:
+                    scanner.cancel()
+                await control.stop(s.shutdown_grace_s)
+                await self.server.stop(s.shutdown_grace_s)
+                for session in self.sessions.all():
+                    session.close()
+                await self.peers.stop()
+        finally:
+            log.info("stopped")
+
+    # -- membership ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def is_member(self, node_id: NodeId) -> bool:
+        return node_id in self._members
+
+    def member(self, node_id: NodeId) -> Member | None:
+        return self._members.get(node_id)
+
+    def session(self, node_id: NodeId) -> Session | None:
+        return self.sessions.get(node_id)
+
+    async def reload_members(self) -> None:
+        """Re-read the members table; trust follows, and removed nodes are cut off now."""
+        members = await self.store(self.local.members.all)
+        new = {m.node_id: m for m in members}
+        gone = set(self._members) - set(new)
+        self._members = new
+        self.trust.update(m.certificate for m in members)
+        for peer in gone:
+            cancelled = self.server.cancel_peer(peer)
+            self.sessions.close(peer)
+            await self.peers.drop(peer)
+            log.info("%s is no longer a member: %d open calls ended", peer.short(), cancelled)
+
+    async def add_member(self, member: Member) -> None:
+        await self.store(self.local.members.add, member)
+        await self.reload_members()
+
+    async def remove_member(self, node_id: NodeId) -> None:
+        await self.store(self.local.members.remove, node_id)
+        await self.reload_members()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def admit(self, session: Session) -> bool:
+        if not self.is_member(session.peer):
+            return False
+        return self.sessions.admit(session)
+
+    def release(self, session: Session) -> None:
+        self.sessions.release(session)
+
+    async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
+        s = self.settings
+        session = Session(self, stream, keepalive_s=s.keepalive_s, timeout_s=s.handshake_timeout_s)
+        await session.run()
+
+    # -- local work ----------------------------------------------------------------------
+
+    async def status(self) -> NodeStatus:
+        uptime = time.monotonic() - self._start_time
+        return await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
+
+    async def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
+        """Scan in a worker thread, streaming progress; one scan at a time."""
+        async with self._scan_lock:
+            libraries = await self.store(self.local.select_libraries, names)
+            loop = asyncio.get_running_loop()
+            updates: asyncio.Queue[ScanProgress | BaseException] = asyncio.Queue()
+
+            def report(p: ScanProgress) -> None:
+                snapshot = ScanProgress(**{**vars(p), "warnings": list(p.warnings)})
+                loop.call_soon_threadsafe(updates.put_nowait, snapshot)
+
+            index = self.local.index
+            scanner = Scanner(
+                load_known=lambda lib: self.store_blocking(index.known_by_folder, lib),
+                commit=lambda lib, batch: self.store_blocking(index.apply, lib, batch),
+                on_progress=report,
+            )
+            self._scanners.add(scanner)
+
+            def work() -> None:
+                try:
+                    scanner.scan(libraries)
+                except BaseException as exc:
+                    loop.call_soon_threadsafe(updates.put_nowait, exc)
+
+            worker = asyncio.create_task(asyncio.to_thread(work))
+            try:
+                while True:
+                    item = await updates.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+                    if item.done:
+                        break
+            finally:
+                scanner.cancel()
+                with contextlib.suppress(LocalError):
+                    await worker
+                self._scanners.discard(scanner)
+
+
+class _Control:
+    """The Control service's handlers: the daemon's local work, as the CLI asks for it."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    async def status(self) -> NodeStatus:
+        return await self._d.status()
+
+    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo:
+        local = self._d.local
+        return await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+
+    async def unshare(self, name: str) -> int:
+        return await self._d.store(self._d.local.unshare, name)
+
+    def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
+        return self._d.scan(names)
+
+    async def entries(self, include_deleted: bool, libraries: list[str]) -> list[IndexedEntry]:
+        local = self._d.local
+        return await self._d.store(
+            local.entries, include_deleted=include_deleted, libraries=libraries
+        )
+
+
+__all__ = ["Daemon"]

@@ -1,0 +1,164 @@
+"""The peer manager: keeps one Gossip session open with every member it knows how to reach.
+
+Theory of operation. For each address it knows (static peers from the config and `--peer`;
+later gossiped and discovered ones) a task loops: read the certificate at that address with
+a plain TLS handshake, hash it, and go on only if it is a member's (never this node's own);
+if a session with that member is already open, wait for it to end; otherwise dial a
+channel pinned to that certificate and run a session. Failures wait a jittered exponential
+backoff; a session that opened resets it. Both ends may dial at once; the session registry
+keeps the stream that the node with the lower id dialled, so both ends drop the same one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from mesh.config import Settings
+from mesh.core.backoff import Backoff
+from mesh.core.errors import PeerUnavailableError
+from mesh.core.ids import NodeId
+from mesh.core.members import Member
+from mesh.node.session import Session, SessionHost
+from mesh.security.identity import Identity
+from mesh.transport.peer_client import PeerChannel, target
+from mesh.transport.tls import probe_certificate
+
+log = logging.getLogger(__name__)
+
+
+class PeersHost(SessionHost, Protocol):
+    identity: Identity
+
+    def member(self, node_id: NodeId) -> Member | None: ...
+
+    def session(self, node_id: NodeId) -> Session | None: ...
+
+
+class SessionRegistry:
+    """The open session with each peer; decides between two streams to the same peer."""
+
+    def __init__(self, self_id: NodeId) -> None:
+        self._self = self_id
+        self._sessions: dict[NodeId, Session] = {}
+
+    def get(self, peer: NodeId) -> Session | None:
+        return self._sessions.get(peer)
+
+    def all(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def admit(self, session: Session) -> bool:
+        """Register an opened session; False if it must yield to the one already open."""
+        current = self._sessions.get(session.peer)
+        if current is not None and current is not session:
+            lower = min(self._self, session.peer)
+            keep_new = session.initiator in (current.initiator, lower)
+            if not keep_new:
+                return False
+            current.close()
+        self._sessions[session.peer] = session
+        return True
+
+    def release(self, session: Session) -> None:
+        if self._sessions.get(session.peer) is session:
+            del self._sessions[session.peer]
+
+    def close(self, peer: NodeId) -> None:
+        session = self._sessions.get(peer)
+        if session is not None:
+            session.close()
+
+
+class PeerManager:
+    def __init__(self, host: PeersHost, settings: Settings) -> None:
+        self._host = host
+        self._settings = settings
+        self._addresses: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._channels: set[PeerChannel] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self._stopping = False
+
+    def start(self, group: asyncio.TaskGroup) -> None:
+        self._group = group
+        for host, port in self._settings.peers():
+            self.add_address(host, port)
+
+    def add_address(self, host: str, port: int) -> None:
+        key = (host, port)
+        if key in self._addresses or self._group is None or self._stopping:
+            return
+        self._addresses[key] = self._group.create_task(
+            self._maintain(host, port), name=f"peer {target(host, port)}"
+        )
+
+    async def stop(self) -> None:
+        # The flag, not only the cancellation, ends the loops: in Python 3.11 a TaskGroup
+        # whose child fails while it is being cancelled raises the child's error instead of
+        # the cancellation, and a session handles that error and returns normally.
+        self._stopping = True
+        for task in self._addresses.values():
+            task.cancel()
+        for channel in list(self._channels):
+            await channel.close()
+
+    async def _maintain(self, host: str, port: int) -> None:
+        s = self._settings
+        backoff = Backoff(s.reconnect_min_s, s.reconnect_max_s)
+        where = target(host, port)
+        last_problem = ""
+        while not self._stopping:
+            problem = ""
+            try:
+                der = await probe_certificate(host, port, s.handshake_timeout_s)
+                peer = NodeId.of_certificate(der)
+                if peer == self._host.identity.node_id:
+                    log.info("%s is this node itself; not dialling it", where)
+                    return
+                member = self._host.member(peer)
+                if member is None:
+                    problem = f"{where} is node {peer.short()}, which is not a member of this mesh"
+                elif (existing := self._host.session(peer)) is not None:
+                    await existing.closed.wait()
+                    continue
+                elif await self._run_session(member, der, host, port):
+                    backoff.reset()
+                    continue
+            except PeerUnavailableError as exc:
+                problem = str(exc)
+            if problem and problem != last_problem:
+                log.warning("%s (retrying)", problem)
+            last_problem = problem
+            await asyncio.sleep(backoff.next())
+
+    async def _run_session(self, member: Member, der: bytes, host: str, port: int) -> bool:
+        """Dial and serve one session; True if it got past the handshake."""
+        s = self._settings
+        channel = PeerChannel(
+            self._host.identity,
+            member.node_id,
+            der,
+            host,
+            port,
+            keepalive_s=s.keepalive_s,
+            ping_timeout_s=s.ping_timeout_s,
+        )
+        self._channels.add(channel)
+        try:
+            session = Session(
+                self._host,
+                channel.gossip(),
+                keepalive_s=s.keepalive_s,
+                timeout_s=s.handshake_timeout_s,
+            )
+            await session.run()
+            return session.peer_hello is not None
+        finally:
+            self._channels.discard(channel)
+            await channel.close()
+
+    async def drop(self, peer: NodeId) -> None:
+        """Close every channel to `peer` (it is no longer a member)."""
+        for channel in [c for c in self._channels if c.peer == peer]:
+            await channel.close()

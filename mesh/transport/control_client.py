@@ -1,0 +1,102 @@
+"""The CLI's side of the Control socket: the same calls as a local node, over the daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mesh.core.entries import IndexedEntry
+from mesh.core.errors import DaemonNotRunningError, MeshError
+from mesh.core.progress import ScanProgress
+from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.transport import options
+from mesh.transport.errors import error_of
+from mesh.v1 import control_pb2 as pb
+from mesh.v1 import control_pb2_grpc
+from mesh.wire import control as wire
+
+_CALL_TIMEOUT_S = 30.0
+
+
+class ControlClient:
+    def __init__(self, socket_path: Path) -> None:
+        self._path = socket_path
+        self._channel = grpc.insecure_channel(
+            f"unix:{socket_path}", options=options.control_options()
+        )
+        self._stub = control_pb2_grpc.ControlStub(self._channel)
+
+    def _call(self, fn: Callable[..., Any], request: Any, **kw: Any) -> Any:
+        try:
+            return fn(request, **kw)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: grpc.RpcError) -> MeshError:
+        code = exc.code()
+        if code == grpc.StatusCode.UNAVAILABLE and "unix:" in str(exc.details()):
+            return DaemonNotRunningError(
+                f"the daemon does not answer on {self._path}; is `mesh up` still running?"
+            )
+        return error_of(code, exc.details())
+
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise DaemonNotRunningError unless the daemon answers within `timeout`."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError as exc:
+            raise DaemonNotRunningError(
+                f"the daemon does not answer on {self._path}; is `mesh up` still running?"
+            ) from exc
+
+    def status(self) -> NodeStatus:
+        msg = self._call(self._stub.Status, pb.StatusRequest(), timeout=_CALL_TIMEOUT_S)
+        return wire.status_from_wire(msg)
+
+    def share(
+        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+    ) -> LibraryInfo:
+        request = pb.ShareRequest(root=root, name=name or "", open=open_to_mesh)
+        return wire.library_from_wire(
+            self._call(self._stub.Share, request, timeout=_CALL_TIMEOUT_S)
+        )
+
+    def unshare(self, name: str) -> int:
+        reply = self._call(
+            self._stub.Unshare, pb.UnshareRequest(name=name), timeout=_CALL_TIMEOUT_S
+        )
+        return int(reply.deleted)
+
+    def scan(
+        self, names: Sequence[str] = (), on_progress: Callable[[ScanProgress], None] | None = None
+    ) -> ScanProgress:
+        last = ScanProgress()
+        stream: Any = self._call(self._stub.Scan, pb.ScanRequest(libraries=list(names)))
+        try:
+            for msg in stream:
+                last = wire.progress_from_wire(msg)
+                if on_progress is not None:
+                    on_progress(last)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+        finally:
+            stream.cancel()
+        return last
+
+    def entries(
+        self, *, include_deleted: bool = False, libraries: Sequence[str] = ()
+    ) -> list[IndexedEntry]:
+        request = pb.ListRequest(include_deleted=include_deleted, libraries=list(libraries))
+        out: list[IndexedEntry] = []
+        try:
+            for page in self._call(self._stub.List, request, timeout=_CALL_TIMEOUT_S):
+                out.extend(wire.entry_from_wire(e) for e in page.entries)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+        return out
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,105 @@
+"""The Control service on a Unix socket in the home's 0700 run folder (the CLI's way in).
+
+Access is the file system's: only the user who owns the home can reach the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
+
+import grpc
+
+from mesh.core.entries import IndexedEntry
+from mesh.core.errors import MeshError
+from mesh.core.progress import ScanProgress
+from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.transport import options
+from mesh.transport.errors import status_of
+from mesh.v1 import control_pb2 as pb
+from mesh.v1 import control_pb2_grpc
+from mesh.wire import control as wire
+
+log = logging.getLogger(__name__)
+_PAGE = 2000
+
+
+class ControlHandlers(Protocol):
+    async def status(self) -> NodeStatus: ...
+
+    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo: ...
+
+    async def unshare(self, name: str) -> int: ...
+
+    def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]: ...
+
+    async def entries(self, include_deleted: bool, libraries: list[str]) -> list[IndexedEntry]: ...
+
+
+# grpc ships no type information; a servicer context is Any to mypy.
+Context: TypeAlias = Any
+
+
+@contextlib.asynccontextmanager
+async def _mapped(context: Context) -> AsyncIterator[None]:
+    try:
+        yield
+    except MeshError as exc:
+        await context.abort(status_of(exc), str(exc))
+
+
+class _ControlServicer(control_pb2_grpc.ControlServicer):
+    def __init__(self, handlers: ControlHandlers) -> None:
+        self._h = handlers
+
+    async def Status(self, request: pb.StatusRequest, context: Context) -> pb.NodeStatus:  # noqa: N802
+        async with _mapped(context):
+            return wire.status_to_wire(await self._h.status())
+        raise AssertionError("unreachable")
+
+    async def Share(self, request: pb.ShareRequest, context: Context) -> pb.LibraryInfo:  # noqa: N802
+        async with _mapped(context):
+            info = await self._h.share(request.root, request.name or None, request.open)
+            return wire.library_to_wire(info)
+        raise AssertionError("unreachable")
+
+    async def Unshare(self, request: pb.UnshareRequest, context: Context) -> pb.UnshareReply:  # noqa: N802
+        async with _mapped(context):
+            return pb.UnshareReply(deleted=await self._h.unshare(request.name))
+        raise AssertionError("unreachable")
+
+    async def Scan(  # noqa: N802
+        self, request: pb.ScanRequest, context: Context
+    ) -> AsyncIterator[pb.ScanProgress]:
+        async with _mapped(context):
+            async for progress in self._h.scan(list(request.libraries)):
+                yield wire.progress_to_wire(progress)
+
+    async def List(  # noqa: N802
+        self, request: pb.ListRequest, context: Context
+    ) -> AsyncIterator[pb.EntryPage]:
+        async with _mapped(context):
+            items = await self._h.entries(request.include_deleted, list(request.libraries))
+            for start in range(0, max(len(items), 1), _PAGE):
+                page = items[start : start + _PAGE]
+                yield pb.EntryPage(entries=[wire.entry_to_wire(i) for i in page])
+
+
+class ControlServer:
+    def __init__(self, handlers: ControlHandlers, socket_path: Path) -> None:
+        self._path = socket_path
+        self._server = grpc.aio.server(options=options.control_options())
+        control_pb2_grpc.add_ControlServicer_to_server(_ControlServicer(handlers), self._server)
+
+    async def start(self) -> None:
+        # The caller holds the home's lock, so a socket file left here is from a dead daemon.
+        self._path.unlink(missing_ok=True)
+        self._server.add_insecure_port(f"unix:{self._path}")
+        await self._server.start()
+
+    async def stop(self, grace: float) -> None:
+        await self._server.stop(grace)
+        self._path.unlink(missing_ok=True)

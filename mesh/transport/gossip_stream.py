@@ -1,0 +1,74 @@
+"""A Gossip call, from either end, as a stream of core frames.
+
+The node's session code is the same whichever side dialled; it sees only `send`, `recv`
+and `close`, core values and MeshErrors, never a protobuf message or a gRPC exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from mesh.core.errors import PeerUnavailableError
+from mesh.core.gossip import GossipFrame
+from mesh.core.ids import NodeId
+from mesh.v1 import gossip_pb2
+from mesh.wire import gossip
+
+_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError, RuntimeError)
+
+
+class GossipStream:
+    def __init__(
+        self,
+        *,
+        peer: NodeId,
+        initiator: NodeId,
+        read: Callable[[], Awaitable[Any]],
+        write: Callable[[gossip_pb2.GossipFrame], Awaitable[None]],
+        close: Callable[[], object],
+    ) -> None:
+        self.peer = peer
+        self.initiator = initiator  # which side dialled: decides between duplicate streams
+        self._read = read
+        self._write = write
+        self._close = close
+        # gRPC allows one write in flight per call; pings and replies come from two tasks.
+        self._writing = asyncio.Lock()
+        self.closed = False
+
+    async def send(self, frame: GossipFrame) -> None:
+        if self.closed:
+            raise PeerUnavailableError(f"stream to {self.peer.short()} is closed")
+        message = gossip.to_wire(frame)
+        try:
+            async with self._writing:
+                await self._write(message)
+        except _ERRORS as exc:
+            raise PeerUnavailableError(f"stream to {self.peer.short()} broke: {_why(exc)}") from exc
+
+    async def recv(self) -> GossipFrame | None:
+        """The next frame, or None when the peer ended the stream. ProtocolError if malformed."""
+        try:
+            msg = await self._read()
+        except _ERRORS as exc:
+            raise PeerUnavailableError(
+                f"stream from {self.peer.short()} broke: {_why(exc)}"
+            ) from exc
+        if msg is grpc.aio.EOF or msg is None:
+            return None
+        return gossip.from_wire(msg)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._close()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name.lower()}: {exc.details()}"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,56 @@
+"""gRPC options every channel and server of mesh uses (why each: FIELD-NOTES.md)."""
+
+from __future__ import annotations
+
+from mesh.security.identity import SAN_NAME
+
+MAX_PEER_MESSAGE = 8 << 20  # a 1 MiB chunk or a bounded gossip batch, with room to spare
+MAX_CONTROL_MESSAGE = 64 << 20
+
+
+def keepalive(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int]]:
+    """Client keepalive: a dead link is seen within keepalive + timeout, not a minute."""
+    return [
+        ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(ping_timeout_s * 1000)),
+        ("grpc.http2.ping_timeout_ms", int(ping_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def server_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int]]:
+    return [
+        # A leftover server on the same port would silently take half the connections.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
+        ("grpc.max_send_message_length", MAX_PEER_MESSAGE),
+        # Accept the clients' frequent pings instead of closing healthy streams.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(keepalive_s * 500)),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_s * 500)),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(ping_timeout_s * 1000)),
+    ]
+
+
+def channel_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int | str]]:
+    return [
+        ("grpc.ssl_target_name_override", SAN_NAME),
+        ("grpc.default_authority", SAN_NAME),
+        ("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
+        ("grpc.max_send_message_length", MAX_PEER_MESSAGE),
+        # One connection per peer, never shared with another channel's subchannel pool.
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5000),
+        *keepalive(keepalive_s, ping_timeout_s),
+    ]
+
+
+def control_options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_CONTROL_MESSAGE),
+        ("grpc.max_send_message_length", MAX_CONTROL_MESSAGE),
+    ]

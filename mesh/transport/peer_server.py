@@ -1,0 +1,122 @@
+"""The server every node runs for its members: the Mesh service over mutual TLS.
+
+The servicer only translates and hands over: who is calling (from the TLS session), the
+decoded request, and a stream object go to the node's handlers; no policy lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import grpc
+
+from mesh.core.errors import LocalError
+from mesh.core.ids import NodeId
+from mesh.transport import options
+from mesh.transport.auth import CallRegistry, Guard
+from mesh.transport.gossip_stream import GossipStream
+from mesh.transport.tls import TrustStore
+from mesh.v1 import gossip_pb2, mesh_pb2_grpc, transfer_pb2
+
+log = logging.getLogger(__name__)
+
+
+class PeerHandlers(Protocol):
+    """What the node does with its members' calls."""
+
+    def is_member(self, node_id: NodeId) -> bool: ...
+
+    async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None: ...
+
+
+class _MeshServicer(mesh_pb2_grpc.MeshServicer):
+    def __init__(self, handlers: PeerHandlers, guard: Guard) -> None:
+        self._handlers = handlers
+        self._guard = guard
+
+    async def Gossip(  # type: ignore[override]  # noqa: N802 - the gRPC method name
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        async def body(peer: NodeId) -> None:
+            stream = GossipStream(
+                peer=peer,
+                initiator=peer,
+                read=context.read,
+                write=context.write,
+                close=lambda: None,
+            )
+            await self._handlers.on_gossip(peer, stream)
+
+        await self._guard.run(context, body)
+
+    async def Manifest(  # noqa: N802
+        self, request: transfer_pb2.ManifestRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> transfer_pb2.Manifest:
+        async def body(peer: NodeId) -> transfer_pb2.Manifest:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "lending is not built yet")
+            raise AssertionError("unreachable")
+
+        return await self._guard.run(context, body)
+
+    async def Fetch(  # type: ignore[override]  # noqa: N802
+        self, request: transfer_pb2.FetchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        async def body(peer: NodeId) -> None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "lending is not built yet")
+
+        await self._guard.run(context, body)
+
+
+class PeerServer:
+    """The grpc.aio server for peers on a TCP port, trust following the members."""
+
+    def __init__(
+        self,
+        handlers: PeerHandlers,
+        trust: TrustStore,
+        *,
+        host: str,
+        port: int,
+        keepalive_s: float,
+        ping_timeout_s: float,
+    ) -> None:
+        self.calls = CallRegistry()
+        self._server = grpc.aio.server(options=options.server_options(keepalive_s, ping_timeout_s))
+        servicer = _MeshServicer(handlers, Guard(handlers.is_member, self.calls))
+        mesh_pb2_grpc.add_MeshServicer_to_server(servicer, self._server)
+        self._host = host
+        self._port = port
+        self._address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._credentials = trust.server_credentials()
+        self.port = 0
+
+    def _bind(self, address: str) -> tuple[int, BaseException | None]:
+        try:
+            return self._server.add_secure_port(address, self._credentials), None
+        except RuntimeError as exc:
+            return 0, exc
+
+    async def start(self) -> int:
+        self.port, cause = self._bind(self._address)
+        if not self.port and self._host == "::":
+            # A machine or namespace without IPv6: every IPv4 address instead.
+            self._address = f"0.0.0.0:{self._port}"
+            self.port, cause = self._bind(self._address)
+        if not self.port:
+            raise LocalError(
+                f"cannot listen on {self._address}: the port is in use or not allowed "
+                "(another mesh on this machine? pick one with --port)"
+            ) from cause
+        await self._server.start()
+        return self.port
+
+    def cancel_peer(self, peer: NodeId) -> int:
+        """End every open call of `peer` now (it stopped being a member)."""
+        return self.calls.cancel(peer)
+
+    async def stop(self, grace: float) -> None:
+        await self._server.stop(grace)
+
+
+__all__ = ["PeerHandlers", "PeerServer", "gossip_pb2"]

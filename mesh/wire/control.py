@@ -1,0 +1,120 @@
+"""Control messages (CLI <-> its own daemon) to and from core values."""
+
+from __future__ import annotations
+
+from mesh.core.entries import IndexedEntry, LibraryEntry
+from mesh.core.ids import NodeId
+from mesh.core.progress import ScanProgress
+from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.v1 import control_pb2 as pb
+
+
+def library_to_wire(info: LibraryInfo) -> pb.LibraryInfo:
+    return pb.LibraryInfo(
+        name=info.name,
+        root=info.root,
+        open=info.open,
+        files=info.files,
+        bytes=info.bytes,
+        last_seq=info.last_seq,
+    )
+
+
+def library_from_wire(msg: pb.LibraryInfo) -> LibraryInfo:
+    return LibraryInfo(
+        name=msg.name,
+        root=msg.root,
+        open=msg.open,
+        files=msg.files,
+        bytes=msg.bytes,
+        last_seq=msg.last_seq,
+    )
+
+
+def status_to_wire(s: NodeStatus) -> pb.NodeStatus:
+    return pb.NodeStatus(
+        name=s.name,
+        node_id=s.node_id.raw,
+        port=s.port,
+        uptime_s=s.uptime_s,
+        libraries=[library_to_wire(lib) for lib in s.libraries],
+        home=s.home,
+        pid=s.pid,
+        version=s.version,
+        addresses=list(s.addresses),
+    )
+
+
+def status_from_wire(msg: pb.NodeStatus) -> NodeStatus:
+    return NodeStatus(
+        name=msg.name,
+        node_id=NodeId(msg.node_id),
+        home=msg.home,
+        port=msg.port,
+        running=True,
+        uptime_s=msg.uptime_s,
+        pid=msg.pid,
+        version=msg.version,
+        libraries=tuple(library_from_wire(lib) for lib in msg.libraries),
+        addresses=tuple(msg.addresses),
+    )
+
+
+def progress_to_wire(p: ScanProgress) -> pb.ScanProgress:
+    return pb.ScanProgress(
+        files_seen=p.files_seen,
+        files_to_hash=p.files_to_hash,
+        files_hashed=p.files_hashed,
+        bytes_to_hash=p.bytes_to_hash,
+        bytes_hashed=p.bytes_hashed,
+        added=p.added,
+        changed=p.changed,
+        removed=p.removed,
+        unchanged=p.unchanged,
+        warnings=list(p.warnings),
+        done=p.done,
+    )
+
+
+def progress_from_wire(msg: pb.ScanProgress) -> ScanProgress:
+    return ScanProgress(
+        files_seen=msg.files_seen,
+        files_to_hash=msg.files_to_hash,
+        files_hashed=msg.files_hashed,
+        bytes_to_hash=msg.bytes_to_hash,
+        bytes_hashed=msg.bytes_hashed,
+        added=msg.added,
+        changed=msg.changed,
+        removed=msg.removed,
+        unchanged=msg.unchanged,
+        warnings=list(msg.warnings),
+        done=msg.done,
+    )
+
+
+def entry_to_wire(item: IndexedEntry) -> pb.EntryView:
+    e = item.entry
+    return pb.EntryView(
+        library=e.library,
+        path=e.path,
+        size=e.size,
+        mtime_ns=e.mtime_ns,
+        hash=e.hash,
+        seq=item.seq,
+        deleted=e.deleted,
+    )
+
+
+def entry_from_wire(msg: pb.EntryView) -> IndexedEntry:
+    return IndexedEntry(
+        entry=LibraryEntry(
+            library=msg.library,
+            path=msg.path,
+            size=msg.size,
+            mtime_ns=msg.mtime_ns,
+            hash=msg.hash,
+            chunk_root=b"",
+            deleted=msg.deleted,
+        ),
+        seq=msg.seq,
+    )

@@ -1,0 +1,108 @@
+"""Real daemons in this process, on 127.0.0.1, with homes in a temporary folder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mesh.config import Settings
+from mesh.core.members import Member
+from mesh.home import Home
+from mesh.node.daemon import Daemon
+from mesh.node.local import LocalNode, now_ms
+
+
+async def wait_for(condition: Callable[[], Any], within: float = 10.0, what: str = "") -> Any:
+    """Poll `condition` until it is truthy; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class NodeHandle:
+    home: Home
+    name: str
+    settings: Settings
+    daemon: Daemon | None = None
+    task: asyncio.Task[None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def member(self) -> Member:
+        node = LocalNode.open(self.home)
+        try:
+            return Member(
+                node_id=node.node_id,
+                certificate=node.identity.cert_der,
+                name=node.name,
+                since_ms=now_ms(),
+            )
+        finally:
+            node.close()
+
+    def admit(self, *others: NodeHandle) -> None:
+        """Put the others in this node's members table (before it starts)."""
+        node = LocalNode.open(self.home)
+        try:
+            for other in others:
+                node.members.add(other.member())
+        finally:
+            node.close()
+
+    async def start(self, **overrides: Any) -> Daemon:
+        settings = Settings.for_tests(**{"port": 0, "listen": "127.0.0.1", **overrides})
+        self.stop = asyncio.Event()
+        self.daemon = Daemon(self.home, settings)
+        self.task = asyncio.create_task(self.daemon.run(self.stop))
+        started = asyncio.create_task(self.daemon.started.wait())
+        done, _ = await asyncio.wait(
+            {started, self.task}, timeout=10, return_when="FIRST_COMPLETED"
+        )
+        if self.task in done:
+            started.cancel()
+            self.task.result()
+        assert started in done, "daemon did not start"
+        return self.daemon
+
+    async def halt(self) -> float:
+        """Stop the daemon; returns how long it took."""
+        if self.task is None:
+            return 0.0
+        began = time.monotonic()
+        self.stop.set()
+        await asyncio.wait_for(self.task, 10)
+        self.task = None
+        return time.monotonic() - began
+
+    @property
+    def address(self) -> str:
+        assert self.daemon is not None
+        return f"127.0.0.1:{self.daemon.port}"
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[Callable[[str], NodeHandle]]:
+    made: list[NodeHandle] = []
+
+    def make(name: str) -> NodeHandle:
+        home = Home.resolve(tmp_path / name)
+        node, _ = LocalNode.init(home, name)
+        node.close()
+        handle = NodeHandle(home=home, name=name, settings=Settings.for_tests())
+        made.append(handle)
+        return handle
+
+    yield make
+    for handle in made:
+        await handle.halt()

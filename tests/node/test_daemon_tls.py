@@ -1,0 +1,131 @@
+"""Members reach each other over mutual TLS; nobody else reaches anything."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from mesh.core.gossip import Ping
+from mesh.security import identity as ident
+from mesh.transport.peer_client import PeerChannel
+from tests.node.conftest import NodeHandle, wait_for
+
+Make = Callable[[str], NodeHandle]
+
+
+def sessions(h: NodeHandle) -> list[object]:
+    assert h.daemon is not None
+    return h.daemon.sessions.all()
+
+
+async def test_two_members_hold_one_gossip_stream(nodes: Make) -> None:
+    a, b = nodes("a"), nodes("b")
+    a.admit(b)
+    b.admit(a)
+    await b.start()
+    await a.start(static_peers=(b.address,))
+    assert b.daemon is not None and a.daemon is not None
+    # b learns a's address only now, so both sides dial: exactly one stream must survive.
+    b.daemon.peers.add_address("127.0.0.1", a.daemon.port)
+    await wait_for(lambda: len(sessions(a)) == 1 and len(sessions(b)) == 1, what="streams")
+    await asyncio.sleep(0.5)  # let a possible duplicate settle
+    sa, sb = a.daemon.sessions.all(), b.daemon.sessions.all()
+    assert len(sa) == 1 and len(sb) == 1
+    assert sa[0].initiator == sb[0].initiator == min(a.daemon.node_id, b.daemon.node_id)
+    # The stream is live: pings are answered both ways.
+    await wait_for(lambda: sa[0].rtt_s is not None and sb[0].rtt_s is not None, what="pongs")
+
+
+async def test_either_side_can_dial(nodes: Make) -> None:
+    a, b = nodes("a"), nodes("b")
+    a.admit(b)
+    b.admit(a)
+    await a.start()
+    await b.start(static_peers=(a.address,))
+    await wait_for(lambda: len(sessions(a)) == 1 and len(sessions(b)) == 1, what="stream")
+    assert b.daemon is not None
+    assert sessions(a)[0].initiator == b.daemon.node_id  # type: ignore[attr-defined]
+
+
+async def test_a_valid_certificate_that_is_not_a_member_is_refused_at_the_handshake(
+    nodes: Make,
+) -> None:
+    a = nodes("a")
+    await a.start()
+    assert a.daemon is not None
+    stranger = ident.generate()
+    channel = PeerChannel(
+        stranger,
+        a.daemon.node_id,
+        a.daemon.identity.cert_der,
+        "127.0.0.1",
+        a.daemon.port,
+        keepalive_s=1,
+        ping_timeout_s=1,
+    )
+    try:
+        stream = channel.gossip()
+        with pytest.raises(Exception) as info:
+            await stream.send(Ping(nonce=1))
+            await stream.recv()
+        cause = info.value.__cause__
+        assert isinstance(cause, grpc.aio.AioRpcError)
+        assert cause.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake failed
+    finally:
+        await channel.close()
+    assert sessions(a) == []
+    assert a.daemon.server.calls.count(stranger.node_id) == 0
+
+
+async def test_a_node_that_is_not_our_member_is_not_dialled(nodes: Make) -> None:
+    a, b = nodes("a"), nodes("b")
+    b.admit(a)  # b trusts a, but a does not know b
+    await b.start()
+    await a.start(static_peers=(b.address,))
+    await asyncio.sleep(1.0)
+    assert sessions(a) == [] and sessions(b) == []
+
+
+async def test_removing_a_member_ends_its_stream_within_a_second(nodes: Make) -> None:
+    a, b = nodes("a"), nodes("b")
+    a.admit(b)
+    b.admit(a)
+    await a.start()
+    await b.start(static_peers=(a.address,))
+    await wait_for(lambda: len(sessions(a)) == 1 and len(sessions(b)) == 1, what="stream")
+    assert a.daemon is not None and b.daemon is not None
+    began = time.monotonic()
+    await a.daemon.remove_member(b.daemon.node_id)
+    await wait_for(lambda: not sessions(a) and not sessions(b), within=1.0, what="stream end")
+    assert time.monotonic() - began < 1.0
+    assert not a.daemon.is_member(b.daemon.node_id)
+    # And it stays out: b keeps retrying, a keeps refusing.
+    await asyncio.sleep(0.5)
+    assert not sessions(a) and not sessions(b)
+
+
+async def test_a_member_added_while_running_is_trusted_without_restart(nodes: Make) -> None:
+    a, b = nodes("a"), nodes("b")
+    b.admit(a)
+    await a.start()
+    await b.start(static_peers=(a.address,))
+    await asyncio.sleep(0.3)
+    assert sessions(a) == []
+    assert a.daemon is not None
+    await a.daemon.add_member(b.member())
+    await wait_for(lambda: len(sessions(a)) == 1, what="stream after admission")
+
+
+async def test_shutdown_is_quick_with_open_streams(nodes: Make) -> None:
+    a, b = nodes("a"), nodes("b")
+    a.admit(b)
+    b.admit(a)
+    await a.start()
+    await b.start(static_peers=(a.address,))
+    await wait_for(lambda: len(sessions(b)) == 1, what="stream")
+    assert await a.halt() < 5.0
+    assert await b.halt() < 5.0

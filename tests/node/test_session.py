@@ -1,0 +1,129 @@
+"""Session handshake rules, over an in-memory stream pair (the transport is tested for real
+in test_daemon_tls.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import pytest
+
+from mesh.core.epoch import Epoch
+from mesh.core.errors import PeerUnavailableError
+from mesh.core.gossip import GossipFrame
+from mesh.core.ids import NodeId
+from mesh.node.peers import SessionRegistry
+from mesh.node.session import Session
+
+
+class MemoryStream:
+    def __init__(self, peer: NodeId, initiator: NodeId) -> None:
+        self.peer = peer
+        self.initiator = initiator
+        self.inbox: asyncio.Queue[GossipFrame | None] = asyncio.Queue()
+        self.other: MemoryStream | None = None
+        self.closed = False
+
+    async def send(self, frame: GossipFrame) -> None:
+        if self.closed or self.other is None or self.other.closed:
+            raise PeerUnavailableError("closed")
+        self.other.inbox.put_nowait(frame)
+
+    async def recv(self) -> GossipFrame | None:
+        return await self.inbox.get()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.other is not None:
+                self.other.inbox.put_nowait(None)
+
+
+def pair(a: NodeId, b: NodeId, initiator: NodeId) -> tuple[MemoryStream, MemoryStream]:
+    at_a, at_b = MemoryStream(b, initiator), MemoryStream(a, initiator)
+    at_a.other, at_b.other = at_b, at_a
+    return at_a, at_b
+
+
+@dataclass
+class Host:
+    node_id: NodeId
+    name: str
+    epoch: Epoch = field(default_factory=lambda: Epoch(1, 1))
+    registry: SessionRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = SessionRegistry(self.node_id)
+
+    def admit(self, session: Session) -> bool:
+        return self.registry.admit(session)
+
+    def release(self, session: Session) -> None:
+        self.registry.release(session)
+
+
+A = NodeId(b"\x01" * 32)
+B = NodeId(b"\x02" * 32)
+
+
+def sessions(ha: Host, hb: Host, initiator: NodeId) -> tuple[Session, Session]:
+    sa, sb = pair(ha.node_id, hb.node_id, initiator)
+    return (
+        Session(ha, sa, keepalive_s=0.05, timeout_s=0.5),  # type: ignore[arg-type]
+        Session(hb, sb, keepalive_s=0.05, timeout_s=0.5),  # type: ignore[arg-type]
+    )
+
+
+async def test_hello_then_pings_both_ways() -> None:
+    ha, hb = Host(A, "a"), Host(B, "b")
+    s1, s2 = sessions(ha, hb, A)
+    tasks = [asyncio.create_task(s.run()) for s in (s1, s2)]
+    for _ in range(100):
+        if s1.rtt_s is not None and s2.rtt_s is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert s1.peer_name == "b" and s2.peer_name == "a"
+    assert s1.rtt_s is not None and s2.rtt_s is not None
+    s1.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    assert ha.registry.all() == [] and hb.registry.all() == []
+
+
+async def test_an_incompatible_version_is_a_clear_error_on_both_sides(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ha, hb = Host(A, "a"), Host(B, "b")
+    sa, sb = pair(A, B, A)
+    s1 = Session(ha, sa, keepalive_s=0.05, timeout_s=0.5)  # type: ignore[arg-type]
+    # b is a newer mesh: it speaks a version a does not know, and would accept a's.
+    s2 = Session(hb, sb, keepalive_s=0.05, timeout_s=0.5, version=99, compatible=range(1, 100))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        await asyncio.wait_for(asyncio.gather(s1.run(), s2.run()), 3)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("incompatible protocol" in m and "upgrade the older mesh" in m for m in messages)
+    assert any("a ended the stream: incompatible protocol" in m for m in messages)
+    assert ha.registry.all() == [] and hb.registry.all() == []
+
+
+async def test_a_hello_naming_another_node_is_refused() -> None:
+    ha, hb = Host(A, "a"), Host(NodeId(b"\x03" * 32), "impostor")
+    sa, sb = pair(A, B, A)  # the TLS session says b, the hello says someone else
+    s1 = Session(ha, sa, keepalive_s=0.05, timeout_s=0.5)  # type: ignore[arg-type]
+    s2 = Session(hb, sb, keepalive_s=0.05, timeout_s=0.5)  # type: ignore[arg-type]
+    await asyncio.wait_for(asyncio.gather(s1.run(), s2.run()), 3)
+    assert s1.peer_hello is None
+    assert ha.registry.all() == []
+
+
+def test_duplicates_keep_the_stream_the_lower_id_dialled() -> None:
+    registry = SessionRegistry(B)
+    host = Host(B, "b")
+    from_a = Session(host, MemoryStream(A, A), keepalive_s=1, timeout_s=1)  # type: ignore[arg-type]
+    from_b = Session(host, MemoryStream(A, B), keepalive_s=1, timeout_s=1)  # type: ignore[arg-type]
+    assert registry.admit(from_b)
+    assert registry.admit(from_a)  # A < B: a's stream wins, b's is closed
+    assert registry.get(A) is from_a
+    assert not registry.admit(from_b)
+    again = Session(host, MemoryStream(A, A), keepalive_s=1, timeout_s=1)  # type: ignore[arg-type]
+    assert registry.admit(again)  # a redialled: the newer stream replaces the old one
