@@ -24,3 +24,14 @@ class PairingPayload:
     refusal: str = ""
     hosts: tuple[str, ...] = ()
     port: int = 0
+    root: NodeId | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PairingFrame:
+    """One message of the pairing stream: exactly one field is set."""
+
+    spake: bytes = b""
+    confirm: bytes = b""
+    sealed: bytes = b""
+    error: str = ""

@@ -88,11 +88,14 @@ class PairingPayload(_message.Message):
     REFUSAL_FIELD_NUMBER: _builtins.int
     HOSTS_FIELD_NUMBER: _builtins.int
     PORT_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
     certificate: _builtins.bytes
     name: _builtins.str
     protocol_version: _builtins.int
     refusal: _builtins.str
     port: _builtins.int
+    root: _builtins.bytes
+    """the node id that founded the mesh (its self-admission is genesis)"""
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberInfo]: ...
     @_builtins.property
@@ -112,10 +115,11 @@ class PairingPayload(_message.Message):
         refusal: _builtins.str = ...,
         hosts: _abc.Iterable[_builtins.str] | None = ...,
         port: _builtins.int = ...,
+        root: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "hosts", b"hosts", "members", b"members", "name", b"name", "port", b"port", "protocol_version", b"protocol_version", "records", b"records", "refusal", b"refusal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "hosts", b"hosts", "members", b"members", "name", b"name", "port", b"port", "protocol_version", b"protocol_version", "records", b"records", "refusal", b"refusal", "root", b"root"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

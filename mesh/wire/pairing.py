@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError
 
 from mesh.core.errors import ProtocolError
-from mesh.core.pairing import MemberInfo, PairingPayload
+from mesh.core.pairing import MemberInfo, PairingFrame, PairingPayload
 from mesh.v1 import pairing_pb2 as pb
 from mesh.wire import checks
 from mesh.wire.records import MAX_CERTIFICATE
@@ -27,6 +27,7 @@ def payload_to_bytes(p: PairingPayload) -> bytes:
         refusal=p.refusal,
         hosts=list(p.hosts),
         port=p.port,
+        root=p.root.raw if p.root is not None else b"",
     )
     return msg.SerializeToString(deterministic=True)
 
@@ -60,4 +61,32 @@ def payload_from_bytes(data: bytes) -> PairingPayload:
         refusal=checks.text(msg.refusal, "refusal"),
         hosts=tuple(checks.host(h) for h in msg.hosts),
         port=checks.count(msg.port, "port", 65535),
+        root=checks.node_id(msg.root, "mesh root") if msg.root else None,
     )
+
+
+MAX_SPAKE = 256
+MAX_SEALED = 4 << 20
+
+
+def frame_to_wire(frame: PairingFrame) -> pb.PairingFrame:
+    if frame.spake:
+        return pb.PairingFrame(spake=frame.spake)
+    if frame.confirm:
+        return pb.PairingFrame(confirm=frame.confirm)
+    if frame.sealed:
+        return pb.PairingFrame(sealed=frame.sealed)
+    return pb.PairingFrame(error=frame.error or "error")
+
+
+def frame_from_wire(msg: pb.PairingFrame) -> PairingFrame:
+    which = msg.WhichOneof("frame")
+    if which == "spake" and 0 < len(msg.spake) <= MAX_SPAKE:
+        return PairingFrame(spake=msg.spake)
+    if which == "confirm" and len(msg.confirm) == 32:
+        return PairingFrame(confirm=msg.confirm)
+    if which == "sealed" and 0 < len(msg.sealed) <= MAX_SEALED:
+        return PairingFrame(sealed=msg.sealed)
+    if which == "error":
+        return PairingFrame(error=checks.text(msg.error, "pairing error") or "error")
+    raise ProtocolError(f"a malformed pairing message ({which or 'empty'})")
