@@ -194,6 +194,28 @@ def _field(value: str | bytes) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
+def entry_key(origin: NodeId, library: str, path: str) -> bytes:
+    """The key of `origin`'s entry at (library, path), as `key_of` makes it."""
+    return struct.pack(">B", Kind.ENTRY) + origin.raw + _field(library) + _field(path)
+
+
+def split_key(key: bytes) -> tuple[Kind, NodeId, list[bytes]]:
+    """The kind, origin and fields of a key made by `key_of` (ValueError if it is not one)."""
+    if len(key) < 33 or key[0] not in Kind._value2member_map_:
+        raise ValueError("not a record key")
+    fields: list[bytes] = []
+    at = 33
+    while at < len(key):
+        if at + 4 > len(key):
+            raise ValueError("a truncated record key")
+        (size,) = struct.unpack_from(">I", key, at)
+        fields.append(key[at + 4 : at + 4 + size])
+        at += 4 + size
+    if at != len(key):
+        raise ValueError("a truncated record key")
+    return Kind(key[0]), NodeId(key[1:33]), fields
+
+
 def key_of(origin: NodeId, record: Record) -> bytes:
     """The key a record is written under: its kind, its origin and what it is about.
 

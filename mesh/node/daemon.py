@@ -21,7 +21,7 @@ from mesh.core.entries import IndexedEntry
 from mesh.core.epoch import Epoch
 from mesh.core.errors import LocalError
 from mesh.core.ids import NodeId
-from mesh.core.members import Member
+from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
 from mesh.core.status import LibraryInfo, NodeStatus
 from mesh.fs.scanner import Scanner
@@ -49,7 +49,7 @@ class Daemon:
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
         self._scan_lock = asyncio.Lock()
         self._scanners: set[Scanner] = set()
-        self._members: dict[NodeId, Member] = {}
+        self._membership = Membership(root=NodeId(bytes(32)))
         self._start_time = time.monotonic()
         self.port = 0
         self.local: LocalNode
@@ -95,9 +95,8 @@ class Daemon:
         self.epoch = await self.store(lambda: self.local.state.epoch)
         self._name = await self.store(lambda: self.local.name)
         self.sessions = SessionRegistry(self.node_id)
-        members = await self.store(self.local.members.all)
-        self._members = {m.node_id: m for m in members}
-        self.trust = TrustStore(self.identity, [m.certificate for m in members])
+        self._membership = await self.store(lambda: self.local.membership)
+        self.trust = TrustStore(self.identity, self._certificates())
         self.server = PeerServer(
             self,
             self.trust,
@@ -140,39 +139,48 @@ class Daemon:
     def name(self) -> str:
         return self._name
 
+    @property
+    def membership(self) -> Membership:
+        return self._membership
+
     def is_member(self, node_id: NodeId) -> bool:
-        return node_id in self._members
+        return node_id != self.node_id and self._membership.is_member(node_id)
 
     def member(self, node_id: NodeId) -> Member | None:
-        return self._members.get(node_id)
+        return self._membership.members.get(node_id) if node_id != self.node_id else None
+
+    def _certificates(self) -> list[bytes]:
+        return [m.certificate for m in self._membership.members.values()]
 
     def session(self, node_id: NodeId) -> Session | None:
         return self.sessions.get(node_id)
 
     async def reload_members(self) -> None:
-        """Re-read the members table; trust follows, and removed nodes are cut off now."""
-        members = await self.store(self.local.members.all)
-        new = {m.node_id: m for m in members}
-        gone = set(self._members) - set(new)
-        self._members = new
-        self.trust.update(m.certificate for m in members)
+        """Take the membership the records now say; trust follows, removed nodes are cut
+        off now."""
+        new = await self.store(lambda: self.local.membership)
+        gone = set(self._membership.members) - set(new.members)
+        self._membership = new
+        self.trust.update(self._certificates())
         for peer in gone:
             cancelled = self.server.cancel_peer(peer)
             self.sessions.close(peer)
             await self.peers.drop(peer)
             log.info("%s is no longer a member: %d open calls ended", peer.short(), cancelled)
 
-    async def add_member(self, member: Member) -> None:
-        await self.store(self.local.members.add, member)
+    async def admit(self, certificate: bytes, name: str) -> None:
+        """Admit a node to the mesh (a signed admission record), and trust it now."""
+        await self.store(self.local.admit, certificate, name)
         await self.reload_members()
 
-    async def remove_member(self, node_id: NodeId) -> None:
-        await self.store(self.local.members.remove, node_id)
+    async def remove(self, node_id: NodeId) -> None:
+        """Remove a member (a signed removal record): its open calls end now."""
+        await self.store(self.local.remove, node_id)
         await self.reload_members()
 
     # -- sessions ------------------------------------------------------------------------
 
-    def admit(self, session: Session) -> bool:
+    def admit_session(self, session: Session) -> bool:
         if not self.is_member(session.peer):
             return False
         return self.sessions.admit(session)

@@ -16,19 +16,31 @@ from pathlib import Path
 
 from mesh import __version__, config
 from mesh.core.entries import IndexedEntry, Library
+from mesh.core.envelope import Envelope
 from mesh.core.epoch import NONCE_BITS, Epoch
-from mesh.core.errors import InvalidArgumentError, NotFoundError, NotInitializedError
+from mesh.core.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    NotInitializedError,
+    ProtocolError,
+)
+from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
+from mesh.core.membership import Membership
 from mesh.core.names import check_library_name, check_node_name, node_name_from_host
 from mesh.core.progress import ScanProgress
+from mesh.core.records import LibraryRecord
+from mesh.core.replica import Outcome, Replica
 from mesh.core.status import LibraryInfo, NodeStatus
 from mesh.fs.scanner import Scanner
 from mesh.home import Home
 from mesh.security import identity as ident
 from mesh.store.database import Database
 from mesh.store.index import LibraryIndex
-from mesh.store.members import MemberTable
 from mesh.store.node_state import NodeState
+from mesh.store.records import SqliteReplicaStore
+from mesh.wire import records as wire_records
 
 
 def now_ms() -> int:
@@ -44,15 +56,34 @@ class InitResult:
 
 
 class LocalNode:
-    """Identity, store and libraries of one home. Not thread-safe: one user at a time."""
+    """Identity, store, replica and libraries of one home. Not thread-safe: one user at a
+    time (the daemon runs it on its store thread)."""
 
     def __init__(self, home: Home, identity: ident.Identity, db: Database) -> None:
         self.home = home
         self.identity = identity
         self.db = db
         self.state = NodeState(db)
-        self.index = LibraryIndex(db, self.state)
-        self.members = MemberTable(db)
+        self.records = SqliteReplicaStore(
+            db,
+            self_id=identity.node_id,
+            own_epoch=self.state.epoch,
+            encode_entry=lambda entry: wire_records.encode(entry)[1],
+        )
+        self.index = LibraryIndex(db, self.records.take_own_seqs)
+        self.replica = self._replica()
+
+    def _replica(self) -> Replica:
+        return Replica(
+            self_id=self.identity.node_id,
+            epoch=self.state.epoch,
+            root=self.state.root() or self.identity.node_id,
+            store=self.records,
+            decode=wire_records.decode,
+            verify=ident.verify,
+            encode=wire_records.encode,
+            sign=self.identity.sign,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -64,11 +95,10 @@ class LocalNode:
             )
         identity = ident.load(home.key_file, home.cert_file)
         db = Database(home.database)
-        node = cls(home, identity, db)
-        if not node.state.initialized():
+        if not NodeState(db).initialized():
             db.close()
             raise NotInitializedError(f"{home.database} holds no node; run `mesh init`")
-        return node
+        return cls(home, identity, db)
 
     @classmethod
     def init(cls, home: Home, name: str | None) -> tuple[LocalNode, InitResult]:
@@ -80,7 +110,7 @@ class LocalNode:
             node = cls.open(home)
             old = node.state.name
             if name is not None and name != old:
-                node.state.rename(name)
+                node.rename(name)
                 return node, InitResult(
                     name=name, node_id=node.node_id, created=False, renamed_from=old
                 )
@@ -90,9 +120,9 @@ class LocalNode:
         if not home.config_file.exists():
             config.save(config.Settings(), home.config_file)
         db = Database(home.database)
-        node = cls(home, identity, db)
         chosen = name or node_name_from_host(socket.gethostname())
-        node.state.initialize(chosen, Epoch(now_ms(), secrets.randbits(NONCE_BITS)))
+        NodeState(db).initialize(chosen, Epoch(now_ms(), secrets.randbits(NONCE_BITS)))
+        node = cls(home, identity, db)
         return node, InitResult(name=chosen, node_id=node.node_id, created=True)
 
     def close(self) -> None:
@@ -105,6 +135,94 @@ class LocalNode:
     @property
     def name(self) -> str:
         return self.state.name
+
+    # -- membership --------------------------------------------------------------------
+
+    @property
+    def membership(self) -> Membership:
+        return self.replica.membership
+
+    def in_mesh(self) -> bool:
+        """Whether this node belongs to a mesh with other members."""
+        return any(m != self.node_id for m in self.membership.members)
+
+    def rename(self, name: str) -> None:
+        if self.in_mesh():
+            raise InvalidArgumentError(
+                "this node is in a mesh, where its name is set; rename it before joining "
+                "(or leave with `mesh init --reset`)"
+            )
+        self.state.rename(name)
+
+    def found_mesh(self) -> None:
+        """Make this node the root of a mesh of its own (its self-admission is the genesis),
+        unless it is already in one."""
+        if self.membership.is_member(self.node_id):
+            return
+        if self.state.root() not in (None, self.node_id):
+            raise InvalidArgumentError(
+                "this node was removed from its mesh; see `mesh init --reset`"
+            )
+        with self.db.transaction() as conn:
+            self.state.set_root(conn, self.node_id)
+            self.replica.admit(self.identity.cert_der, self.name, now_ms())
+
+    def admit(self, certificate: bytes, name: str) -> Envelope:
+        """Admit a node to this node's mesh (founding the mesh first if need be)."""
+        check_node_name(name)
+        self.found_mesh()
+        joiner = NodeId.of_certificate(certificate)
+        if joiner == self.node_id:
+            raise InvalidArgumentError("a node cannot join its own mesh")
+        taken = [m for m in self.membership.by_name(name) if m.node_id != joiner]
+        if taken:
+            raise AlreadyExistsError(
+                f"the name {name!r} is taken in this mesh; rename the joining node with "
+                "`mesh init --name NEW` and join again"
+            )
+        return self.replica.admit(certificate, name, now_ms())
+
+    def remove(self, node_id: NodeId) -> Envelope:
+        if node_id == self.node_id:
+            raise InvalidArgumentError("a node cannot remove itself; another member can")
+        if not self.membership.is_member(node_id):
+            raise NotFoundError(f"{node_id.short()} is not a member")
+        return self.replica.remove(node_id, now_ms())
+
+    def join_mesh(self, root: NodeId, membership_records: Sequence[Envelope]) -> None:
+        """Adopt the mesh of `root`: its membership records, applied and checked here."""
+        if self.in_mesh():
+            raise InvalidArgumentError(
+                "this node is already in a mesh; `mesh init --reset` makes a new node to join "
+                "another"
+            )
+        with self.db.transaction() as conn:
+            self.state.set_root(conn, root)
+            self.replica = self._replica()
+            # Admitters come before those they admitted; a record whose signer is not known
+            # yet is tried again after the others.
+            pending = list(membership_records)
+            while pending:
+                refused: list[tuple[Envelope, str]] = []
+                for env in pending:
+                    batch = Batch(
+                        origin=env.origin,
+                        epoch=env.epoch,
+                        after_seq=env.seq - 1,
+                        through_seq=env.seq,
+                        envelopes=(env,),
+                    )
+                    result = self.replica.apply(batch, env.origin)
+                    if result.outcome is Outcome.REFUSED:
+                        refused.append((env, result.reason))
+                if len(refused) == len(pending):
+                    raise ProtocolError(
+                        f"a bad membership record from the inviter: {refused[0][1]}"
+                    )
+                pending = [env for env, _ in refused]
+            if not self.membership.is_member(self.node_id):
+                self.replica = self._replica()
+                raise ProtocolError("the inviter's records do not admit this node")
 
     # -- libraries ---------------------------------------------------------------------
 
@@ -126,11 +244,16 @@ class LocalNode:
             root=str(real),
             open=open_to_mesh,
         )
-        self.index.add_library(library, now_ms())
+        with self.db.transaction():
+            self.index.add_library(library, now_ms())
+            self.replica.write(LibraryRecord(name=library.name, open=library.open))
         return self._info(library)
 
     def unshare(self, name: str) -> int:
-        return self.index.remove_library(name)
+        with self.db.transaction():
+            count = self.index.remove_library(name)
+            self.replica.write(LibraryRecord(name=name, removed=True))
+        return count
 
     def _info(self, library: Library) -> LibraryInfo:
         stats = self.index.stats(library.name)

@@ -19,7 +19,7 @@ from mesh.config import Settings
 from mesh.core.backoff import Backoff
 from mesh.core.errors import PeerUnavailableError
 from mesh.core.ids import NodeId
-from mesh.core.members import Member
+from mesh.core.membership import Member
 from mesh.node.session import Session, SessionHost
 from mesh.security.identity import Identity
 from mesh.transport.peer_client import PeerChannel, target

@@ -53,7 +53,7 @@ class SessionHost(Protocol):
     @property
     def name(self) -> str: ...
 
-    def admit(self, session: Session) -> bool: ...
+    def admit_session(self, session: Session) -> bool: ...
 
     def release(self, session: Session) -> None: ...
 
@@ -100,7 +100,7 @@ class Session:
         """Handshake, then serve the stream until it ends (by either side or by close())."""
         try:
             await self._handshake()
-            if not self.host.admit(self):
+            if not self.host.admit_session(self):
                 await self._refuse("duplicate", "a stream between these nodes is already open")
                 return
             try:

@@ -1,7 +1,8 @@
 """The local index: this node's libraries, their entries and the chunk hashes of their files.
 
 Every change to an entry (new, changed, deleted) takes this node's next sequence number in
-the same transaction that writes it, so "everything after seq N" is one indexed query and a
+the same transaction that writes it; the row is the entry's replicated record too (see
+store/records.py), so "everything after seq N" is one indexed query and a
 crash never leaves an entry without its number or a number without its entry.
 """
 
@@ -10,14 +11,13 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mesh.core.chunks import CHUNK_SIZE
 from mesh.core.entries import IndexedEntry, Library, LibraryEntry
 from mesh.core.errors import AlreadyExistsError, NotFoundError
 from mesh.store.database import Database
-from mesh.store.node_state import NodeState
 
 # What the index holds of a file, enough to tell whether it changed:
 # (size, mtime_ns, inode, hash, deleted)
@@ -59,10 +59,16 @@ def _is_within(child: str, parent: str) -> bool:
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
+TakeSeqs = Callable[[sqlite3.Connection, int], int]
+
+
 class LibraryIndex:
-    def __init__(self, db: Database, state: NodeState) -> None:
+    """`take_seqs(conn, n)` reserves n of this node's sequence numbers inside a transaction
+    (the replica's own clock, so entries and other records share one numbering)."""
+
+    def __init__(self, db: Database, take_seqs: TakeSeqs) -> None:
         self._db = db
-        self._state = state
+        self._take_seqs = take_seqs
 
     # -- libraries ---------------------------------------------------------------------
 
@@ -156,7 +162,7 @@ class LibraryIndex:
 
     def _write(self, conn: sqlite3.Connection, library: str, batch: ScanBatch) -> int:
         writes = batch.writes()
-        first = self._state.take_seqs(conn, writes) if writes else 0
+        first = self._take_seqs(conn, writes) if writes else 0
         seqs = itertools.count(first)
         sql_values = "(size, mtime_ns, inode, hash, chunk_root, seq, library, path) VALUES "
         conn.executemany(

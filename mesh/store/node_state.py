@@ -1,4 +1,4 @@
-"""This node's own state: its name, its epoch and the last sequence number it used."""
+"""This node's own state: its name, its epoch, and the root of the mesh it belongs to."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sqlite3
 
 from mesh.core.epoch import Epoch
 from mesh.core.errors import NotInitializedError
+from mesh.core.ids import NodeId
 from mesh.store.database import Database
 
 
@@ -32,7 +33,6 @@ class NodeState:
             _put(conn, "name", name)
             _put(conn, "epoch_created_ms", epoch.created_ms)
             _put(conn, "epoch_nonce", epoch.nonce)
-            _put(conn, "seq", 0)
 
     def initialized(self) -> bool:
         return _get(self._db.conn, "name") is not None
@@ -56,14 +56,10 @@ class NodeState:
             raise NotInitializedError("this node's database holds no epoch; run `mesh init`")
         return Epoch(created, nonce)
 
-    @property
-    def seq(self) -> int:
-        value = _get(self._db.conn, "seq")
-        return value if isinstance(value, int) else 0
+    def root(self) -> NodeId | None:
+        """The node that founded this node's mesh (None: this node, a mesh of its own)."""
+        value = _get(self._db.conn, "root")
+        return NodeId(value) if isinstance(value, bytes) else None
 
-    def take_seqs(self, conn: sqlite3.Connection, count: int) -> int:
-        """Reserve `count` sequence numbers inside the caller's transaction; return the first."""
-        current = _get(conn, "seq")
-        first = (current if isinstance(current, int) else 0) + 1
-        _put(conn, "seq", first + count - 1)
-        return first
+    def set_root(self, conn: sqlite3.Connection, root: NodeId) -> None:
+        _put(conn, "root", root.raw)

@@ -1,15 +1,25 @@
 """The replica's store on SQLite: every query is indexed by origin and sequence number, so
-its cost follows what it returns, not how many records the mesh holds."""
+its cost follows what it returns, not how many records the mesh holds.
+
+This node's own library entries are not copied into the records table: the local index
+(`entries`, numbered from the same clock) is their record, and their envelopes are made
+when a peer asks for them. Encoding is deterministic, so the bytes are the same every time,
+and a scan of 100k files writes one table instead of two.
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
-from mesh.core.records import MEMBERSHIP_KINDS, Kind
+from mesh.core.records import MEMBERSHIP_KINDS, Kind, entry_key, split_key
 from mesh.core.replica_store import Changes
 from mesh.core.vector import Clock, VersionVector
 from mesh.store.database import Database
@@ -18,6 +28,7 @@ from mesh.store.database import Database
 # partial index of the schema.
 assert {int(k) for k in MEMBERSHIP_KINDS} == {7, 8}
 _SELECT = "SELECT origin, epoch_ms, epoch_nonce, seq, kind, body, signature FROM records "
+_ENTRY_SELECT = "SELECT seq, library, path, size, mtime_ns, hash, chunk_root, deleted FROM entries "
 
 
 def _envelope(row: tuple[bytes, int, int, int, int, bytes, bytes]) -> Envelope:
@@ -32,11 +43,69 @@ def _envelope(row: tuple[bytes, int, int, int, int, bytes, bytes]) -> Envelope:
     )
 
 
-class SqliteReplicaStore:
-    """`ReplicaStore` on the node's database. Use from the store thread only."""
+EncodeEntry = Callable[[LibraryEntry], bytes]
 
-    def __init__(self, db: Database) -> None:
+
+class SqliteReplicaStore:
+    """`ReplicaStore` on the node's database. Use from the store thread only.
+
+    Without `self_id`, a plain store of records (every origin alike).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        self_id: NodeId | None = None,
+        own_epoch: Epoch | None = None,
+        encode_entry: EncodeEntry | None = None,
+    ) -> None:
         self._db = db
+        self._self = self_id
+        self._own_epoch = own_epoch
+        self._encode_entry = encode_entry
+
+    # -- this node's entries, served from the local index -------------------------------
+
+    def _own_entries(self, origin: NodeId, epoch: Epoch) -> bool:
+        return origin == self._self and epoch == self._own_epoch
+
+    def _entry_envelope(self, row: tuple[Any, ...]) -> Envelope:
+        seq, library, path, size, mtime, content, root, deleted = row
+        assert self._self is not None and self._own_epoch is not None
+        assert self._encode_entry is not None
+        entry = LibraryEntry(
+            library=library,
+            path=path,
+            size=size,
+            mtime_ns=mtime,
+            hash=content,
+            chunk_root=root,
+            deleted=bool(deleted),
+        )
+        return Envelope(
+            origin=self._self,
+            epoch=self._own_epoch,
+            seq=seq,
+            kind=Kind.ENTRY,
+            body=self._encode_entry(entry),
+        )
+
+    def take_own_seqs(self, conn: sqlite3.Connection, count: int) -> int:
+        """Reserve `count` of this node's sequence numbers in the caller's transaction."""
+        assert self._self is not None and self._own_epoch is not None
+        epoch = self._own_epoch
+        row = conn.execute(
+            "SELECT epoch_ms, epoch_nonce, seq FROM clocks WHERE origin = ?", (self._self.raw,)
+        ).fetchone()
+        current = row[2] if row is not None and Epoch(row[0], row[1]) == epoch else 0
+        conn.execute(
+            "INSERT INTO clocks (origin, epoch_ms, epoch_nonce, seq) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (origin) DO UPDATE SET epoch_ms = excluded.epoch_ms, "
+            "epoch_nonce = excluded.epoch_nonce, seq = excluded.seq",
+            (self._self.raw, epoch.created_ms, epoch.nonce, current + count),
+        )
+        return current + 1
 
     def vector(self) -> VersionVector:
         rows = self._db.read("SELECT origin, epoch_ms, epoch_nonce, seq FROM clocks")
@@ -49,6 +118,12 @@ class SqliteReplicaStore:
         return None if row is None else Clock(Epoch(row[0], row[1]), row[2])
 
     def get(self, key: bytes) -> Envelope | None:
+        own = self._own_entry_key(key)
+        if own is not None:
+            found = self._db.conn.execute(
+                _ENTRY_SELECT + "WHERE library = ? AND path = ?", own
+            ).fetchone()
+            return None if found is None else self._entry_envelope(found)
         row = self._db.conn.execute(_SELECT + "WHERE key = ?", (key,)).fetchone()
         return None if row is None else _envelope(row)
 
@@ -62,15 +137,25 @@ class SqliteReplicaStore:
         max_count: int,
         max_bytes: int,
     ) -> Sequence[Envelope]:
+        limit = max(1, max_count)
         rows = self._db.conn.execute(
             _SELECT + "WHERE origin = ? AND epoch_ms = ? "
             "AND epoch_nonce = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-            (origin.raw, epoch.created_ms, epoch.nonce, after_seq, through_seq, max(1, max_count)),
+            (origin.raw, epoch.created_ms, epoch.nonce, after_seq, through_seq, limit),
         )
+        found: Iterable[Envelope] = (_envelope(row) for row in rows)
+        if self._own_entries(origin, epoch):
+            entries = self._db.conn.execute(
+                _ENTRY_SELECT + "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after_seq, through_seq, limit),
+            )
+            own = (self._entry_envelope(row) for row in entries)
+            found = heapq.merge(found, own, key=lambda e: e.seq)
         out: list[Envelope] = []
         total = 0
-        for row in rows:
-            env = _envelope(row)
+        for env in found:
+            if len(out) >= limit:
+                break
             total += env.size
             if out and total > max_bytes:
                 break
@@ -81,15 +166,33 @@ class SqliteReplicaStore:
         self, origin: NodeId, epoch: Epoch, after_seq: int, through_seq: int, *, max_count: int
     ) -> Sequence[bytes]:
         rows = self._db.conn.execute(
-            "SELECT key FROM records WHERE deleted = 1 AND origin = ? AND epoch_ms = ? "
+            "SELECT seq, key FROM records WHERE deleted = 1 AND origin = ? AND epoch_ms = ? "
             "AND epoch_nonce = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (origin.raw, epoch.created_ms, epoch.nonce, after_seq, through_seq, max_count),
         )
-        return [row[0] for row in rows]
+        found: Iterable[tuple[int, bytes]] = rows
+        if self._own_entries(origin, epoch):
+            assert self._self is not None
+            me = self._self
+            entries = self._db.conn.execute(
+                "SELECT seq, library, path FROM entries WHERE deleted = 1 AND seq > ? "
+                "AND seq <= ? ORDER BY seq LIMIT ?",
+                (after_seq, through_seq, max_count),
+            )
+            own = ((seq, entry_key(me, lib, path)) for seq, lib, path in entries)
+            found = heapq.merge(found, own)
+        return [key for _, key in itertools.islice(found, max_count)]
 
     def membership(self) -> Sequence[Envelope]:
         rows = self._db.conn.execute(_SELECT + "WHERE kind IN (7, 8)")
         return [_envelope(row) for row in rows]
+
+    def _own_entry_key(self, key: bytes) -> tuple[str, str] | None:
+        """(library, path) if `key` is one of this node's entries, else None."""
+        if self._self is None or not key or key[0] != Kind.ENTRY or key[1:33] != self._self.raw:
+            return None
+        _, _, fields = split_key(key)
+        return fields[0].decode(), fields[1].decode()
 
     def commit(self, changes: Changes) -> None:
         with self._db.transaction() as conn:
@@ -103,7 +206,21 @@ class SqliteReplicaStore:
                 "AND kind NOT IN (7, 8)",
                 (drop.origin.raw, drop.before.created_ms, drop.before.nonce),
             )
-        conn.executemany("DELETE FROM records WHERE key = ?", [(k,) for k in changes.removes])
+        own = [(k, self._own_entry_key(k)) for k in changes.removes]
+        conn.executemany(
+            "DELETE FROM entries WHERE library = ? AND path = ? AND deleted = 1",
+            [where for _, where in own if where is not None],
+        )
+        conn.executemany(
+            "DELETE FROM records WHERE key = ?", [(k,) for k, where in own if where is None]
+        )
+        # Our own entries live in the local index; a put of one (re-flagged because this
+        # node itself was removed) has nothing to add there.
+        puts = [
+            p
+            for p in changes.puts
+            if not (p.envelope.kind is Kind.ENTRY and p.envelope.origin == self._self)
+        ]
         conn.executemany(
             "INSERT INTO records (key, origin, epoch_ms, epoch_nonce, seq, kind, body, "
             "signature, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
@@ -122,7 +239,7 @@ class SqliteReplicaStore:
                     p.envelope.signature,
                     int(p.deleted),
                 )
-                for p in changes.puts
+                for p in puts
             ],
         )
         conn.executemany(

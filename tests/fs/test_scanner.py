@@ -11,19 +11,19 @@ import xxhash
 
 from mesh.core.entries import Library
 from mesh.core.epoch import Epoch
+from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
 from mesh.fs.scanner import Scanner
 from mesh.store.database import Database
 from mesh.store.index import LibraryIndex
-from mesh.store.node_state import NodeState
+from mesh.store.records import SqliteReplicaStore
 
 
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[LibraryIndex]:
     db = Database(tmp_path / "m.db")
-    state = NodeState(db)
-    state.initialize("tower", Epoch(1, 2))
-    yield LibraryIndex(db, state)
+    records = SqliteReplicaStore(db, self_id=NodeId(b"\x01" * 32), own_epoch=Epoch(1, 2))
+    yield LibraryIndex(db, records.take_own_seqs)
     db.close()
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,9 @@ from typing import Any
 import pytest
 
 from mesh.config import Settings
-from mesh.core.members import Member
 from mesh.home import Home
 from mesh.node.daemon import Daemon
-from mesh.node.local import LocalNode, now_ms
+from mesh.node.local import LocalNode
 
 
 async def wait_for(condition: Callable[[], Any], within: float = 10.0, what: str = "") -> Any:
@@ -39,26 +39,18 @@ class NodeHandle:
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def member(self) -> Member:
+    @contextlib.contextmanager
+    def local(self) -> Iterator[LocalNode]:
+        """The node's store, opened directly (only while its daemon is not running)."""
         node = LocalNode.open(self.home)
         try:
-            return Member(
-                node_id=node.node_id,
-                certificate=node.identity.cert_der,
-                name=node.name,
-                since_ms=now_ms(),
-            )
+            yield node
         finally:
             node.close()
 
-    def admit(self, *others: NodeHandle) -> None:
-        """Put the others in this node's members table (before it starts)."""
-        node = LocalNode.open(self.home)
-        try:
-            for other in others:
-                node.members.add(other.member())
-        finally:
-            node.close()
+    def identity(self) -> tuple[bytes, str]:
+        with self.local() as node:
+            return node.identity.cert_der, node.name
 
     async def start(self, **overrides: Any) -> Daemon:
         settings = Settings.for_tests(**{"port": 0, "listen": "127.0.0.1", **overrides})
@@ -89,6 +81,18 @@ class NodeHandle:
     def address(self) -> str:
         assert self.daemon is not None
         return f"127.0.0.1:{self.daemon.port}"
+
+
+def mesh_of(root: NodeHandle, *others: NodeHandle) -> None:
+    """Pair `others` into `root`'s mesh offline, as `mesh invite` / `mesh join` would."""
+    with root.local() as node:
+        for other in others:
+            node.admit(*other.identity())
+        records = list(node.records.membership())
+        root_id = node.replica.membership.root
+    for other in others:
+        with other.local() as node:
+            node.join_mesh(root_id, records)
 
 
 @pytest.fixture

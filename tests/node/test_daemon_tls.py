@@ -12,7 +12,7 @@ import pytest
 from mesh.core.gossip import Ping
 from mesh.security import identity as ident
 from mesh.transport.peer_client import PeerChannel
-from tests.node.conftest import NodeHandle, wait_for
+from tests.node.conftest import NodeHandle, mesh_of, wait_for
 
 Make = Callable[[str], NodeHandle]
 
@@ -24,8 +24,7 @@ def sessions(h: NodeHandle) -> list[object]:
 
 async def test_two_members_hold_one_gossip_stream(nodes: Make) -> None:
     a, b = nodes("a"), nodes("b")
-    a.admit(b)
-    b.admit(a)
+    mesh_of(a, b)
     await b.start()
     await a.start(static_peers=(b.address,))
     assert b.daemon is not None and a.daemon is not None
@@ -42,8 +41,7 @@ async def test_two_members_hold_one_gossip_stream(nodes: Make) -> None:
 
 async def test_either_side_can_dial(nodes: Make) -> None:
     a, b = nodes("a"), nodes("b")
-    a.admit(b)
-    b.admit(a)
+    mesh_of(a, b)
     await a.start()
     await b.start(static_peers=(a.address,))
     await wait_for(lambda: len(sessions(a)) == 1 and len(sessions(b)) == 1, what="stream")
@@ -81,25 +79,27 @@ async def test_a_valid_certificate_that_is_not_a_member_is_refused_at_the_handsh
     assert a.daemon.server.calls.count(stranger.node_id) == 0
 
 
-async def test_a_node_that_is_not_our_member_is_not_dialled(nodes: Make) -> None:
-    a, b = nodes("a"), nodes("b")
-    b.admit(a)  # b trusts a, but a does not know b
-    await b.start()
-    await a.start(static_peers=(b.address,))
+async def test_a_node_that_does_not_trust_us_refuses_us(nodes: Make) -> None:
+    a, c = nodes("a"), nodes("c")
+    with c.local() as node:
+        node.admit(*a.identity())  # c counts a as a member, but a never heard of c
+    with a.local() as node:
+        node.found_mesh()
+    await a.start()
+    await c.start(static_peers=(a.address,))
     await asyncio.sleep(1.0)
-    assert sessions(a) == [] and sessions(b) == []
+    assert sessions(a) == [] and sessions(c) == []
 
 
 async def test_removing_a_member_ends_its_stream_within_a_second(nodes: Make) -> None:
     a, b = nodes("a"), nodes("b")
-    a.admit(b)
-    b.admit(a)
+    mesh_of(a, b)
     await a.start()
     await b.start(static_peers=(a.address,))
     await wait_for(lambda: len(sessions(a)) == 1 and len(sessions(b)) == 1, what="stream")
     assert a.daemon is not None and b.daemon is not None
     began = time.monotonic()
-    await a.daemon.remove_member(b.daemon.node_id)
+    await a.daemon.remove(b.daemon.node_id)
     await wait_for(lambda: not sessions(a) and not sessions(b), within=1.0, what="stream end")
     assert time.monotonic() - began < 1.0
     assert not a.daemon.is_member(b.daemon.node_id)
@@ -110,20 +110,22 @@ async def test_removing_a_member_ends_its_stream_within_a_second(nodes: Make) ->
 
 async def test_a_member_added_while_running_is_trusted_without_restart(nodes: Make) -> None:
     a, b = nodes("a"), nodes("b")
-    b.admit(a)
+    with a.local() as node:
+        node.found_mesh()
     await a.start()
-    await b.start(static_peers=(a.address,))
-    await asyncio.sleep(0.3)
-    assert sessions(a) == []
     assert a.daemon is not None
-    await a.daemon.add_member(b.member())
+    await a.daemon.admit(*b.identity())
+    local = a.daemon.local
+    records = await a.daemon.store(lambda: list(local.records.membership()))
+    with b.local() as node:
+        node.join_mesh(a.daemon.node_id, records)
+    await b.start(static_peers=(a.address,))
     await wait_for(lambda: len(sessions(a)) == 1, what="stream after admission")
 
 
 async def test_shutdown_is_quick_with_open_streams(nodes: Make) -> None:
     a, b = nodes("a"), nodes("b")
-    a.admit(b)
-    b.admit(a)
+    mesh_of(a, b)
     await a.start()
     await b.start(static_peers=(a.address,))
     await wait_for(lambda: len(sessions(b)) == 1, what="stream")

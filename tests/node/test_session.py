@@ -56,7 +56,7 @@ class Host:
     def __post_init__(self) -> None:
         self.registry = SessionRegistry(self.node_id)
 
-    def admit(self, session: Session) -> bool:
+    def admit_session(self, session: Session) -> bool:
         return self.registry.admit(session)
 
     def release(self, session: Session) -> None:

@@ -10,17 +10,17 @@ import pytest
 from mesh.core.entries import Library
 from mesh.core.epoch import Epoch
 from mesh.core.errors import AlreadyExistsError, NotFoundError, StoreError
+from mesh.core.ids import NodeId
 from mesh.store.database import Database
 from mesh.store.index import FileRow, LibraryIndex, ScanBatch
-from mesh.store.node_state import NodeState
+from mesh.store.records import SqliteReplicaStore
 
 
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[LibraryIndex]:
     db = Database(tmp_path / "m.db")
-    state = NodeState(db)
-    state.initialize("tower", Epoch(1, 2))
-    index = LibraryIndex(db, state)
+    records = SqliteReplicaStore(db, self_id=NodeId(b"\x01" * 32), own_epoch=Epoch(1, 2))
+    index = LibraryIndex(db, records.take_own_seqs)
     index.add_library(Library(name="lib", root="/x"), 0)
     yield index
     db.close()
