@@ -14,7 +14,7 @@ import click
 import typer
 
 from mesh import __version__
-from mesh.cli import config_cmds, daemon_cmds, local
+from mesh.cli import config_cmds, daemon_cmds, local, mesh_cmds
 from mesh.cli.context import CliContext
 from mesh.core.errors import InvalidArgumentError, MeshError
 
@@ -66,6 +66,7 @@ def _global(
 
 local.register(app)
 daemon_cmds.register(app)
+mesh_cmds.register(app)
 config_cmds.register(app)
 
 

@@ -79,6 +79,15 @@ class CliContext:
         finally:
             lock.release()
 
+    def daemon_running(self) -> bool:
+        lock = HomeLock(self.home, "cli")
+        try:
+            lock.acquire()
+        except HomeBusyError:
+            return lock.holder()[1] == "daemon"
+        lock.release()
+        return False
+
     @contextlib.contextmanager
     def daemon(self) -> Iterator[ControlClient]:
         """The running daemon; DaemonNotRunningError (saying how to start it) otherwise."""

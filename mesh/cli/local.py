@@ -31,18 +31,36 @@ def init(
         str | None,
         typer.Option("--name", "-n", help="This node's name in the mesh (default: host name)."),
     ] = None,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Start over as a new node (new id, out of any mesh); the old state is kept "
+            "in a folder of the home, the shared folders are shared again.",
+        ),
+    ] = False,
 ) -> None:
     """Make this computer a node: a key, a certificate and an empty store.
 
-    Run again with --name to rename the node.
+    Run again with --name to rename the node (before it joins a mesh).
 
     \b
     Examples:
       mesh init --name tower
       mesh init --name laptop-old      # rename
+      mesh init --reset                # a new identity, e.g. to join another mesh
     """
     home = _ctx(ctx).home
     with locked(home, "cli"):
+        if reset and home.exists():
+            node, result, kept = LocalNode.reset(home, name)
+            libraries = [lib.name for lib in node.libraries()]
+            node.close()
+            typer.echo(f"new node {result.name!r}; the old identity and store are in {kept}")
+            typer.echo(f"id: {result.node_id}")
+            if libraries:
+                typer.echo(f"shared again: {', '.join(libraries)} (run `mesh scan` to index them)")
+            return
         node, result = LocalNode.init(home, name)
         node.close()
     if result.created:

@@ -29,3 +29,25 @@ class NodeStatus:
     version: str
     libraries: tuple[LibraryInfo, ...]
     addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InviteInfo:
+    code: str
+    hosts: tuple[str, ...]
+    port: int  # the pairing listener's
+    expires_ms: int
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MemberView:
+    node_id: NodeId
+    name: str
+    admitted_by: NodeId
+    admitted_ms: int
+    is_self: bool = False
+    online: bool = False
+    address: str = ""
+    last_seen_s: float = 0.0  # seconds ago; 0 if never
+    unacked: int = 0  # records sent to it and not acknowledged yet

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from mesh.core.entries import IndexedEntry
+from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.core.status import LibraryInfo, MemberView, NodeStatus
 
 
 class NodeApi(Protocol):
@@ -32,3 +33,7 @@ class NodeApi(Protocol):
     def entries(
         self, *, include_deleted: bool = False, libraries: Sequence[str] = ()
     ) -> list[IndexedEntry]: ...
+
+    def members(self) -> tuple[NodeId, list[MemberView]]: ...
+
+    def remove(self, name: str) -> None: ...

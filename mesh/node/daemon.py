@@ -11,22 +11,28 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
+import dataclasses
+import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from mesh.config import Settings
 from mesh.core.entries import IndexedEntry
 from mesh.core.epoch import Epoch
-from mesh.core.errors import LocalError
+from mesh.core.errors import InvalidArgumentError, LocalError, MeshError
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
-from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
+from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.scanner import Scanner
 from mesh.home import Home, HomeLock
 from mesh.node.local import LocalNode
+from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation
+from mesh.node.pairing import State as InviteState
+from mesh.node.pairing import join as pairing_join
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.session import Session
 from mesh.security.identity import Identity
@@ -52,6 +58,8 @@ class Daemon:
         self._membership = Membership(root=NodeId(bytes(32)))
         self._start_time = time.monotonic()
         self.port = 0
+        self._invitation: Invitation | None = None
+        self._group: asyncio.TaskGroup | None = None
         self.local: LocalNode
         self.identity: Identity
         self.node_id: NodeId
@@ -118,11 +126,15 @@ class Daemon:
             self.home.control_socket,
         )
         try:
+            known = await self.store(self.local.addresses.all)
             async with asyncio.TaskGroup() as tg:
-                self.peers.start(tg)
+                self._group = tg
+                self.peers.start(tg, [(h, p) for n, h, p in known if self.is_member(n)])
                 self.started.set()
                 await stop.wait()
                 log.info("stopping")
+                if self._invitation is not None:
+                    await self._invitation.close(InviteState.CANCELLED)
                 for scanner in self._scanners:
                     scanner.cancel()
                 await control.stop(s.shutdown_grace_s)
@@ -155,6 +167,24 @@ class Daemon:
     def session(self, node_id: NodeId) -> Session | None:
         return self.sessions.get(node_id)
 
+    def remember_address(self, node_id: NodeId, host: str, port: int) -> None:
+        """Note where a member was reached, so a restart finds it again (in the background)."""
+
+        def write() -> None:
+            self.local.remember_address(node_id, host, port, "reached")
+
+        self._background(self.store(write))
+
+    def _background(self, work: Awaitable[object]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except MeshError as exc:
+                log.warning("%s", exc)
+
+        if self._group is not None:
+            self._group.create_task(run())
+
     async def reload_members(self) -> None:
         """Take the membership the records now say; trust follows, removed nodes are cut
         off now."""
@@ -175,8 +205,102 @@ class Daemon:
 
     async def remove(self, node_id: NodeId) -> None:
         """Remove a member (a signed removal record): its open calls end now."""
-        await self.store(self.local.remove, node_id)
+        await self.store(self.local.remove_member, node_id)
         await self.reload_members()
+
+    # -- joining -----------------------------------------------------------------------
+
+    def advertised_hosts(self) -> tuple[str, ...]:
+        """Where other nodes can reach this one (what invitations and records announce)."""
+        listen = ipaddress.ip_address(self.settings.listen)
+        if not listen.is_unspecified:
+            return (str(listen),)
+        return tuple(a.ip for a in local_addresses(self.settings.interfaces))
+
+    async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
+        current = self._invitation
+        if current is not None:
+            await current.close(InviteState.CANCELLED)
+            self._invitation = None
+        if cancel:
+            return InviteInfo(
+                code=current.code if current else "",
+                hosts=(),
+                port=0,
+                expires_ms=0,
+                cancelled=current is not None and current.state is InviteState.CANCELLED,
+            )
+        await self.store(self.local.found_mesh)
+        await self.reload_members()
+        port = self.settings.port + 1 if self.settings.port else 0
+        invitation = Invitation(
+            self._admit_joiner, ttl_s=ttl_s or DEFAULT_TTL_S, host=self.settings.listen, port=port
+        )
+        await invitation.start()
+        self._invitation = invitation
+        log.info("invitation open on port %d until it is used or expires", invitation.port)
+        return InviteInfo(
+            code=invitation.code,
+            hosts=self.advertised_hosts(),
+            port=invitation.port,
+            expires_ms=invitation.expires_ms,
+        )
+
+    async def _admit_joiner(self, certificate: bytes, name: str) -> Admitted:
+        await self.store(self.local.admit, certificate, name)
+        await self.reload_members()
+        root, records, members = await self.store(self.local.pairing_answer)
+        return Admitted(
+            certificate=self.identity.cert_der,
+            name=self.name,
+            root=root,
+            records=records,
+            members=members,
+            hosts=self.advertised_hosts(),
+            port=self.port,
+        )
+
+    async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
+        if await self.store(self.local.in_mesh):
+            raise InvalidArgumentError(
+                "this node is already in a mesh; `mesh init --reset` makes a new node to join "
+                "another"
+            )
+        joined = await pairing_join(
+            code, host, port, certificate=self.identity.cert_der, name=self.name
+        )
+        await self.store(self.local.join_mesh, joined.root, joined.records)
+        await self.reload_members()
+        for inviter_host in (host, *joined.hosts):
+            await self.store(
+                self.local.remember_address, joined.inviter_id, inviter_host, joined.port
+            )
+            self.peers.add_address(inviter_host, joined.port)
+        log.info("joined the mesh of %s", joined.inviter_name)
+        return await self.members()
+
+    async def members(self) -> tuple[NodeId, list[MemberView]]:
+        views = await self.store(self.local.member_views)
+        now = time.monotonic()
+        out = []
+        for view in views:
+            session = self.sessions.get(view.node_id)
+            if session is None or session.peer_hello is None:
+                out.append(view)
+                continue
+            out.append(
+                dataclasses.replace(
+                    view,
+                    online=True,
+                    address=session.address,
+                    last_seen_s=max(0.0, now - session.last_heard),
+                )
+            )
+        return self._membership.root, out
+
+    async def remove_named(self, name: str) -> None:
+        node_id = await self.store(self.local.member_named, name)
+        await self.remove(node_id)
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -264,6 +388,18 @@ class _Control:
         return await self._d.store(
             local.entries, include_deleted=include_deleted, libraries=libraries
         )
+
+    async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
+        return await self._d.invite(ttl_s, cancel)
+
+    async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
+        return await self._d.join(code, host, port)
+
+    async def members(self) -> tuple[NodeId, list[MemberView]]:
+        return await self._d.members()
+
+    async def remove(self, name: str) -> None:
+        await self._d.remove_named(name)
 
 
 __all__ = ["Daemon"]

@@ -29,13 +29,15 @@ from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.membership import Membership
 from mesh.core.names import check_library_name, check_node_name, node_name_from_host
+from mesh.core.pairing import MemberInfo
 from mesh.core.progress import ScanProgress
 from mesh.core.records import LibraryRecord
 from mesh.core.replica import Outcome, Replica
-from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.core.status import LibraryInfo, MemberView, NodeStatus
 from mesh.fs.scanner import Scanner
 from mesh.home import Home
 from mesh.security import identity as ident
+from mesh.store.addresses import AddressBook
 from mesh.store.database import Database
 from mesh.store.index import LibraryIndex
 from mesh.store.node_state import NodeState
@@ -71,6 +73,7 @@ class LocalNode:
             encode_entry=lambda entry: wire_records.encode(entry)[1],
         )
         self.index = LibraryIndex(db, self.records.take_own_seqs)
+        self.addresses = AddressBook(db)
         self.replica = self._replica()
 
     def _replica(self) -> Replica:
@@ -124,6 +127,31 @@ class LocalNode:
         NodeState(db).initialize(chosen, Epoch(now_ms(), secrets.randbits(NONCE_BITS)))
         node = cls(home, identity, db)
         return node, InitResult(name=chosen, node_id=node.node_id, created=True)
+
+    @classmethod
+    def reset(cls, home: Home, name: str | None) -> tuple[LocalNode, InitResult, Path]:
+        """A new identity and store in `home`; the old ones are moved to a folder beside them
+        (returned), and the same folders are shared again (to be scanned)."""
+        old = cls.open(home)
+        old_name = old.name
+        libraries = old.index.libraries()
+        old.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        keep = home.root / f"previous-{stamp}"
+        keep.mkdir(mode=0o700)
+        for path in (home.key_file, home.cert_file, home.database):
+            for item in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + "-shm"),
+            ):
+                if item.exists():
+                    item.rename(keep / item.name)
+        node, result = cls.init(home, name or old_name)
+        for library in libraries:
+            if Path(library.root).is_dir():
+                node.share(library.root, library.name, open_to_mesh=library.open)
+        return node, result, keep
 
     def close(self) -> None:
         self.db.close()
@@ -182,12 +210,73 @@ class LocalNode:
             )
         return self.replica.admit(certificate, name, now_ms())
 
-    def remove(self, node_id: NodeId) -> Envelope:
+    def remove(self, name: str) -> None:
+        """Remove the member called `name` (or with that short id)."""
+        self.remove_member(self.member_named(name))
+
+    def members(self) -> tuple[NodeId, list[MemberView]]:
+        return self.membership.root, self.member_views()
+
+    def remember_address(self, node_id: NodeId, host: str, port: int, source: str = "") -> None:
+        self.addresses.remember(node_id, host, port, source or "invite", now_ms())
+
+    def remove_member(self, node_id: NodeId) -> Envelope:
         if node_id == self.node_id:
             raise InvalidArgumentError("a node cannot remove itself; another member can")
         if not self.membership.is_member(node_id):
             raise NotFoundError(f"{node_id.short()} is not a member")
         return self.replica.remove(node_id, now_ms())
+
+    def member_views(self) -> list[MemberView]:
+        """Every member, this node first; online state is the daemon's to add."""
+        views = [
+            MemberView(
+                node_id=m.node_id,
+                name=m.name if m.node_id != self.node_id else self.name,
+                admitted_by=m.admitted_by,
+                admitted_ms=m.admitted_ms,
+                is_self=m.node_id == self.node_id,
+            )
+            for m in self.membership.members.values()
+        ]
+        if not any(v.is_self for v in views):
+            views.append(
+                MemberView(
+                    node_id=self.node_id,
+                    name=self.name,
+                    admitted_by=self.node_id,
+                    admitted_ms=0,
+                    is_self=True,
+                )
+            )
+        return sorted(views, key=lambda v: (not v.is_self, v.name))
+
+    def member_named(self, name: str) -> NodeId:
+        found = self.membership.by_name(name)
+        if not found:
+            try:
+                return next(m for m in self.membership.members if m.short() == name.upper())
+            except StopIteration:
+                raise NotFoundError(
+                    f"no member named {name!r}; `mesh members` lists them"
+                ) from None
+        if len(found) > 1:
+            raise InvalidArgumentError(
+                f"{len(found)} members are named {name!r}; name one by its id instead"
+            )
+        return found[0].node_id
+
+    def pairing_answer(self) -> tuple[NodeId, tuple[Envelope, ...], tuple[MemberInfo, ...]]:
+        """The mesh's root, every membership record (admitters first) and the members."""
+        membership = self.membership
+        records = sorted(
+            self.records.membership(), key=lambda e: (membership.rank(e.origin), e.epoch, e.seq)
+        )
+        members = tuple(
+            MemberInfo(node_id=m.node_id, certificate=m.certificate, name=m.name)
+            for m in membership.members.values()
+        )
+        return membership.root, tuple(records), members
 
     def join_mesh(self, root: NodeId, membership_records: Sequence[Envelope]) -> None:
         """Adopt the mesh of `root`: its membership records, applied and checked here."""
@@ -196,33 +285,39 @@ class LocalNode:
                 "this node is already in a mesh; `mesh init --reset` makes a new node to join "
                 "another"
             )
-        with self.db.transaction() as conn:
-            self.state.set_root(conn, root)
-            self.replica = self._replica()
-            # Admitters come before those they admitted; a record whose signer is not known
-            # yet is tried again after the others.
-            pending = list(membership_records)
-            while pending:
-                refused: list[tuple[Envelope, str]] = []
-                for env in pending:
-                    batch = Batch(
-                        origin=env.origin,
-                        epoch=env.epoch,
-                        after_seq=env.seq - 1,
-                        through_seq=env.seq,
-                        envelopes=(env,),
-                    )
-                    result = self.replica.apply(batch, env.origin)
-                    if result.outcome is Outcome.REFUSED:
-                        refused.append((env, result.reason))
-                if len(refused) == len(pending):
-                    raise ProtocolError(
-                        f"a bad membership record from the inviter: {refused[0][1]}"
-                    )
-                pending = [env for env, _ in refused]
-            if not self.membership.is_member(self.node_id):
+        try:
+            with self.db.transaction() as conn:
+                self.state.set_root(conn, root)
                 self.replica = self._replica()
-                raise ProtocolError("the inviter's records do not admit this node")
+                self._adopt(membership_records)
+                if not self.membership.is_member(self.node_id):
+                    raise ProtocolError("the inviter's records do not admit this node")
+        except BaseException:
+            # The transaction rolled back: the replica must see the old root and records.
+            self.replica = self._replica()
+            raise
+
+    def _adopt(self, membership_records: Sequence[Envelope]) -> None:
+        # Admitters come before those they admitted; a record whose signer is not known yet
+        # is tried again after the others.
+        pending = list(membership_records)
+        while pending:
+            refused: list[tuple[Envelope, str]] = []
+            for env in pending:
+                batch = Batch(
+                    origin=env.origin,
+                    epoch=env.epoch,
+                    after_seq=env.seq - 1,
+                    through_seq=env.seq,
+                    envelopes=(env,),
+                )
+                result = self.replica.apply(batch, env.origin)
+                if result.outcome is Outcome.REFUSED:
+                    refused.append((env, result.reason))
+            if len(refused) == len(pending):
+                reason = refused[0][1]
+                raise ProtocolError(f"a bad membership record from the inviter: {reason}")
+            pending = [env for env, _ in refused]
 
     # -- libraries ---------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ class PeersHost(SessionHost, Protocol):
 
     def session(self, node_id: NodeId) -> Session | None: ...
 
+    def remember_address(self, node_id: NodeId, host: str, port: int) -> None: ...
+
 
 class SessionRegistry:
     """The open session with each peer; decides between two streams to the same peer."""
@@ -80,9 +82,10 @@ class PeerManager:
         self._group: asyncio.TaskGroup | None = None
         self._stopping = False
 
-    def start(self, group: asyncio.TaskGroup) -> None:
+    def start(self, group: asyncio.TaskGroup, known: list[tuple[str, int]]) -> None:
+        """Start dialling the static peers and the addresses members were reached at."""
         self._group = group
-        for host, port in self._settings.peers():
+        for host, port in [*self._settings.peers(), *known]:
             self.add_address(host, port)
 
     def add_address(self, host: str, port: int) -> None:
@@ -153,7 +156,10 @@ class PeerManager:
                 timeout_s=s.handshake_timeout_s,
             )
             await session.run()
-            return session.peer_hello is not None
+            if session.peer_hello is None:
+                return False
+            self._host.remember_address(member.node_id, host, port)
+            return True
         finally:
             self._channels.discard(channel)
             await channel.close()

@@ -79,6 +79,7 @@ class Session:
         self.stream = stream
         self.peer = stream.peer
         self.initiator = stream.initiator
+        self.address = stream.address
         self.keepalive_s = keepalive_s
         self.timeout_s = timeout_s
         self.state = State.HANDSHAKE

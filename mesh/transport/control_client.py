@@ -10,8 +10,9 @@ import grpc
 
 from mesh.core.entries import IndexedEntry
 from mesh.core.errors import DaemonNotRunningError, MeshError
+from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
 from mesh.transport import options
 from mesh.transport.errors import error_of
 from mesh.v1 import control_pb2 as pb
@@ -97,6 +98,23 @@ class ControlClient:
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
         return out
+
+    def invite(self, ttl_s: float, *, cancel: bool = False) -> InviteInfo:
+        reply = self._call(
+            self._stub.Invite, pb.InviteRequest(ttl_s=ttl_s, cancel=cancel), timeout=_CALL_TIMEOUT_S
+        )
+        return wire.invite_from_wire(reply)
+
+    def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
+        request = pb.JoinRequest(code=code, host=host, port=port)
+        return wire.members_from_wire(self._call(self._stub.Join, request, timeout=120))
+
+    def members(self) -> tuple[NodeId, list[MemberView]]:
+        reply = self._call(self._stub.Members, pb.Empty(), timeout=_CALL_TIMEOUT_S)
+        return wire.members_from_wire(reply)
+
+    def remove(self, name: str) -> None:
+        self._call(self._stub.Remove, pb.RemoveRequest(name=name), timeout=_CALL_TIMEOUT_S)
 
     def close(self) -> None:
         self._channel.close()

@@ -15,8 +15,9 @@ import grpc
 
 from mesh.core.entries import IndexedEntry
 from mesh.core.errors import MeshError
+from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
 from mesh.transport import options
 from mesh.transport.errors import status_of
 from mesh.v1 import control_pb2 as pb
@@ -37,6 +38,14 @@ class ControlHandlers(Protocol):
     def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]: ...
 
     async def entries(self, include_deleted: bool, libraries: list[str]) -> list[IndexedEntry]: ...
+
+    async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo: ...
+
+    async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]: ...
+
+    async def members(self) -> tuple[NodeId, list[MemberView]]: ...
+
+    async def remove(self, name: str) -> None: ...
 
 
 # grpc ships no type information; a servicer context is Any to mypy.
@@ -86,6 +95,28 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
             for start in range(0, max(len(items), 1), _PAGE):
                 page = items[start : start + _PAGE]
                 yield pb.EntryPage(entries=[wire.entry_to_wire(i) for i in page])
+
+    async def Invite(self, request: pb.InviteRequest, context: Context) -> pb.InviteReply:  # noqa: N802
+        async with _mapped(context):
+            return wire.invite_to_wire(await self._h.invite(request.ttl_s, request.cancel))
+        raise AssertionError("unreachable")
+
+    async def Join(self, request: pb.JoinRequest, context: Context) -> pb.MemberList:  # noqa: N802
+        async with _mapped(context):
+            root, members = await self._h.join(request.code, request.host, request.port)
+            return wire.members_to_wire(root, members)
+        raise AssertionError("unreachable")
+
+    async def Members(self, request: pb.Empty, context: Context) -> pb.MemberList:  # noqa: N802
+        async with _mapped(context):
+            return wire.members_to_wire(*await self._h.members())
+        raise AssertionError("unreachable")
+
+    async def Remove(self, request: pb.RemoveRequest, context: Context) -> pb.Empty:  # noqa: N802
+        async with _mapped(context):
+            await self._h.remove(request.name)
+            return pb.Empty()
+        raise AssertionError("unreachable")
 
 
 class ControlServer:

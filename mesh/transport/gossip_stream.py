@@ -30,8 +30,10 @@ class GossipStream:
         read: Callable[[], Awaitable[Any]],
         write: Callable[[gossip_pb2.GossipFrame], Awaitable[None]],
         close: Callable[[], object],
+        address: str = "",
     ) -> None:
         self.peer = peer
+        self.address = address  # where the peer is, as far as this end can tell
         self.initiator = initiator  # which side dialled: decides between duplicate streams
         self._read = read
         self._write = write

@@ -49,6 +49,7 @@ class PeerChannel:
             read=call.read,
             write=call.write,
             close=call.cancel,
+            address=self.host,
         )
 
     async def close(self) -> None:

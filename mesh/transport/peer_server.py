@@ -45,6 +45,7 @@ class _MeshServicer(mesh_pb2_grpc.MeshServicer):
                 read=context.read,
                 write=context.write,
                 close=lambda: None,
+                address=_address(context.peer()),
             )
             await self._handlers.on_gossip(peer, stream)
 
@@ -66,6 +67,13 @@ class _MeshServicer(mesh_pb2_grpc.MeshServicer):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "lending is not built yet")
 
         await self._guard.run(context, body)
+
+
+def _address(peer: str) -> str:
+    """'ipv4:10.0.0.2:51514' or 'ipv6:[fe80::1]:51514' -> the host part."""
+    _, _, rest = peer.partition(":")
+    host, _, _port = rest.rpartition(":")
+    return host.strip("[]") or peer
 
 
 class PeerServer:

@@ -59,6 +59,26 @@ class ControlStub:
                 request_serializer=mesh_dot_v1_dot_control__pb2.ListRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_control__pb2.EntryPage.FromString,
                 _registered_method=True)
+        self.Invite = channel.unary_unary(
+                '/mesh.v1.Control/Invite',
+                request_serializer=mesh_dot_v1_dot_control__pb2.InviteRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.InviteReply.FromString,
+                _registered_method=True)
+        self.Join = channel.unary_unary(
+                '/mesh.v1.Control/Join',
+                request_serializer=mesh_dot_v1_dot_control__pb2.JoinRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.MemberList.FromString,
+                _registered_method=True)
+        self.Members = channel.unary_unary(
+                '/mesh.v1.Control/Members',
+                request_serializer=mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.MemberList.FromString,
+                _registered_method=True)
+        self.Remove = channel.unary_unary(
+                '/mesh.v1.Control/Remove',
+                request_serializer=mesh_dot_v1_dot_control__pb2.RemoveRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -94,6 +114,30 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Invite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Join(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Members(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Remove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +165,26 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=mesh_dot_v1_dot_control__pb2.ListRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_control__pb2.EntryPage.SerializeToString,
+            ),
+            'Invite': grpc.unary_unary_rpc_method_handler(
+                    servicer.Invite,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.InviteRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.InviteReply.SerializeToString,
+            ),
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.JoinRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.MemberList.SerializeToString,
+            ),
+            'Members': grpc.unary_unary_rpc_method_handler(
+                    servicer.Members,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.Empty.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.MemberList.SerializeToString,
+            ),
+            'Remove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Remove,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.RemoveRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +322,114 @@ class Control:
             '/mesh.v1.Control/List',
             mesh_dot_v1_dot_control__pb2.ListRequest.SerializeToString,
             mesh_dot_v1_dot_control__pb2.EntryPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Invite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Invite',
+            mesh_dot_v1_dot_control__pb2.InviteRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.InviteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Join',
+            mesh_dot_v1_dot_control__pb2.JoinRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.MemberList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Members(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Members',
+            mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.MemberList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Remove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Remove',
+            mesh_dot_v1_dot_control__pb2.RemoveRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,10 @@ class ControlStub:
     Unshare: _grpc.UnaryUnaryMultiCallable[_control_pb2.UnshareRequest, _control_pb2.UnshareReply]
     Scan: _grpc.UnaryStreamMultiCallable[_control_pb2.ScanRequest, _control_pb2.ScanProgress]
     List: _grpc.UnaryStreamMultiCallable[_control_pb2.ListRequest, _control_pb2.EntryPage]
+    Invite: _grpc.UnaryUnaryMultiCallable[_control_pb2.InviteRequest, _control_pb2.InviteReply]
+    Join: _grpc.UnaryUnaryMultiCallable[_control_pb2.JoinRequest, _control_pb2.MemberList]
+    Members: _grpc.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.MemberList]
+    Remove: _grpc.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -45,6 +49,10 @@ class ControlAsyncStub(ControlStub):
     Unshare: _aio.UnaryUnaryMultiCallable[_control_pb2.UnshareRequest, _control_pb2.UnshareReply]  # type: ignore[assignment]
     Scan: _aio.UnaryStreamMultiCallable[_control_pb2.ScanRequest, _control_pb2.ScanProgress]  # type: ignore[assignment]
     List: _aio.UnaryStreamMultiCallable[_control_pb2.ListRequest, _control_pb2.EntryPage]  # type: ignore[assignment]
+    Invite: _aio.UnaryUnaryMultiCallable[_control_pb2.InviteRequest, _control_pb2.InviteReply]  # type: ignore[assignment]
+    Join: _aio.UnaryUnaryMultiCallable[_control_pb2.JoinRequest, _control_pb2.MemberList]  # type: ignore[assignment]
+    Members: _aio.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.MemberList]  # type: ignore[assignment]
+    Remove: _aio.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]  # type: ignore[assignment]
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +89,33 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         request: _control_pb2.ListRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_control_pb2.EntryPage], _abc.AsyncIterator[_control_pb2.EntryPage]]: ...
+
+    @_abc_1.abstractmethod
+    def Invite(
+        self,
+        request: _control_pb2.InviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.InviteReply, _abc.Awaitable[_control_pb2.InviteReply]]: ...
+
+    @_abc_1.abstractmethod
+    def Join(
+        self,
+        request: _control_pb2.JoinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.MemberList, _abc.Awaitable[_control_pb2.MemberList]]: ...
+
+    @_abc_1.abstractmethod
+    def Members(
+        self,
+        request: _control_pb2.Empty,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.MemberList, _abc.Awaitable[_control_pb2.MemberList]]: ...
+
+    @_abc_1.abstractmethod
+    def Remove(
+        self,
+        request: _control_pb2.RemoveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.Empty, _abc.Awaitable[_control_pb2.Empty]]: ...
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

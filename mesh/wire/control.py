@@ -5,7 +5,7 @@ from __future__ import annotations
 from mesh.core.entries import IndexedEntry, LibraryEntry
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import LibraryInfo, NodeStatus
+from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
 from mesh.v1 import control_pb2 as pb
 
 
@@ -118,3 +118,60 @@ def entry_from_wire(msg: pb.EntryView) -> IndexedEntry:
         ),
         seq=msg.seq,
     )
+
+
+def invite_to_wire(i: InviteInfo) -> pb.InviteReply:
+    return pb.InviteReply(
+        code=i.code,
+        hosts=list(i.hosts),
+        port=i.port,
+        expires_ms=i.expires_ms,
+        cancelled=i.cancelled,
+    )
+
+
+def invite_from_wire(msg: pb.InviteReply) -> InviteInfo:
+    return InviteInfo(
+        code=msg.code,
+        hosts=tuple(msg.hosts),
+        port=msg.port,
+        expires_ms=msg.expires_ms,
+        cancelled=msg.cancelled,
+    )
+
+
+def members_to_wire(root: NodeId, members: list[MemberView]) -> pb.MemberList:
+    return pb.MemberList(
+        root=root.raw,
+        members=[
+            pb.MemberView(
+                node_id=m.node_id.raw,
+                name=m.name,
+                admitted_by=m.admitted_by.raw,
+                admitted_ms=m.admitted_ms,
+                online=m.online,
+                is_self=m.is_self,
+                address=m.address,
+                last_seen_s=m.last_seen_s,
+                unacked=m.unacked,
+            )
+            for m in members
+        ],
+    )
+
+
+def members_from_wire(msg: pb.MemberList) -> tuple[NodeId, list[MemberView]]:
+    return NodeId(msg.root), [
+        MemberView(
+            node_id=NodeId(m.node_id),
+            name=m.name,
+            admitted_by=NodeId(m.admitted_by),
+            admitted_ms=m.admitted_ms,
+            online=m.online,
+            is_self=m.is_self,
+            address=m.address,
+            last_seen_s=m.last_seen_s,
+            unacked=m.unacked,
+        )
+        for m in msg.members
+    ]

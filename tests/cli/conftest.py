@@ -51,8 +51,9 @@ class Daemon:
         env = {**os.environ, "MESH_HOME": str(mesh.home), "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "mesh", "up", "--no-mdns", "--listen", "127.0.0.1"]
         self.mesh = mesh
+        port = [] if "--port" in args else ["--port", "0"]
         self.proc = subprocess.Popen(
-            [*cmd, "--port", "0", *args],
+            [*cmd, *port, *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -24,6 +24,7 @@ class MemoryStream:
         self.inbox: asyncio.Queue[GossipFrame | None] = asyncio.Queue()
         self.other: MemoryStream | None = None
         self.closed = False
+        self.address = "memory"
 
     async def send(self, frame: GossipFrame) -> None:
         if self.closed or self.other is None or self.other.closed:

@@ -1,0 +1,226 @@
+"""Commands about the mesh itself: invite, join, members, remove."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from mesh import config
+from mesh.cli.context import CliContext
+from mesh.cli.output import human_duration, print_json, safe
+from mesh.core.durations import parse_duration
+from mesh.core.errors import InvalidArgumentError
+from mesh.core.ids import NodeId
+from mesh.core.status import MemberView
+
+PAIRING_PORT = config.DEFAULT_PORT + 1
+
+
+def _ctx(ctx: typer.Context) -> CliContext:
+    obj = ctx.obj
+    assert isinstance(obj, CliContext)
+    return obj
+
+
+def _best_host(hosts: tuple[str, ...]) -> str:
+    """The address a person should type first: a private IPv4 one if there is one."""
+
+    def rank(h: str) -> tuple[int, str]:
+        try:
+            ip = ipaddress.ip_address(h.split("%", 1)[0])
+        except ValueError:
+            return 3, h
+        if ip.version == 4 and not ip.is_loopback:
+            return 0, h
+        if ip.version == 6 and not ip.is_link_local and not ip.is_loopback:
+            return 1, h
+        return 2, h
+
+    return sorted(hosts, key=rank)[0] if hosts else "THIS-COMPUTER"
+
+
+def invite(
+    ctx: typer.Context,
+    for_: Annotated[
+        str, typer.Option("--for", help="How long the code stays valid.", show_default=True)
+    ] = "10m",
+    cancel: Annotated[bool, typer.Option("--cancel", help="Close the open invitation.")] = False,
+) -> None:
+    """Let another computer join this mesh: prints a one-time code to type there.
+
+    The code works once, for a limited time; five wrong tries close the invitation.
+    Needs the daemon (`mesh up`).
+
+    \b
+    Examples:
+      mesh invite
+      mesh invite --for 30m
+      mesh invite --cancel
+    """
+    ttl = parse_duration(for_)
+    with _ctx(ctx).daemon() as daemon:
+        info = daemon.invite(ttl, cancel=cancel)
+    if cancel:
+        typer.echo("invitation closed" if info.cancelled else "no invitation was open")
+        return
+    host = _best_host(info.hosts)
+    at = f"[{host}]" if ":" in host else host
+    suffix = "" if info.port == PAIRING_PORT else f":{info.port}"
+    expires = dt.datetime.fromtimestamp(info.expires_ms / 1000).strftime("%H:%M")
+    typer.echo(f"Invitation open until {expires}. On the computer that joins, run:\n")
+    typer.echo(f"    mesh join {info.code} --at {at}{suffix}\n")
+    others = [h for h in info.hosts if h != host]
+    if others:
+        typer.echo(f"(this computer is also at {', '.join(others)})")
+    typer.echo("The code works once. Cancel it with `mesh invite --cancel`.")
+
+
+def join(
+    ctx: typer.Context,
+    code: Annotated[
+        str, typer.Argument(help="The code `mesh invite` printed.", show_default=False)
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help=f"The inviting computer, HOST[:PORT] (pairing port, default {PAIRING_PORT}).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Join the mesh of the computer that ran `mesh invite`.
+
+    Run it on the new computer, with the code and address the inviting one printed.
+    This node must not be in another mesh (see `mesh init --reset`).
+
+    \b
+    Examples:
+      mesh join 417-copper-walrus --at 192.168.1.10
+      mesh join 417-copper-walrus --at tower.local:6375
+    """
+    if at is None:
+        raise InvalidArgumentError(
+            "say where the inviting computer is: --at HOST (its `mesh invite` printed it)"
+        )
+    host, port = _host_port(at)
+    from mesh.security import invite_code
+
+    code = invite_code.normalize(code)
+    cli = _ctx(ctx)
+    if cli.daemon_running():
+        with cli.daemon() as daemon:
+            _, members = daemon.join(code, host, port)
+    else:
+        _, members = _join_directly(cli, code, host, port)
+    names = ", ".join(safe(m.name) for m in members if not m.is_self)
+    typer.echo(f"joined the mesh: {len(members)} members ({names} and this node)")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """HOST or HOST:PORT (IPv6 in brackets with a port); the pairing port by default."""
+    text = text.strip()
+    has_port = text.count(":") == 1 or (text.startswith("[") and "]:" in text)
+    try:
+        host, port = config.parse_peer(text)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"--at {text!r}: {exc}") from exc
+    return host, port if has_port else PAIRING_PORT
+
+
+def _join_directly(
+    cli: CliContext, code: str, host: str, port: int
+) -> tuple[NodeId, list[MemberView]]:
+    from mesh.node.pairing import join as pairing_join
+
+    with cli.local_node() as node:
+        if node.in_mesh():
+            raise InvalidArgumentError(
+                "this node is already in a mesh; `mesh init --reset` makes a new node to join "
+                "another"
+            )
+        joined = asyncio.run(
+            pairing_join(code, host, port, certificate=node.identity.cert_der, name=node.name)
+        )
+        node.join_mesh(joined.root, joined.records)
+        for h in (host, *joined.hosts):
+            node.remember_address(joined.inviter_id, h, joined.port)
+        return node.membership.root, node.member_views()
+
+
+def members(
+    ctx: typer.Context,
+    json_: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """List the members of this node's mesh.
+
+    \b
+    Examples:
+      mesh members
+      mesh members --json
+    """
+    with _ctx(ctx).node() as node:
+        root, views = node.members()
+    if json_:
+        print_json(
+            [
+                {
+                    "name": v.name,
+                    "node_id": str(v.node_id),
+                    "self": v.is_self,
+                    "online": v.online,
+                    "address": v.address or None,
+                    "admitted_by": str(v.admitted_by),
+                    "admitted_ms": v.admitted_ms,
+                    "root": v.node_id == root,
+                }
+                for v in views
+            ]
+        )
+        return
+    names = {v.node_id: v.name for v in views}
+    typer.echo(f"{'NAME':<16} {'ID':<8} {'STATE':<12} {'ADDRESS':<24} ADMITTED BY")
+    for v in views:
+        state = "this node" if v.is_self else ("online" if v.online else "offline")
+        since = ""
+        if v.admitted_ms:
+            since = dt.datetime.fromtimestamp(v.admitted_ms / 1000).strftime(" on %Y-%m-%d")
+        by = (
+            "founded the mesh"
+            if v.admitted_by == v.node_id
+            else names.get(v.admitted_by, v.admitted_by.short())
+        )
+        seen = f" ({human_duration(v.last_seen_s)} ago)" if v.online and v.last_seen_s > 5 else ""
+        typer.echo(
+            f"{safe(v.name):<16} {v.node_id.short():<8} {state + seen:<12} "
+            f"{safe(v.address) or '-':<24} {safe(by)}{since}"
+        )
+
+
+def remove(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(help="The member's name (or short id).", show_default=False)
+    ],
+) -> None:
+    """Remove a member from the mesh, for good: this node stops trusting it at once, and the
+    rest of the mesh learns it by gossip. It can come back only as a new node.
+
+    \b
+    Examples:
+      mesh remove old-laptop
+    """
+    with _ctx(ctx).node() as node:
+        node.remove(name)
+    typer.echo(f"removed {safe(name)!r} from the mesh")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(invite)
+    app.command()(join)
+    app.command()(members)
+    app.command()(remove)

@@ -1,0 +1,160 @@
+"""Joining a mesh with real daemons on 127.0.0.1: invite, join, members, remove."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Daemon, Mesh
+
+CODE = re.compile(r"mesh join (\S+) --at (\S+)")
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Callable[[str], tuple[Mesh, Daemon]]]:
+    daemons: list[Daemon] = []
+
+    def make(name: str, *args: str) -> tuple[Mesh, Daemon]:
+        mesh = Mesh(home=tmp_path / name)
+        mesh.run("init", "--name", name)
+        d = Daemon(mesh, *args)
+        daemons.append(d)
+        d.wait_running()
+        return mesh, d
+
+    yield make
+    for d in daemons:
+        if d.proc.poll() is None:
+            d.stop()
+
+
+def invite(mesh: Mesh, *args: str) -> tuple[str, str]:
+    out = mesh.run("invite", *args).stdout
+    found = CODE.search(out)
+    assert found, out
+    return found.group(1), found.group(2)
+
+
+def members(mesh: Mesh) -> dict[str, dict[str, object]]:
+    return {m["name"]: m for m in json.loads(mesh.run("members", "--json").stdout)}
+
+
+def wait_online(mesh: Mesh, name: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if members(mesh).get(name, {}).get("online"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never came online for {mesh.home.name}")
+
+
+def test_join_and_both_sides_list_each_other(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    code, at = invite(tower)
+    out = laptop.run("join", code, "--at", at).stdout
+    assert "joined the mesh: 2 members (tower and this node)" in out
+    assert set(members(tower)) == set(members(laptop)) == {"tower", "laptop"}
+    assert members(laptop)["laptop"]["admitted_by"] == members(laptop)["tower"]["node_id"]
+    wait_online(tower, "laptop")
+    wait_online(laptop, "tower")
+
+
+def test_a_wrong_code_fails_and_changes_nothing(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    code, at = invite(tower)
+    number, first, second = code.split("-")
+    wrong = f"{(int(number) + 1) % 1000}-{first}-{second}"
+    proc = laptop.run("join", wrong, "--at", at, check=False)
+    assert proc.returncode == 1 and "wrong code" in proc.stderr
+    assert set(members(tower)) == {"tower"} and set(members(laptop)) == {"laptop"}
+    # The invitation is still open for the right code.
+    assert laptop.run("join", code, "--at", at).returncode == 0
+
+
+def test_five_wrong_codes_close_the_invitation(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    code, at = invite(tower)
+    for i in range(5):
+        proc = laptop.run("join", f"{i}-zebra-zebra", "--at", at, check=False)
+        assert "wrong code" in proc.stderr
+    proc = laptop.run("join", code, "--at", at, check=False)
+    assert proc.returncode == 1 and "no open invitation" in proc.stderr
+    assert set(members(tower)) == {"tower"}
+
+
+def test_a_used_code_fails_for_a_third_node(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    phone, _ = node("phone")
+    code, at = invite(tower)
+    laptop.run("join", code, "--at", at)
+    proc = phone.run("join", code, "--at", at, check=False)
+    assert proc.returncode == 1 and "no open invitation" in proc.stderr
+    assert set(members(tower)) == {"tower", "laptop"}
+    assert set(members(phone)) == {"phone"}
+
+
+def test_an_expired_code_fails(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    code, at = invite(tower, "--for", "1s")
+    time.sleep(1.5)
+    proc = laptop.run("join", code, "--at", at, check=False)
+    assert proc.returncode == 1 and "no open invitation" in proc.stderr
+
+
+def test_a_taken_name_is_refused_and_the_code_stays_good(
+    node: Callable[..., tuple[Mesh, Daemon]],
+) -> None:
+    tower, _ = node("tower")
+    twin, twin_daemon = node("tower-twin")
+    twin_daemon.stop()
+    twin.run("init", "--name", "tower")  # the same name as the inviter
+    code, at = invite(tower)
+    proc = twin.run("join", code, "--at", at, check=False)
+    assert proc.returncode == 1 and "the name 'tower' is taken" in proc.stderr
+    twin.run("init", "--name", "tower2")
+    assert twin.run("join", code, "--at", at).returncode == 0
+
+
+def test_removal_cuts_the_node_off(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    code, at = invite(tower)
+    laptop.run("join", code, "--at", at)
+    wait_online(tower, "laptop")
+    tower.run("remove", "laptop")
+    assert set(members(tower)) == {"tower"}
+    deadline = time.monotonic() + 5
+    while members(laptop)["tower"]["online"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not members(laptop)["tower"]["online"]
+    time.sleep(1)  # the laptop keeps dialling; the tower keeps refusing
+    assert not members(laptop)["tower"]["online"]
+
+
+def test_invite_and_join_need_no_daemon_on_the_joining_side(
+    node: Callable[..., tuple[Mesh, Daemon]], tmp_path: Path
+) -> None:
+    tower, _ = node("tower")
+    laptop = Mesh(home=tmp_path / "laptop-off")
+    laptop.run("init", "--name", "laptop")
+    code, at = invite(tower)
+    assert "joined the mesh" in laptop.run("join", code, "--at", at).stdout
+    assert set(members(laptop)) == {"tower", "laptop"}
+
+
+def test_invite_needs_the_daemon(tmp_path: Path) -> None:
+    mesh = Mesh(home=tmp_path / "x")
+    mesh.run("init")
+    proc = mesh.run("invite", check=False)
+    assert proc.returncode == 1
+    assert "not running" in proc.stderr and "mesh up" in proc.stderr
