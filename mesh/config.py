@@ -99,6 +99,7 @@ class Settings:
     progress_interval_s: float = 1.0
     rescan_interval_s: float = 300.0
     handshake_timeout_s: float = 5.0
+    maintenance_interval_s: float = 30.0
 
     @classmethod
     def for_tests(cls, **overrides: Any) -> Settings:
@@ -112,6 +113,7 @@ class Settings:
             "shutdown_grace_s": 0.2,
             "progress_interval_s": 0.2,
             "handshake_timeout_s": 2.0,
+            "maintenance_interval_s": 1.0,
             "reserve": 0,
         }
         base.update(overrides)

@@ -432,8 +432,14 @@ class Replica:
             else:
                 continue
             yield from self._pages(origin, ours.epoch, after, ours.seq, max_bytes, max_records)
-        if not relay_membership:
-            return
+        if relay_membership:
+            yield from self.loose_membership(peer)
+
+    def loose_membership(self, peer: VersionVector) -> Iterator[Batch]:
+        """The membership records our clock does not cover and the peer's does not either,
+        one per batch, admitters first (what `missing` adds with `relay_membership`)."""
+        vector = self.vector()
+        rank = self._membership.rank
         loose: list[Envelope] = []
         for env in self._store.membership():
             held, told = vector.get(env.origin), peer.get(env.origin)

@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import ipaddress
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,13 +23,18 @@ from mesh.config import Settings
 from mesh.core.entries import IndexedEntry
 from mesh.core.epoch import Epoch
 from mesh.core.errors import InvalidArgumentError, LocalError, MeshError
+from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
+from mesh.core.records import Addresses, Kind
+from mesh.core.replica import ApplyResult
 from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
+from mesh.core.vector import VersionVector
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.scanner import Scanner
 from mesh.home import Home, HomeLock
+from mesh.node.changes import ChangeSignal
 from mesh.node.local import LocalNode
 from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation
 from mesh.node.pairing import State as InviteState
@@ -40,9 +46,12 @@ from mesh.transport.control_server import ControlServer
 from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.peer_server import PeerServer
 from mesh.transport.tls import TrustStore
+from mesh.wire import records as wire_records
+from mesh.wire.gossip import MAX_BATCH_RECORDS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_BATCHES_PER_PAGE = 16
 
 
 class Daemon:
@@ -52,6 +61,8 @@ class Daemon:
         self.home = home
         self.settings = settings
         self.started = asyncio.Event()
+        self.changes = ChangeSignal()
+        self._loop = asyncio.get_event_loop()
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
         self._scan_lock = asyncio.Lock()
         self._scanners: set[Scanner] = set()
@@ -73,13 +84,28 @@ class Daemon:
     # -- store access --------------------------------------------------------------------
 
     async def store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn` on the store thread."""
+        """Run `fn` on the store thread; if it wrote records, wake the gossip sessions."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._store, lambda: fn(*args, **kwargs))
+        result, wrote = await loop.run_in_executor(self._store, self._counting, fn, args, kwargs)
+        if wrote:
+            self.changes.bump()
+        return result
+
+    def _counting(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[T, bool]:
+        records = getattr(getattr(self, "local", None), "records", None)
+        before = records.writes if records is not None else 0
+        result = fn(*args, **kwargs)
+        records = getattr(getattr(self, "local", None), "records", None)
+        return result, records is not None and records.writes != before
 
     def store_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the store thread from another worker thread, waiting for it."""
-        return self._store.submit(fn, *args).result()
+        result, wrote = self._store.submit(self._counting, fn, args, {}).result()
+        if wrote:
+            self._loop.call_soon_threadsafe(self.changes.bump)
+        return result
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -126,13 +152,19 @@ class Daemon:
             self.home.control_socket,
         )
         try:
+            await self.store(self.local.publish_addresses, self.advertised_hosts(), self.port)
             known = await self.store(self.local.addresses.all)
+            gossiped = await self.store(self.local.gossiped_addresses)
             async with asyncio.TaskGroup() as tg:
                 self._group = tg
-                self.peers.start(tg, [(h, p) for n, h, p in known if self.is_member(n)])
+                self.peers.start(
+                    tg, [(h, p) for n, h, p in [*known, *gossiped] if self.is_member(n)]
+                )
+                maintenance = tg.create_task(self._maintain(), name="maintenance")
                 self.started.set()
                 await stop.wait()
                 log.info("stopping")
+                maintenance.cancel()
                 if self._invitation is not None:
                     await self._invitation.close(InviteState.CANCELLED)
                 for scanner in self._scanners:
@@ -301,6 +333,57 @@ class Daemon:
     async def remove_named(self, name: str) -> None:
         node_id = await self.store(self.local.member_named, name)
         await self.remove(node_id)
+
+    # -- gossip ------------------------------------------------------------------------
+
+    async def our_vector(self) -> VersionVector:
+        # Looked up at call time: joining a mesh replaces the replica.
+        return await self.store(lambda: self.local.replica.vector())  # noqa: PLW0108
+
+    async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]:
+        def page() -> list[Batch]:
+            batches = self.local.replica.missing(
+                peer, max_bytes, relay_membership=False, max_records=MAX_BATCH_RECORDS
+            )
+            return list(itertools.islice(batches, _BATCHES_PER_PAGE))
+
+        return await self.store(page)
+
+    async def membership_for(self, peer: VersionVector) -> list[Batch]:
+        return await self.store(lambda: list(self.local.replica.loose_membership(peer)))
+
+    async def apply(self, batch: Batch, peer: NodeId) -> tuple[ApplyResult, VersionVector]:
+        def work() -> tuple[ApplyResult, VersionVector, list[tuple[NodeId, str, int]]]:
+            replica = self.local.replica
+            result = replica.apply(batch, peer)
+            new_addresses: list[tuple[NodeId, str, int]] = []
+            for env in result.stored:
+                if env.kind is Kind.ADDRESSES:
+                    record = wire_records.decode(env.kind, env.body)
+                    if isinstance(record, Addresses):
+                        new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
+            return result, replica.vector(), new_addresses
+
+        result, vector, addresses = await self.store(work)
+        if result.membership_changed:
+            await self.reload_members()
+        for node_id, host, port in addresses:
+            if self.is_member(node_id):
+                self.peers.add_address(host, port)
+        return result, vector
+
+    async def _maintain(self) -> None:
+        """Now and then: publish our vector if it lets tombstones go, and purge them."""
+        while True:
+            await asyncio.sleep(self.settings.maintenance_interval_s)
+
+            def work() -> int:
+                self.local.replica.publish_vector()
+                return len(self.local.replica.purge())
+
+            purged = await self.store(work)
+            if purged:
+                log.info("purged %d tombstones every member has seen", purged)
 
     # -- sessions ------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from mesh.core.membership import Membership
 from mesh.core.names import check_library_name, check_node_name, node_name_from_host
 from mesh.core.pairing import MemberInfo
 from mesh.core.progress import ScanProgress
-from mesh.core.records import LibraryRecord
+from mesh.core.records import Addresses, LibraryRecord, key_of
 from mesh.core.replica import Outcome, Replica
 from mesh.core.status import LibraryInfo, MemberView, NodeStatus
 from mesh.fs.scanner import Scanner
@@ -216,6 +216,31 @@ class LocalNode:
 
     def members(self) -> tuple[NodeId, list[MemberView]]:
         return self.membership.root, self.member_views()
+
+    def publish_addresses(self, hosts: Sequence[str], port: int) -> bool:
+        """Write this node's addresses record if it says something new; True if written."""
+        if not self.membership.is_member(self.node_id):
+            return False  # a node alone has nobody to tell
+        record = Addresses(hosts=tuple(hosts), port=port, name=self.name)
+        current = self.records.get(key_of(self.node_id, record))
+        if current is not None and wire_records.decode(current.kind, current.body) == record:
+            return False
+        self.replica.write(record)
+        return True
+
+    def gossiped_addresses(self) -> list[tuple[NodeId, str, int]]:
+        """Where each member says it listens, from their addresses records."""
+        found: list[tuple[NodeId, str, int]] = []
+        for node_id in self.membership.members:
+            if node_id == self.node_id:
+                continue
+            env = self.records.get(key_of(node_id, Addresses(hosts=(), port=0)))
+            if env is None:
+                continue
+            record = wire_records.decode(env.kind, env.body)
+            if isinstance(record, Addresses):
+                found.extend((node_id, host, record.port) for host in record.hosts)
+        return found
 
     def remember_address(self, node_id: NodeId, host: str, port: int, source: str = "") -> None:
         self.addresses.remember(node_id, host, port, source or "invite", now_ms())

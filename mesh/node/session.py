@@ -3,10 +3,23 @@
 Theory of operation. Both ends send a Hello (node id, epoch, protocol version, name) and
 wait for the other's within the handshake timeout. The Hello's node id must be the one the
 TLS session proved, and its protocol version one this node speaks; otherwise the session
-ends with a GossipError that says why, logged on both sides. Then each end pings at the
-keepalive interval and answers pings; a peer silent for longer than keepalive plus the ping
-timeout is taken for dead (gRPC's own keepalive usually notices first). Later issues add
-vectors, batches and acks to this same loop.
+ends with a GossipError that says why, logged on both sides.
+
+Then both ends send their version vector. Each sends the other what it lacks (Scuttlebutt
+reconciliation): batches of records per origin, ascending, from the replica; then, once,
+the loose membership records no vector can show; then, whenever the replica changes, what
+changed. Every batch carries an id; the receiver applies it in one transaction and answers
+with an Ack naming its new vector (and a refusal and its reason, if any). At most
+`WINDOW` batches are unacknowledged at once, so a slow peer slows the sender instead of
+making it buffer. What the sender believes the peer has (`sent`) advances as batches go
+out and falls back to the acked vector when a batch is refused; an origin whose batch was
+refused is not offered again until this node holds more of it, so a record the peer will
+never take (a bad signature, say) is not resent forever. A refused batch is logged with the
+peer and the reason; the stream goes on.
+
+Each end pings at the keepalive interval and answers pings; a peer silent for longer than
+keepalive plus the ping timeout is taken for dead (gRPC's own keepalive usually notices
+first).
 
 States: HANDSHAKE -> OPEN -> CLOSED. A frame the current state does not expect is a
 protocol error that ends the session.
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import itertools
 import logging
@@ -27,12 +41,18 @@ from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
 from mesh.core.gossip import (
     COMPATIBLE_VERSIONS,
     PROTOCOL_VERSION,
+    Ack,
+    Batch,
     GossipError,
     GossipFrame,
     Hello,
     Ping,
+    VectorFrame,
 )
 from mesh.core.ids import NodeId
+from mesh.core.replica import ApplyResult, Outcome
+from mesh.core.vector import Clock, VersionVector
+from mesh.node.changes import ChangeSignal
 from mesh.transport.gossip_stream import GossipStream
 
 log = logging.getLogger(__name__)
@@ -44,11 +64,16 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+WINDOW = 8  # unacknowledged batches in flight per session
+_PAGE_BYTES = 1 << 20
+
+
 class SessionHost(Protocol):
-    """What a session needs from its node."""
+    """What a session needs from its node (the replica calls run on the store thread)."""
 
     node_id: NodeId
     epoch: Epoch
+    changes: ChangeSignal
 
     @property
     def name(self) -> str: ...
@@ -56,6 +81,14 @@ class SessionHost(Protocol):
     def admit_session(self, session: Session) -> bool: ...
 
     def release(self, session: Session) -> None: ...
+
+    async def our_vector(self) -> VersionVector: ...
+
+    async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]: ...
+
+    async def membership_for(self, peer: VersionVector) -> list[Batch]: ...
+
+    async def apply(self, batch: Batch, peer: NodeId) -> tuple[ApplyResult, VersionVector]: ...
 
 
 class _ClosedHereError(Exception):
@@ -90,6 +123,17 @@ class Session:
         self._stop = asyncio.Event()
         self._nonces = itertools.count(1)
         self._pings: dict[int, float] = {}
+        # Gossip state.
+        self.peer_vector: VersionVector | None = None  # the vector the peer opened with
+        self._vector_heard = asyncio.Event()
+        self.acked = VersionVector()  # the peer's vector as its last ack told it
+        self._sent: dict[NodeId, Clock] = {}  # what the peer will hold once all sent applies
+        self._stuck: dict[NodeId, Clock] = {}  # origins refused at our clock then
+        self._window = asyncio.Semaphore(WINDOW)
+        self._in_flight: dict[int, Batch] = {}
+        self._batch_ids = itertools.count(1)
+        self.records_sent = 0
+        self.records_received = 0
 
     @property
     def peer_name(self) -> str:
@@ -109,6 +153,7 @@ class Session:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._pinger())
                     tg.create_task(self._reader())
+                    tg.create_task(self._sender())
                     tg.create_task(self._until_closed())
             finally:
                 self.host.release(self)
@@ -175,6 +220,7 @@ class Session:
         self.peer_hello = frame
         self.state = State.OPEN
         self.last_heard = time.monotonic()
+        await self.stream.send(VectorFrame(vector=await self.host.our_vector()))
 
     async def _pinger(self) -> None:
         while True:
@@ -194,8 +240,121 @@ class Session:
             self.last_heard = time.monotonic()
             await self._handle(frame)
 
+    # -- sending what the peer lacks ---------------------------------------------------
+
+    def _offer_vector(self, ours: VersionVector) -> VersionVector:
+        """What to ask the replica about: the peer as we believe it, stuck origins covered."""
+        offer = dict(self._sent)
+        for origin, at in list(self._stuck.items()):
+            now = ours.get(origin)
+            if now is None or now <= at:
+                offer[origin] = at if now is None else now
+            else:
+                del self._stuck[origin]  # we hold more of it now: try again
+                acked = self.acked.get(origin)
+                if acked is not None:
+                    offer[origin] = acked
+                else:
+                    offer.pop(origin, None)
+        return VersionVector(offer)
+
+    async def _sender(self) -> None:
+        await self._vector_heard.wait()
+        peer = self.peer_vector
+        assert peer is not None
+        self._sent = dict(peer.items())
+        self.acked = peer
+        first = True
+        while True:
+            version = self.host.changes.version
+            while True:
+                ours = await self.host.our_vector()
+                batches = await self.host.batches_for(self._offer_vector(ours), _PAGE_BYTES)
+                if not batches:
+                    break
+                for batch in batches:
+                    await self._send_batch(batch)
+                    held = self._sent.get(batch.origin)
+                    if held is None or (batch.epoch, batch.through_seq) >= (held.epoch, held.seq):
+                        self._sent[batch.origin] = Clock(batch.epoch, batch.through_seq)
+            if first:
+                # Membership records of retired epochs: no vector shows them, so once a stream.
+                for batch in await self.host.membership_for(VersionVector(self._sent)):
+                    await self._send_batch(batch)
+                first = False
+            await self.host.changes.wait(version)
+
+    async def _send_batch(self, batch: Batch) -> None:
+        await self._window.acquire()
+        batch_id = next(self._batch_ids)
+        sized = dataclasses.replace(batch, batch_id=batch_id)
+        self._in_flight[batch_id] = sized
+        await self.stream.send(sized)
+        self.records_sent += len(batch.envelopes)
+
+    def _on_ack(self, ack: Ack) -> None:
+        batch = self._in_flight.pop(ack.batch_id, None)
+        if batch is None:
+            raise ProtocolError(f"an ack of batch {ack.batch_id}, which was not sent")
+        self._window.release()
+        self.acked = ack.vector
+        if ack.refused:
+            log.warning(
+                "%s refused records of %s (%d-%d): %s",
+                self.peer_name,
+                batch.origin.short(),
+                batch.after_seq + 1,
+                batch.through_seq,
+                ack.reason,
+            )
+            self._stuck[batch.origin] = Clock(batch.epoch, batch.through_seq)
+            told = ack.vector.get(batch.origin)
+            if told is None:
+                self._sent.pop(batch.origin, None)
+            else:
+                self._sent[batch.origin] = told
+
+    def unacked(self, ours: VersionVector) -> int:
+        """How many of our records the peer has not acknowledged (as far as seqs tell)."""
+        missing = 0
+        for origin, clock in ours.items():
+            theirs = self.acked.get(origin)
+            if theirs is None or theirs.epoch < clock.epoch:
+                missing += clock.seq
+            elif theirs.epoch == clock.epoch:
+                missing += max(0, clock.seq - theirs.seq)
+        return missing
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def _on_batch(self, batch: Batch) -> None:
+        result, vector = await self.host.apply(batch, self.peer)
+        refused = result.outcome is Outcome.REFUSED
+        if refused:
+            log.warning(
+                "refused records of %s from %s: %s",
+                batch.origin.short(),
+                self.peer_name,
+                result.reason,
+            )
+        self.records_received += len(result.stored)
+        await self.stream.send(
+            Ack(batch_id=batch.batch_id, vector=vector, refused=refused, reason=result.reason)
+        )
+
     async def _handle(self, frame: GossipFrame) -> None:
         match frame:
+            case VectorFrame():
+                if self.peer_vector is not None:
+                    raise ProtocolError("a second vector")
+                self.peer_vector = frame.vector
+                self._vector_heard.set()
+            case Batch():
+                if self.peer_vector is None:
+                    raise ProtocolError("a batch before the vector")
+                await self._on_batch(frame)
+            case Ack():
+                self._on_ack(frame)
             case Ping(pong=False):
                 await self.stream.send(Ping(nonce=frame.nonce, pong=True))
             case Ping(pong=True):
@@ -206,6 +365,3 @@ class Session:
                 raise RefusedError(f"{self.peer_name} ended the stream: {frame.message}")
             case Hello():
                 raise ProtocolError("a second hello")
-            case _:
-                # Vectors, batches and acks: handled once the replica is on the wire.
-                log.debug("ignoring %s from %s", type(frame).__name__, self.peer_name)

@@ -64,6 +64,8 @@ class SqliteReplicaStore:
         self._self = self_id
         self._own_epoch = own_epoch
         self._encode_entry = encode_entry
+        # Bumped by every write, so the daemon can tell whether a call changed anything.
+        self.writes = 0
 
     # -- this node's entries, served from the local index -------------------------------
 
@@ -94,6 +96,7 @@ class SqliteReplicaStore:
     def take_own_seqs(self, conn: sqlite3.Connection, count: int) -> int:
         """Reserve `count` of this node's sequence numbers in the caller's transaction."""
         assert self._self is not None and self._own_epoch is not None
+        self.writes += 1
         epoch = self._own_epoch
         row = conn.execute(
             "SELECT epoch_ms, epoch_nonce, seq FROM clocks WHERE origin = ?", (self._self.raw,)
@@ -200,6 +203,7 @@ class SqliteReplicaStore:
 
     def write(self, conn: sqlite3.Connection, changes: Changes) -> None:
         """Apply `changes` inside the caller's transaction (to join other writes)."""
+        self.writes += 1
         for drop in changes.drops:
             conn.execute(
                 "DELETE FROM records WHERE origin = ? AND (epoch_ms, epoch_nonce) < (?, ?) "

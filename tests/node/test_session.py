@@ -11,8 +11,11 @@ import pytest
 
 from mesh.core.epoch import Epoch
 from mesh.core.errors import PeerUnavailableError
-from mesh.core.gossip import GossipFrame
+from mesh.core.gossip import Batch, GossipFrame
 from mesh.core.ids import NodeId
+from mesh.core.replica import ApplyResult
+from mesh.core.vector import VersionVector
+from mesh.node.changes import ChangeSignal
 from mesh.node.peers import SessionRegistry
 from mesh.node.session import Session
 
@@ -53,9 +56,24 @@ class Host:
     name: str
     epoch: Epoch = field(default_factory=lambda: Epoch(1, 1))
     registry: SessionRegistry = field(init=False)
+    changes: ChangeSignal = field(default_factory=ChangeSignal)
 
     def __post_init__(self) -> None:
         self.registry = SessionRegistry(self.node_id)
+
+    # An empty replica: these tests are about the handshake (gossip runs for real in
+    # tests/node/test_gossip.py).
+    async def our_vector(self) -> VersionVector:
+        return VersionVector()
+
+    async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]:
+        return []
+
+    async def membership_for(self, peer: VersionVector) -> list[Batch]:
+        return []
+
+    async def apply(self, batch: Batch, peer: NodeId) -> tuple[ApplyResult, VersionVector]:
+        raise AssertionError("no batches are sent here")
 
     def admit_session(self, session: Session) -> bool:
         return self.registry.admit(session)
