@@ -1,0 +1,1 @@
+"""A simulated LAN in network namespaces for tests (see `tests.lan.netns`)."""
