@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from mesh import __version__
-from mesh.cli import config_cmds, daemon_cmds, local, mesh_cmds
+from mesh.cli import config_cmds, daemon_cmds, local, mesh_cmds, peer_cmds
 from mesh.cli.context import CliContext
 from mesh.core.errors import InvalidArgumentError, MeshError
 
@@ -67,6 +66,7 @@ def _global(
 local.register(app)
 daemon_cmds.register(app)
 mesh_cmds.register(app)
+peer_cmds.register(app)
 config_cmds.register(app)
 
 
@@ -75,12 +75,13 @@ def main() -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="mesh", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except typer.TyperException as exc:
+        # Usage errors (a typo in an option, a missing argument): typer's own click.
+        exc.show()  # type: ignore[attr-defined]
+        code = getattr(exc, "exit_code", 2)
+    except (typer.Abort, KeyboardInterrupt):
         print("\nmesh: interrupted", file=sys.stderr)
         code = 130
     except InvalidArgumentError as exc:

@@ -135,6 +135,18 @@ def test_user_mistakes_are_one_line_errors(
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["ls", "--bogus"], "No such option: --bogus"), (["share"], "Missing argument")],
+)
+def test_usage_errors_say_what_is_wrong_and_how_to_get_help(
+    mesh: Mesh, args: list[str], message: str
+) -> None:
+    proc = mesh.run(*args, check=False)  # Mesh.run fails the test on a traceback
+    assert proc.returncode == 2
+    assert message in proc.stderr and "-h' for help" in proc.stderr
+
+
 def test_commands_before_init_say_what_to_do(mesh: Mesh) -> None:
     proc = mesh.run("ls", check=False)
     assert proc.returncode == 1 and "mesh init" in proc.stderr
