@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mesh.cli.browse_cmds import print_entries
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_duration, human_size, plural, print_json, safe
+from mesh.cli.output import human_duration, plural, safe
 from mesh.cli.progress import scan_bar
-from mesh.core.entries import IndexedEntry
+from mesh.core.errors import InvalidArgumentError
 from mesh.core.progress import ScanProgress
 from mesh.home import locked
 from mesh.node.api import NodeApi
@@ -163,64 +163,97 @@ def _run_scan(node: NodeApi, libraries: list[str]) -> ScanProgress:
     return result
 
 
-def _entry_json(item: IndexedEntry) -> dict[str, object]:
-    e = item.entry
-    return {
-        "library": e.library,
-        "path": e.path,
-        "size": e.size,
-        "mtime_ns": e.mtime_ns,
-        "hash": e.hash.hex(),
-        "seq": item.seq,
-        "deleted": e.deleted,
-    }
-
-
 def ls(
     ctx: typer.Context,
     libraries: Annotated[
         list[str] | None,
         typer.Argument(help="Libraries to list (default: all).", show_default=False),
     ] = None,
+    node_name: Annotated[
+        str | None,
+        typer.Option(
+            "--node",
+            help="List another member's libraries (its name or short id), as gossip last "
+            "told this node.",
+            show_default=False,
+        ),
+    ] = None,
+    whole_mesh: Annotated[
+        bool, typer.Option("--mesh", help="List the libraries of every member, this one too.")
+    ] = False,
     json_: Annotated[
         bool,
         typer.Option(
             "--json",
             help="JSON for scripts: a list of {library, path, size, mtime_ns, hash, seq, "
-            "deleted}; hash is xxh3-128 in lowercase hex. These keys are stable.",
+            "deleted}, plus {node, node_id} with --node or --mesh; hash is xxh3-128 in "
+            "lowercase hex. These keys are stable.",
         ),
     ] = False,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted entries.")] = False,
 ) -> None:
-    """List the files this node shares, with their xxh3-128 hashes.
+    """List the files this node shares, or those of other members, with their xxh3-128
+    hashes.
 
-    Each hash equals what `xxh128sum FILE` prints.
+    Each hash equals what `xxh128sum FILE` prints. Other members' files come from the
+    index this node holds by gossip, so this works while they are offline too.
 
     \b
     Examples:
       mesh ls
       mesh ls Movies --deleted
+      mesh ls --node laptop
+      mesh ls --mesh
       mesh ls --json | jq '.[] | select(.size > 1e9) | .path'
     """
+    if node_name is not None or whole_mesh:
+        if node_name is not None and whole_mesh:
+            raise InvalidArgumentError("--node and --mesh do not go together; pick one")
+        if deleted:
+            raise InvalidArgumentError("--deleted lists this node's own files only")
+        with _ctx(ctx).node() as node:
+            items = node.browse(node_name)
+        if libraries:
+            items = [i for i in items if i.entry.library in libraries]
+        whose = f"{node_name} shares" if node_name is not None else "the mesh holds"
+        print_entries(items, json_=json_, empty=f"no files that {whose} are known here")
+        return
     with _ctx(ctx).node() as node:
         entries = node.entries(include_deleted=deleted, libraries=libraries or [])
         names = [lib.name for lib in node.status().libraries]
-    if json_:
-        print_json([_entry_json(e) for e in entries])
-        return
-    if not entries:
-        hint = "; share a folder with `mesh share DIR`" if not names else ""
-        typer.echo(f"no files{hint}", err=True)
-        return
-    out = sys.stdout
-    for item in entries:
-        e = item.entry
-        mark = " (deleted)" if e.deleted else ""
-        out.write(
-            f"{e.hash.hex()}  {human_size(e.size):>8}  {safe(e.library)}/{safe(e.path)}{mark}\n"
-        )
-    total = sum(i.entry.size for i in entries if not i.entry.deleted)
-    typer.echo(f"{plural(len(entries), 'file')}, {human_size(total)}", err=True)
+    hint = "; share a folder with `mesh share DIR`" if not names else ""
+    print_entries(entries, json_=json_, empty=f"no files{hint}")
+
+
+def find(
+    ctx: typer.Context,
+    pattern: Annotated[
+        str,
+        typer.Argument(
+            help="A name or glob ('heat', '*.mkv', 'Movies/19*/*'), matched without regard "
+            "to case against file names and library/path; or 8+ hex digits of a hash.",
+            show_default=False,
+        ),
+    ],
+    node_name: Annotated[
+        str | None,
+        typer.Option("--node", help="Search one member only.", show_default=False),
+    ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="JSON for scripts (the keys of `mesh ls --json`).")
+    ] = False,
+) -> None:
+    """Search every member's libraries (this node's too) for files by name or hash.
+
+    \b
+    Examples:
+      mesh find heat
+      mesh find '*.mkv' --node tower
+      mesh find 3f2a9c1e
+    """
+    with _ctx(ctx).node() as node:
+        items = node.browse(node_name, pattern)
+    print_entries(items, json_=json_, empty=f"nothing in the mesh matches {safe(pattern)!r}")
 
 
 def register(app: typer.Typer) -> None:
@@ -230,3 +263,4 @@ def register(app: typer.Typer) -> None:
     app.command()(unshare)
     app.command()(scan)
     app.command("ls")(ls)
+    app.command()(find)

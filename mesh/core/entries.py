@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.core.ids import NodeId
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Library:
@@ -37,3 +39,6 @@ class IndexedEntry:
 
     entry: LibraryEntry
     seq: int
+    # Whose entry this is, when a listing spans the mesh (None: this node's own).
+    node_id: NodeId | None = None
+    node: str = ""

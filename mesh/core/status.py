@@ -41,6 +41,15 @@ class InviteInfo:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PeerCheck:
+    """What `mesh peer add` learnt at an address: whose it is, or why it could not tell."""
+
+    node_id: NodeId | None
+    name: str = ""
+    problem: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MemberView:
     node_id: NodeId
     name: str

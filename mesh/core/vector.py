@@ -59,3 +59,16 @@ class VersionVector(Mapping[NodeId, Clock]):
         if clock.epoch != epoch:
             return clock.epoch > epoch
         return seq <= clock.seq
+
+
+def lag(ours: VersionVector, theirs: VersionVector) -> int:
+    """How many of the writes `ours` has seen `theirs` has not (by sequence numbers: a
+    write superseded since still counts, so this is an upper bound)."""
+    missing = 0
+    for origin, clock in ours.items():
+        seen = theirs.get(origin)
+        if seen is None or seen.epoch < clock.epoch:
+            missing += clock.seq
+        elif seen.epoch == clock.epoch:
+            missing += max(0, clock.seq - seen.seq)
+    return missing

@@ -22,15 +22,21 @@ from typing import Any, TypeVar
 from mesh.config import Settings
 from mesh.core.entries import IndexedEntry
 from mesh.core.epoch import Epoch
-from mesh.core.errors import InvalidArgumentError, LocalError, MeshError
+from mesh.core.errors import (
+    InvalidArgumentError,
+    LocalError,
+    MeshError,
+    PeerUnavailableError,
+    RefusedError,
+)
 from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
 from mesh.core.records import Addresses, Kind
 from mesh.core.replica import ApplyResult
-from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
-from mesh.core.vector import VersionVector
+from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus, PeerCheck
+from mesh.core.vector import VersionVector, lag
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.scanner import Scanner
 from mesh.home import Home, HomeLock
@@ -44,8 +50,9 @@ from mesh.node.session import Session
 from mesh.security.identity import Identity
 from mesh.transport.control_server import ControlServer
 from mesh.transport.gossip_stream import GossipStream
+from mesh.transport.peer_client import target
 from mesh.transport.peer_server import PeerServer
-from mesh.transport.tls import TrustStore
+from mesh.transport.tls import TrustStore, probe_certificate
 from mesh.wire import records as wire_records
 from mesh.wire.gossip import MAX_BATCH_RECORDS
 
@@ -62,7 +69,7 @@ class Daemon:
         self.settings = settings
         self.started = asyncio.Event()
         self.changes = ChangeSignal()
-        self._loop = asyncio.get_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
         self._scan_lock = asyncio.Lock()
         self._scanners: set[Scanner] = set()
@@ -71,6 +78,7 @@ class Daemon:
         self.port = 0
         self._invitation: Invitation | None = None
         self._group: asyncio.TaskGroup | None = None
+        self._acked: dict[NodeId, VersionVector] = {}
         self.local: LocalNode
         self.identity: Identity
         self.node_id: NodeId
@@ -104,12 +112,14 @@ class Daemon:
         """Run `fn` on the store thread from another worker thread, waiting for it."""
         result, wrote = self._store.submit(self._counting, fn, args, {}).result()
         if wrote:
+            assert self._loop is not None
             self._loop.call_soon_threadsafe(self.changes.bump)
         return result
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         lock = HomeLock(self.home, "daemon")
         lock.acquire_as_daemon()
         try:
@@ -152,7 +162,7 @@ class Daemon:
             self.home.control_socket,
         )
         try:
-            await self.store(self.local.publish_addresses, self.advertised_hosts(), self.port)
+            await self.publish_addresses()
             known = await self.store(self.local.addresses.all)
             gossiped = await self.store(self.local.gossiped_addresses)
             async with asyncio.TaskGroup() as tg:
@@ -249,6 +259,10 @@ class Daemon:
             return (str(listen),)
         return tuple(a.ip for a in local_addresses(self.settings.interfaces))
 
+    async def publish_addresses(self) -> None:
+        """Tell the mesh where this node listens (a record, written only if it changed)."""
+        await self.store(self.local.publish_addresses, self.advertised_hosts(), self.port)
+
     async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
         current = self._invitation
         if current is not None:
@@ -264,6 +278,7 @@ class Daemon:
             )
         await self.store(self.local.found_mesh)
         await self.reload_members()
+        await self.publish_addresses()
         port = self.settings.port + 1 if self.settings.port else 0
         invitation = Invitation(
             self._admit_joiner, ttl_s=ttl_s or DEFAULT_TTL_S, host=self.settings.listen, port=port
@@ -303,6 +318,7 @@ class Daemon:
         )
         await self.store(self.local.join_mesh, joined.root, joined.records)
         await self.reload_members()
+        await self.publish_addresses()
         for inviter_host in (host, *joined.hosts):
             await self.store(
                 self.local.remember_address, joined.inviter_id, inviter_host, joined.port
@@ -312,23 +328,60 @@ class Daemon:
         return await self.members()
 
     async def members(self) -> tuple[NodeId, list[MemberView]]:
-        views = await self.store(self.local.member_views)
-        now = time.monotonic()
+        local = self.local
+        views, seen, ours = await self.store(
+            lambda: (local.member_views(), local.addresses.last_seen(), local.replica.vector())
+        )
+        now, wall_ms = time.monotonic(), time.time() * 1000
         out = []
         for view in views:
             session = self.sessions.get(view.node_id)
-            if session is None or session.peer_hello is None:
+            if view.is_self:
                 out.append(view)
-                continue
-            out.append(
-                dataclasses.replace(
-                    view,
-                    online=True,
-                    address=session.address,
-                    last_seen_s=max(0.0, now - session.last_heard),
+            elif session is None or session.peer_hello is None:
+                host, port, seen_ms = seen.get(view.node_id, ("", 0, 0))
+                out.append(
+                    dataclasses.replace(
+                        view,
+                        address=target(host, port) if host else "",
+                        last_seen_s=max(0.0, (wall_ms - seen_ms) / 1000) if seen_ms else 0.0,
+                        unacked=lag(ours, self._acked.get(view.node_id, VersionVector())),
+                    )
                 )
-            )
+            else:
+                out.append(
+                    dataclasses.replace(
+                        view,
+                        online=True,
+                        address=session.address,
+                        last_seen_s=max(0.0, now - session.last_heard),
+                        unacked=session.unacked(ours),
+                    )
+                )
         return self._membership.root, out
+
+    async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
+        return await self.store(self.local.browse, node, pattern)
+
+    async def add_peer(self, host: str, port: int) -> PeerCheck:
+        """Check whose node answers at host:port and keep a connection to it if a member's."""
+        where = target(host, port)
+        try:
+            der = await probe_certificate(host, port, self.settings.handshake_timeout_s)
+        except PeerUnavailableError as exc:
+            self.peers.add_address(host, port)  # it may be asleep: keep trying
+            return PeerCheck(node_id=None, problem=str(exc))
+        node_id = NodeId.of_certificate(der)
+        if node_id == self.node_id:
+            raise InvalidArgumentError(f"{where} is this node itself")
+        member = self.member(node_id)
+        if member is None:
+            raise RefusedError(
+                f"{where} is node {node_id.short()}, which is not a member of this mesh; "
+                "invite it first (`mesh invite` here, `mesh join` there)"
+            )
+        self.peers.add_address(host, port)
+        return PeerCheck(node_id=node_id, name=member.name)
 
     async def remove_named(self, name: str) -> None:
         node_id = await self.store(self.local.member_named, name)
@@ -393,6 +446,9 @@ class Daemon:
         return self.sessions.admit(session)
 
     def release(self, session: Session) -> None:
+        if session.peer_vector is not None:
+            # What it holds, for `mesh peers` while it is away.
+            self._acked[session.peer] = session.acked
         self.sessions.release(session)
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
@@ -483,6 +539,12 @@ class _Control:
 
     async def remove(self, name: str) -> None:
         await self._d.remove_named(name)
+
+    async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
+        return await self._d.browse(node, pattern)
+
+    async def add_peer(self, host: str, port: int) -> PeerCheck:
+        return await self._d.add_peer(host, port)
 
 
 __all__ = ["Daemon"]

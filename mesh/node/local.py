@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mesh import __version__, config
-from mesh.core.entries import IndexedEntry, Library
+from mesh.core.browse import matcher
+from mesh.core.entries import IndexedEntry, Library, LibraryEntry
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import NONCE_BITS, Epoch
 from mesh.core.errors import (
@@ -31,7 +32,7 @@ from mesh.core.membership import Membership
 from mesh.core.names import check_library_name, check_node_name, node_name_from_host
 from mesh.core.pairing import MemberInfo
 from mesh.core.progress import ScanProgress
-from mesh.core.records import Addresses, LibraryRecord, key_of
+from mesh.core.records import Addresses, Kind, LibraryRecord, key_of
 from mesh.core.replica import Outcome, Replica
 from mesh.core.status import LibraryInfo, MemberView, NodeStatus
 from mesh.fs.scanner import Scanner
@@ -109,7 +110,7 @@ class LocalNode:
         home.ensure()
         if name is not None:
             check_node_name(name)
-        if home.exists():
+        if home.exists() and NodeState.present(home.database):
             node = cls.open(home)
             old = node.state.name
             if name is not None and name != old:
@@ -118,8 +119,14 @@ class LocalNode:
                     name=name, node_id=node.node_id, created=False, renamed_from=old
                 )
             return node, InitResult(name=old, node_id=node.node_id, created=False)
-        identity = ident.generate()
-        ident.save(identity, home.key_file, home.cert_file)
+        if home.exists():
+            # The database was lost but the identity was not: the same node starts a new
+            # epoch (its old records are retired everywhere once it writes again), and
+            # rejoins its mesh with an invite code.
+            identity = ident.load(home.key_file, home.cert_file)
+        else:
+            identity = ident.generate()
+            ident.save(identity, home.key_file, home.cert_file)
         if not home.config_file.exists():
             config.save(config.Settings(), home.config_file)
         db = Database(home.database)
@@ -432,6 +439,38 @@ class LocalNode:
         for name in libraries:
             self.index.library(name)
         return self.index.entries(include_deleted=include_deleted, libraries=libraries)
+
+    def browse(self, node: str | None = None, pattern: str | None = None) -> list[IndexedEntry]:
+        """Entries of the mesh from the replicated index: of the member named `node`, or
+        of every member (this node included) if None; only those matching `pattern`."""
+        match = matcher(pattern) if pattern is not None else None
+        if node is not None:
+            node_id = self.node_id if node in (self.name, "self") else self.member_named(node)
+            origins = [node_id]
+        else:
+            origins = [
+                self.node_id,
+                *sorted(m for m in self.membership.members if m != self.node_id),
+            ]
+        found: list[IndexedEntry] = []
+        for origin in origins:
+            name = self.name if origin == self.node_id else self.membership.members[origin].name
+            if origin == self.node_id:
+                own = self.index.entries()
+                entries = ((e.entry, e.seq) for e in own)
+            else:
+                entries = (
+                    (record, env.seq)
+                    for env in self.records.live(Kind.ENTRY, origin)
+                    if isinstance(record := wire_records.decode(env.kind, env.body), LibraryEntry)
+                )
+            found.extend(
+                IndexedEntry(entry=entry, seq=seq, node_id=origin, node=name)
+                for entry, seq in entries
+                if match is None or match(entry)
+            )
+        found.sort(key=lambda i: (i.node != self.name, i.node, i.entry.library, i.entry.path))
+        return found
 
 
 def _is_within(child: Path, parent: Path) -> bool:

@@ -51,7 +51,7 @@ from mesh.core.gossip import (
 )
 from mesh.core.ids import NodeId
 from mesh.core.replica import ApplyResult, Outcome
-from mesh.core.vector import Clock, VersionVector
+from mesh.core.vector import Clock, VersionVector, lag
 from mesh.node.changes import ChangeSignal
 from mesh.transport.gossip_stream import GossipStream
 
@@ -316,14 +316,7 @@ class Session:
 
     def unacked(self, ours: VersionVector) -> int:
         """How many of our records the peer has not acknowledged (as far as seqs tell)."""
-        missing = 0
-        for origin, clock in ours.items():
-            theirs = self.acked.get(origin)
-            if theirs is None or theirs.epoch < clock.epoch:
-                missing += clock.seq
-            elif theirs.epoch == clock.epoch:
-                missing += max(0, clock.seq - theirs.seq)
-        return missing
+        return lag(ours, self.acked)
 
     # -- receiving ---------------------------------------------------------------------
 

@@ -32,6 +32,11 @@ class AddressBook:
         rows = self._db.read("SELECT node_id, host, port FROM addresses ORDER BY seen_ms DESC")
         return [(NodeId(n), h, p) for n, h, p in rows]
 
+    def last_seen(self) -> dict[NodeId, tuple[str, int, int]]:
+        """Each member's most recent address and when it was reached there (ms)."""
+        rows = self._db.read("SELECT node_id, host, port, seen_ms FROM addresses ORDER BY seen_ms")
+        return {NodeId(n): (h, p, ms) for n, h, p, ms in rows}
+
     def forget(self, node_id: NodeId) -> None:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM addresses WHERE node_id = ?", (node_id.raw,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from mesh.core.epoch import Epoch
 from mesh.core.errors import NotInitializedError
@@ -33,6 +34,17 @@ class NodeState:
             _put(conn, "name", name)
             _put(conn, "epoch_created_ms", epoch.created_ms)
             _put(conn, "epoch_nonce", epoch.nonce)
+
+    @staticmethod
+    def present(path: Path) -> bool:
+        """Whether the database at `path` holds a node (without creating it)."""
+        if not path.exists():
+            return False
+        db = Database(path)
+        try:
+            return NodeState(db).initialized()
+        finally:
+            db.close()
 
     def initialized(self) -> bool:
         return _get(self._db.conn, "name") is not None

@@ -43,6 +43,12 @@ def _envelope(row: tuple[bytes, int, int, int, int, bytes, bytes]) -> Envelope:
     )
 
 
+def _successor(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string that starts with `prefix`."""
+    trimmed = prefix.rstrip(b"\xff")
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
 EncodeEntry = Callable[[LibraryEntry], bytes]
 
 
@@ -164,6 +170,16 @@ class SqliteReplicaStore:
                 break
             out.append(env)
         return out
+
+    def live(self, kind: Kind, origin: NodeId | None = None) -> Iterable[Envelope]:
+        """The live (not deleted) records of `kind`, of one origin or of all: a key range
+        scan, as keys begin with the kind and the origin. Not this node's own entries."""
+        low = bytes([int(kind)]) + (origin.raw if origin is not None else b"")
+        high = _successor(low)
+        rows = self._db.conn.execute(
+            _SELECT + "WHERE key >= ? AND key < ? AND deleted = 0 ORDER BY key", (low, high)
+        )
+        return (_envelope(row) for row in rows)
 
     def tombstones(
         self, origin: NodeId, epoch: Epoch, after_seq: int, through_seq: int, *, max_count: int

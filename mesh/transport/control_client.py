@@ -12,7 +12,7 @@ from mesh.core.entries import IndexedEntry
 from mesh.core.errors import DaemonNotRunningError, MeshError
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
+from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus, PeerCheck
 from mesh.transport import options
 from mesh.transport.errors import error_of
 from mesh.v1 import control_pb2 as pb
@@ -115,6 +115,23 @@ class ControlClient:
 
     def remove(self, name: str) -> None:
         self._call(self._stub.Remove, pb.RemoveRequest(name=name), timeout=_CALL_TIMEOUT_S)
+
+    def browse(self, node: str | None = None, pattern: str | None = None) -> list[IndexedEntry]:
+        request = pb.BrowseRequest(node=node or "", pattern=pattern or "")
+        out: list[IndexedEntry] = []
+        try:
+            for page in self._call(self._stub.Browse, request, timeout=_CALL_TIMEOUT_S):
+                out.extend(wire.entry_from_wire(e) for e in page.entries)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+        return out
+
+    def add_peer(self, host: str, port: int) -> PeerCheck:
+        reply = self._call(
+            self._stub.AddPeer, pb.PeerAddRequest(host=host, port=port), timeout=_CALL_TIMEOUT_S
+        )
+        node_id = NodeId(reply.node_id) if reply.node_id else None
+        return PeerCheck(node_id=node_id, name=reply.name, problem=reply.problem)
 
     def close(self) -> None:
         self._channel.close()

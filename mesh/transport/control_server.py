@@ -17,7 +17,7 @@ from mesh.core.entries import IndexedEntry
 from mesh.core.errors import MeshError
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
+from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus, PeerCheck
 from mesh.transport import options
 from mesh.transport.errors import status_of
 from mesh.v1 import control_pb2 as pb
@@ -46,6 +46,10 @@ class ControlHandlers(Protocol):
     async def members(self) -> tuple[NodeId, list[MemberView]]: ...
 
     async def remove(self, name: str) -> None: ...
+
+    async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]: ...
+
+    async def add_peer(self, host: str, port: int) -> PeerCheck: ...
 
 
 # grpc ships no type information; a servicer context is Any to mypy.
@@ -116,6 +120,25 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
         async with _mapped(context):
             await self._h.remove(request.name)
             return pb.Empty()
+        raise AssertionError("unreachable")
+
+    async def Browse(  # noqa: N802
+        self, request: pb.BrowseRequest, context: Context
+    ) -> AsyncIterator[pb.EntryPage]:
+        async with _mapped(context):
+            items = await self._h.browse(request.node or None, request.pattern or None)
+            for start in range(0, max(len(items), 1), _PAGE):
+                page = items[start : start + _PAGE]
+                yield pb.EntryPage(entries=[wire.entry_to_wire(i) for i in page])
+
+    async def AddPeer(self, request: pb.PeerAddRequest, context: Context) -> pb.PeerAddReply:  # noqa: N802
+        async with _mapped(context):
+            check = await self._h.add_peer(request.host, request.port)
+            return pb.PeerAddReply(
+                node_id=check.node_id.raw if check.node_id is not None else b"",
+                name=check.name,
+                problem=check.problem,
+            )
         raise AssertionError("unreachable")
 
 

@@ -79,6 +79,16 @@ class ControlStub:
                 request_serializer=mesh_dot_v1_dot_control__pb2.RemoveRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_control__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Browse = channel.unary_stream(
+                '/mesh.v1.Control/Browse',
+                request_serializer=mesh_dot_v1_dot_control__pb2.BrowseRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.EntryPage.FromString,
+                _registered_method=True)
+        self.AddPeer = channel.unary_unary(
+                '/mesh.v1.Control/AddPeer',
+                request_serializer=mesh_dot_v1_dot_control__pb2.PeerAddRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.PeerAddReply.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -138,6 +148,18 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Browse(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPeer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +207,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Remove,
                     request_deserializer=mesh_dot_v1_dot_control__pb2.RemoveRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
+            ),
+            'Browse': grpc.unary_stream_rpc_method_handler(
+                    servicer.Browse,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.BrowseRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.EntryPage.SerializeToString,
+            ),
+            'AddPeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPeer,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.PeerAddRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.PeerAddReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +462,60 @@ class Control:
             '/mesh.v1.Control/Remove',
             mesh_dot_v1_dot_control__pb2.RemoveRequest.SerializeToString,
             mesh_dot_v1_dot_control__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Browse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.Control/Browse',
+            mesh_dot_v1_dot_control__pb2.BrowseRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.EntryPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/AddPeer',
+            mesh_dot_v1_dot_control__pb2.PeerAddRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.PeerAddReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class ControlStub:
     Join: _grpc.UnaryUnaryMultiCallable[_control_pb2.JoinRequest, _control_pb2.MemberList]
     Members: _grpc.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.MemberList]
     Remove: _grpc.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]
+    Browse: _grpc.UnaryStreamMultiCallable[_control_pb2.BrowseRequest, _control_pb2.EntryPage]
+    AddPeer: _grpc.UnaryUnaryMultiCallable[_control_pb2.PeerAddRequest, _control_pb2.PeerAddReply]
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -53,6 +55,8 @@ class ControlAsyncStub(ControlStub):
     Join: _aio.UnaryUnaryMultiCallable[_control_pb2.JoinRequest, _control_pb2.MemberList]  # type: ignore[assignment]
     Members: _aio.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.MemberList]  # type: ignore[assignment]
     Remove: _aio.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]  # type: ignore[assignment]
+    Browse: _aio.UnaryStreamMultiCallable[_control_pb2.BrowseRequest, _control_pb2.EntryPage]  # type: ignore[assignment]
+    AddPeer: _aio.UnaryUnaryMultiCallable[_control_pb2.PeerAddRequest, _control_pb2.PeerAddReply]  # type: ignore[assignment]
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -117,5 +121,19 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         request: _control_pb2.RemoveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.Empty, _abc.Awaitable[_control_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def Browse(
+        self,
+        request: _control_pb2.BrowseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_control_pb2.EntryPage], _abc.AsyncIterator[_control_pb2.EntryPage]]: ...
+
+    @_abc_1.abstractmethod
+    def AddPeer(
+        self,
+        request: _control_pb2.PeerAddRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.PeerAddReply, _abc.Awaitable[_control_pb2.PeerAddReply]]: ...
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

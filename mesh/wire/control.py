@@ -102,6 +102,8 @@ def entry_to_wire(item: IndexedEntry) -> pb.EntryView:
         hash=e.hash,
         seq=item.seq,
         deleted=e.deleted,
+        node_id=item.node_id.raw if item.node_id is not None else b"",
+        node=item.node,
     )
 
 
@@ -117,6 +119,8 @@ def entry_from_wire(msg: pb.EntryView) -> IndexedEntry:
             deleted=msg.deleted,
         ),
         seq=msg.seq,
+        node_id=NodeId(msg.node_id) if msg.node_id else None,
+        node=msg.node,
     )
 
 

@@ -47,9 +47,12 @@ def mesh(tmp_path: Path) -> Mesh:
 class Daemon:
     """`mesh up` as a child process on 127.0.0.1 (no mDNS), stopped at the end."""
 
-    def __init__(self, mesh: Mesh, *args: str) -> None:
+    def __init__(self, mesh: Mesh, *args: str, netns: str | None = None) -> None:
         env = {**os.environ, "MESH_HOME": str(mesh.home), "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "mesh", "up", "--no-mdns", "--listen", "127.0.0.1"]
+        if netns is not None:
+            # Its network is the namespace's; its control socket, a file, is reachable.
+            cmd = ["ip", "netns", "exec", netns, *cmd]
         self.mesh = mesh
         port = [] if "--port" in args else ["--port", "0"]
         self.proc = subprocess.Popen(
@@ -99,3 +102,6 @@ def daemon(mesh: Mesh) -> Iterator[Callable[..., Daemon]]:
         if d.proc.poll() is None:
             d.proc.kill()
             d.proc.communicate()
+
+
+from tests.lan.conftest import make_lan, stale_lans_removed  # noqa: E402, F401
