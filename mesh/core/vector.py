@@ -61,11 +61,15 @@ class VersionVector(Mapping[NodeId, Clock]):
         return seq <= clock.seq
 
 
-def lag(ours: VersionVector, theirs: VersionVector) -> int:
+def lag(ours: VersionVector, theirs: VersionVector, peer: NodeId | None = None) -> int:
     """How many of the writes `ours` has seen `theirs` has not (by sequence numbers: a
-    write superseded since still counts, so this is an upper bound)."""
+    write superseded since still counts, so this is an upper bound). The writes of `peer`
+    itself are left out: a peer is never behind on its own writes, and it never acks them
+    (nobody sends a node its own records)."""
     missing = 0
     for origin, clock in ours.items():
+        if origin == peer:
+            continue
         seen = theirs.get(origin)
         if seen is None or seen.epoch < clock.epoch:
             missing += clock.seq

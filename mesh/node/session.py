@@ -34,6 +34,7 @@ import enum
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from mesh.core.epoch import Epoch
@@ -50,6 +51,7 @@ from mesh.core.gossip import (
     VectorFrame,
 )
 from mesh.core.ids import NodeId
+from mesh.core.records import MEMBERSHIP_KINDS
 from mesh.core.replica import ApplyResult, Outcome
 from mesh.core.vector import Clock, VersionVector, lag
 from mesh.node.changes import ChangeSignal
@@ -132,6 +134,7 @@ class Session:
         self._window = asyncio.Semaphore(WINDOW)
         self._in_flight: dict[int, Batch] = {}
         self._batch_ids = itertools.count(1)
+        self._refusals = 0  # refused batches so far (a page read ahead may be stale)
         self.records_sent = 0
         self.records_received = 0
 
@@ -242,10 +245,12 @@ class Session:
 
     # -- sending what the peer lacks ---------------------------------------------------
 
-    def _offer_vector(self, ours: VersionVector) -> VersionVector:
-        """What to ask the replica about: the peer as we believe it, stuck origins covered."""
+    def _offer_vector(self, ours: VersionVector | None) -> VersionVector:
+        """What to ask the replica about: the peer as we believe it, stuck origins covered
+        (`ours` is needed only while an origin is stuck)."""
         offer = dict(self._sent)
         for origin, at in list(self._stuck.items()):
+            assert ours is not None
             now = ours.get(origin)
             if now is None or now <= at:
                 offer[origin] = at if now is None else now
@@ -267,22 +272,46 @@ class Session:
         first = True
         while True:
             version = self.host.changes.version
-            while True:
-                ours = await self.host.our_vector()
-                batches = await self.host.batches_for(self._offer_vector(ours), _PAGE_BYTES)
-                if not batches:
-                    break
-                for batch in batches:
-                    await self._send_batch(batch)
-                    held = self._sent.get(batch.origin)
-                    if held is None or (batch.epoch, batch.through_seq) >= (held.epoch, held.seq):
-                        self._sent[batch.origin] = Clock(batch.epoch, batch.through_seq)
+            ahead: asyncio.Task[list[Batch]] | None = None
+            ahead_refusals = 0
+            try:
+                while True:
+                    if ahead is not None and self._refusals == ahead_refusals:
+                        batches = await ahead
+                    else:
+                        batches = await self._next_page()
+                    ahead = None
+                    if not batches:
+                        break
+                    # Read the next page while this one goes out, assuming it arrives: the
+                    # store thread reads and encodes while the stream sends (one page at a
+                    # time left the stream idle for most of a large initial sync). A refusal
+                    # in the meantime makes the guess wrong: the page is read again.
+                    ahead_refusals = self._refusals
+                    ahead = asyncio.create_task(self._next_page(batches))
+                    for batch in batches:
+                        await self._send_batch(batch)
+                        _advance(self._sent, batch)
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
             if first:
                 # Membership records of retired epochs: no vector shows them, so once a stream.
                 for batch in await self.host.membership_for(VersionVector(self._sent)):
                     await self._send_batch(batch)
                 first = False
             await self.host.changes.wait(version)
+
+    async def _next_page(self, going: Sequence[Batch] = ()) -> list[Batch]:
+        """The next batches the peer lacks, once `going` (being sent) has reached it."""
+        ours = await self.host.our_vector() if self._stuck else None
+        offer = self._offer_vector(ours)
+        if going:
+            sent = dict(offer.items())
+            for batch in going:
+                _advance(sent, batch)
+            offer = VersionVector(sent)
+        return await self.host.batches_for(offer, _PAGE_BYTES)
 
     async def _send_batch(self, batch: Batch) -> None:
         await self._window.acquire()
@@ -307,6 +336,7 @@ class Session:
                 batch.through_seq,
                 ack.reason,
             )
+            self._refusals += 1
             self._stuck[batch.origin] = Clock(batch.epoch, batch.through_seq)
             told = ack.vector.get(batch.origin)
             if told is None:
@@ -316,7 +346,7 @@ class Session:
 
     def unacked(self, ours: VersionVector) -> int:
         """How many of our records the peer has not acknowledged (as far as seqs tell)."""
-        return lag(ours, self.acked)
+        return lag(ours, self.acked, self.peer)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -331,9 +361,38 @@ class Session:
                 result.reason,
             )
         self.records_received += len(result.stored)
+        self._peer_holds(batch)
         await self.stream.send(
             Ack(batch_id=batch.batch_id, vector=vector, refused=refused, reason=result.reason)
         )
+
+    def _peer_holds(self, batch: Batch) -> None:
+        """Note that the peer holds what it just sent, so it is not offered back to it.
+
+        Without this, every record pushed to us live (written after the stream opened) came
+        straight back to its sender, since the peer's opening vector is all `_sent` knew.
+        A batch from `missing` ends where the sender's clock of that origin is, so the peer
+        holds the origin through `through_seq`. A loose membership record (one admission or
+        removal, `after_seq` just before it) is held outside the peer's clock, so such a
+        batch says nothing about the rest of the origin: it is left out.
+        """
+        envs = batch.envelopes
+        if (
+            len(envs) == 1
+            and envs[0].kind in MEMBERSHIP_KINDS
+            and batch.after_seq + 1 == envs[0].seq == batch.through_seq
+        ):
+            return
+        held = self._sent.get(batch.origin)
+        if held is None or (batch.epoch, batch.through_seq) > (held.epoch, held.seq):
+            self._sent[batch.origin] = Clock(batch.epoch, batch.through_seq)
+        # It holds it as surely as if it had acked it: `mesh peers` must not count it as
+        # unacknowledged when nothing of it will ever be sent back to be acked.
+        acked = self.acked.get(batch.origin)
+        if acked is None or (batch.epoch, batch.through_seq) > (acked.epoch, acked.seq):
+            self.acked = self.acked.with_clock(
+                batch.origin, Clock(batch.epoch, batch.through_seq)
+            )
 
     async def _handle(self, frame: GossipFrame) -> None:
         match frame:
@@ -358,3 +417,10 @@ class Session:
                 raise RefusedError(f"{self.peer_name} ended the stream: {frame.message}")
             case Hello():
                 raise ProtocolError("a second hello")
+
+
+def _advance(sent: dict[NodeId, Clock], batch: Batch) -> None:
+    """Note in `sent` that the peer holds `batch`'s origin through its end (never back)."""
+    held = sent.get(batch.origin)
+    if held is None or (batch.epoch, batch.through_seq) >= (held.epoch, held.seq):
+        sent[batch.origin] = Clock(batch.epoch, batch.through_seq)

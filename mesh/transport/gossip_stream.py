@@ -18,7 +18,18 @@ from mesh.core.ids import NodeId
 from mesh.v1 import gossip_pb2
 from mesh.wire import gossip
 
-_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError, RuntimeError)
+# A write to a call the server already finished raises cygrpc's ExecuteBatchError (not
+# exported): it means the stream is over, like the others.
+_BATCH_ERROR: type[Exception] = getattr(
+    getattr(getattr(grpc, "_cython", None), "cygrpc", None), "ExecuteBatchError", RuntimeError
+)
+_ERRORS = (
+    grpc.aio.AioRpcError,
+    grpc.aio.UsageError,
+    asyncio.InvalidStateError,
+    RuntimeError,
+    _BATCH_ERROR,
+)
 
 
 class GossipStream:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError
 
 from mesh.core.envelope import Envelope
+from mesh.core.epoch import Epoch
 from mesh.core.errors import ProtocolError
+from mesh.core.ids import NodeId
 from mesh.core.records import Kind
 from mesh.v1 import records_pb2 as pb
 from mesh.wire import checks
@@ -25,24 +27,32 @@ def to_wire(envelope: Envelope) -> pb.Envelope:
     )
 
 
-def from_wire(msg: pb.Envelope) -> Envelope:
-    kind = int(msg.kind)
-    if kind not in Kind._value2member_map_:
-        raise ProtocolError(f"unknown record kind {kind}")
-    if len(msg.body) > MAX_BODY:
-        raise ProtocolError(f"a record body of {len(msg.body)} bytes, over {MAX_BODY}")
-    if len(msg.signature) > MAX_SIGNATURE:
+_KINDS = {int(k): k for k in Kind}
+
+
+def from_wire(
+    msg: pb.Envelope, origin: NodeId | None = None, epoch: Epoch | None = None
+) -> Envelope:
+    """The checked envelope. A caller that has checked `msg`'s origin and epoch already (a
+    batch's envelopes share them) passes them in, so they are not made again per record."""
+    kind = _KINDS.get(msg.kind)
+    if kind is None:
+        raise ProtocolError(f"unknown record kind {int(msg.kind)}")
+    body, signature = msg.body, msg.signature
+    if len(body) > MAX_BODY:
+        raise ProtocolError(f"a record body of {len(body)} bytes, over {MAX_BODY}")
+    if len(signature) > MAX_SIGNATURE:
         raise ProtocolError("a signature too long to be ECDSA P-256")
-    seq = checks.count(msg.seq, "seq")
-    if seq == 0:
-        raise ProtocolError("sequence numbers start at 1")
+    seq = msg.seq
+    if not 0 < seq <= checks.U63:
+        raise ProtocolError(f"seq {seq} is not in 1..{checks.U63} (sequence numbers start at 1)")
     return Envelope(
-        origin=checks.node_id(msg.origin, "origin"),
-        epoch=checks.epoch(msg.epoch),
+        origin=origin if origin is not None else checks.node_id(msg.origin, "origin"),
+        epoch=epoch if epoch is not None else checks.epoch(msg.epoch),
         seq=seq,
-        kind=Kind(kind),
-        body=msg.body,
-        signature=msg.signature,
+        kind=kind,
+        body=body,
+        signature=signature,
     )
 
 

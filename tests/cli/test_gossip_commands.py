@@ -103,11 +103,16 @@ def test_the_mesh_converges_through_a_chain(trio: tuple[Node, Node, Node], tmp_p
     assert a.json("ls", "--node", "c")[0]["hash"] == digest
 
     # Everyone ends up online with everyone, and in sync.
+    peers: list[dict[str, Any]] = []
+
     def in_sync() -> bool:
-        peers = a.json("peers")
+        peers[:] = a.json("peers")
         return len(peers) == 2 and all(p["online"] and p["unacked"] == 0 for p in peers)
 
-    until("a in sync with b and c", in_sync)
+    try:
+        until("a in sync with b and c", in_sync)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; a's peers: {peers}") from None
 
     # c goes away; a file changes on b; c comes back and catches up.
     c.down()

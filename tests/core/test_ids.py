@@ -67,3 +67,17 @@ def test_of_certificate_is_sha256() -> None:
 def test_wrong_length_is_refused() -> None:
     with pytest.raises(InvalidArgumentError):
         NodeId(b"\x00" * 31)
+
+
+def test_lag_counts_what_the_peer_lacks_but_not_its_own_writes() -> None:
+    from mesh.core.epoch import Epoch
+    from mesh.core.vector import Clock, VersionVector, lag
+
+    a, b = NodeId(b"\x01" * 32), NodeId(b"\x02" * 32)
+    e1, e2 = Epoch(1, 1), Epoch(2, 1)
+    ours = VersionVector({a: Clock(e1, 10), b: Clock(e1, 7)})
+    assert lag(ours, VersionVector({a: Clock(e1, 4)})) == 6 + 7
+    assert lag(ours, VersionVector({a: Clock(e1, 4)}), peer=b) == 6
+    assert lag(ours, ours) == 0
+    newer = VersionVector({a: Clock(e2, 3)})
+    assert lag(newer, VersionVector({a: Clock(e1, 99)})) == 3  # a new epoch counts whole
