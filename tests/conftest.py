@@ -89,3 +89,17 @@ def no_leaks() -> Iterator[None]:
 @pytest.fixture
 def home_dir(tmp_path: Path) -> Path:
     return tmp_path / "home"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many simulated-LAN tests ran, so a CI log shows they were not skipped."""
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when in ("call", "setup") and "netns" in getattr(report, "keywords", {}):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                counts[outcome] = counts.get(outcome, 0) + 1
+    if counts:
+        shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        terminalreporter.write_line(f"network-namespace tests: {shown}")

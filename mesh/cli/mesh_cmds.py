@@ -95,19 +95,18 @@ def join(
 ) -> None:
     """Join the mesh of the computer that ran `mesh invite`.
 
-    Run it on the new computer, with the code and address the inviting one printed.
-    This node must not be in another mesh (see `mesh init --reset`).
+    Run it on the new computer, with the code the inviting one printed. On the same LAN the
+    open invitation is found with mDNS; elsewhere (another subnet, a VPN, mDNS off) give the
+    address `mesh invite` printed with --at. This node must not be in another mesh (see
+    `mesh init --reset`).
 
     \b
     Examples:
+      mesh join 417-copper-walrus
       mesh join 417-copper-walrus --at 192.168.1.10
       mesh join 417-copper-walrus --at tower.local:6375
     """
-    if at is None:
-        raise InvalidArgumentError(
-            "say where the inviting computer is: --at HOST (its `mesh invite` printed it)"
-        )
-    host, port = _host_port(at)
+    host, port = _host_port(at) if at is not None else ("", 0)  # "": find it on the LAN
     from mesh.security import invite_code
 
     code = invite_code.normalize(code)
@@ -143,6 +142,8 @@ def _join_directly(
                 "this node is already in a mesh; `mesh init --reset` makes a new node to join "
                 "another"
             )
+        if not host:
+            host, port = _find_invitation(cli)
         joined = asyncio.run(
             pairing_join(code, host, port, certificate=node.identity.cert_der, name=node.name)
         )
@@ -150,6 +151,21 @@ def _join_directly(
         for h in (host, *joined.hosts):
             node.remember_address(joined.inviter_id, h, joined.port)
         return node.membership.root, node.member_views()
+
+
+def _find_invitation(cli: CliContext) -> tuple[str, int]:
+    """The open invitation announced on the LAN, looked for from this process."""
+    settings = config.load(cli.home.config_file)
+    if not settings.mdns:
+        raise InvalidArgumentError(
+            "mDNS is off (node.mdns = false), so the invitation cannot be found on the LAN; "
+            "give the inviting computer's address: mesh join CODE --at HOST"
+        )
+    from mesh.discovery import invitations
+    from mesh.discovery.mdns import find_pairing
+
+    found = asyncio.run(find_pairing(settings.interfaces, invitations.FIND_WAIT_S))
+    return invitations.pick(found)
 
 
 def members(

@@ -14,3 +14,12 @@ class Hint:
     port: int
     node_id: NodeId | None  # what the announcement claims; only a TLS handshake proves it
     source: str  # "mdns", "static", "gossip"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PairingHint:
+    """An open invitation announced on the LAN: where its pairing listener may be."""
+
+    instance: str  # the announcement's name: tells two open invitations apart, nothing more
+    hosts: tuple[str, ...]
+    port: int

@@ -40,3 +40,52 @@ def addresses(interfaces: Sequence[str] = (), *, loopback: bool = False) -> list
 
 def interface_names() -> list[str]:
     return [a.nice_name for a in ifaddr.get_adapters()]
+
+
+# <linux/if.h>
+_IFF_UP = 0x1
+_IFF_LOOPBACK = 0x8
+_IFF_MULTICAST = 0x1000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InterfaceState:
+    """What `mesh doctor` tells about an interface; None where the system does not say."""
+
+    name: str
+    addresses: tuple[str, ...]
+    up: bool | None
+    carrier: bool | None  # a cable or Wi-Fi link (operstate up)
+    multicast: bool | None
+    loopback: bool
+
+
+def _sys(name: str, leaf: str) -> str | None:
+    try:
+        with open(f"/sys/class/net/{name}/{leaf}", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:  # not Linux, or the interface went away
+        return None
+
+
+def interface_states() -> list[InterfaceState]:
+    """Every interface with its addresses and, on Linux, its flags."""
+    found = []
+    for adapter in ifaddr.get_adapters():
+        name = adapter.nice_name
+        ips = addresses([name], loopback=True)
+        raw = _sys(name, "flags")
+        flags = int(raw, 16) if raw else None
+        oper = _sys(name, "operstate")
+        loopback = bool(flags & _IFF_LOOPBACK) if flags is not None else name == "lo"
+        found.append(
+            InterfaceState(
+                name=name,
+                addresses=tuple(a.ip for a in ips),
+                up=bool(flags & _IFF_UP) if flags is not None else None,
+                carrier=None if oper in (None, "unknown") else oper == "up",
+                multicast=bool(flags & _IFF_MULTICAST) if flags is not None else None,
+                loopback=loopback,
+            )
+        )
+    return sorted(found, key=lambda s: s.name)

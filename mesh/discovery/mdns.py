@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Sequence
@@ -22,14 +23,17 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from mesh.core.errors import InvalidArgumentError
 from mesh.core.gossip import PROTOCOL_VERSION
 from mesh.core.ids import NodeId
-from mesh.discovery.hints import Hint
+from mesh.discovery.hints import Hint, PairingHint
 from mesh.discovery.interfaces import LocalAddress, addresses
+from mesh.discovery.netlink import AddressWakeups
 
 log = logging.getLogger(__name__)
 
 SERVICE = "_mesh._tcp.local."
 PAIR_SERVICE = "_mesh-pair._tcp.local."
 _RESOLVE_MS = 3000
+_SETTLE_S = 0.5  # after a netlink wake-up: DHCP removes the old address, then adds the new
+_MORE_INVITATIONS_S = 0.5  # after the first open invitation: is there a second one?
 
 
 def _packed(addrs: Sequence[LocalAddress]) -> list[bytes]:
@@ -39,6 +43,27 @@ def _packed(addrs: Sequence[LocalAddress]) -> list[bytes]:
         family = socket.AF_INET6 if a.version == 6 else socket.AF_INET
         out.append(socket.inet_pton(family, ip))
     return out
+
+
+def _bind_addresses(addrs: Sequence[LocalAddress]) -> list[str]:
+    # zeroconf joins the multicast group on these: only the chosen interfaces, never every
+    # interface by default. Loopback when there is none yet keeps the instance usable until
+    # the address watcher sees a real address and restarts it.
+    return [a.ip for a in addrs if a.version == 4] or ["127.0.0.1"]
+
+
+def _zeroconf(addrs: Sequence[LocalAddress]) -> AsyncZeroconf:
+    return AsyncZeroconf(interfaces=_bind_addresses(addrs), ip_version=IPVersion.V4Only)
+
+
+def _dialable(host: str) -> bool:
+    """Whether an announced address can be dialled: a link-local IPv6 address needs the scope
+    of the interface it was heard on, which zeroconf leaves out when it heard it over IPv4."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return "%" in host or not (ip.version == 6 and ip.is_link_local)
 
 
 def parse_txt(properties: dict[bytes, bytes | None]) -> NodeId | None:
@@ -59,6 +84,7 @@ class MdnsDiscovery:
         node_id: NodeId,
         port: int,
         interfaces: Sequence[str],
+        ipv6: bool = True,
         on_hint: Callable[[Hint], None],
         on_addresses_changed: Callable[[list[str]], None] | None = None,
         watch_interval_s: float = 5.0,
@@ -66,51 +92,76 @@ class MdnsDiscovery:
         self._node_id = node_id
         self._port = port
         self._interfaces = tuple(interfaces)
+        self._ipv6 = ipv6  # False when the node listens on IPv4 only: announce no IPv6
         self._on_hint = on_hint
         self._on_addresses_changed = on_addresses_changed
         self._watch_interval_s = watch_interval_s
         self._found: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
-        self._info: AsyncServiceInfo | None = None
+        self._pair_port: int | None = None
         self._pair_info: AsyncServiceInfo | None = None
         self._addresses: list[LocalAddress] = []
+        self._wakeups = AddressWakeups()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
+    def _label(self) -> str:
+        return f"mesh-{self._node_id.short().lower()}"
+
+    @property
     def instance(self) -> str:
-        return f"mesh-{self._node_id.short().lower()}.{SERVICE}"
+        return f"{self._label}.{SERVICE}"
 
     def current_addresses(self) -> list[str]:
         return [a.ip for a in self._addresses]
 
-    def _service_info(self) -> AsyncServiceInfo:
+    def _service_info(
+        self, service: str, port: int, properties: dict[str, str]
+    ) -> AsyncServiceInfo:
         return AsyncServiceInfo(
-            SERVICE,
-            self.instance,
-            addresses=_packed(self._addresses),
-            port=self._port,
-            properties={"id": str(self._node_id), "v": str(PROTOCOL_VERSION)},
-            server=f"mesh-{self._node_id.short().lower()}.local.",
+            service,
+            f"{self._label}.{service}",
+            addresses=_packed([a for a in self._addresses if self._ipv6 or a.version == 4]),
+            port=port,
+            properties=properties,
+            server=f"{self._label}.local.",
         )
 
     async def start(self) -> None:
         self._addresses = addresses(self._interfaces)
         if not self._addresses:
             log.warning("mDNS: no usable interface addresses; discovery waits for one")
-        bind = [a.ip.split("%", 1)[0] for a in self._addresses if a.version == 4]
-        # Only the chosen interfaces' addresses: never every interface by default.
-        self._zc = AsyncZeroconf(interfaces=bind or ["127.0.0.1"], ip_version=IPVersion.V4Only)
-        self._info = self._service_info()
-        await self._zc.async_register_service(self._info, allow_name_change=True)
-        self._browser = AsyncServiceBrowser(
-            self._zc.zeroconf, SERVICE, handlers=[self._on_state_change]
-        )
+        await self._open()
+        self._wakeups.open()
         self._tasks = [
             asyncio.create_task(self._resolve_found(), name="mdns resolve"),
             asyncio.create_task(self._watch_addresses(), name="mdns addresses"),
         ]
         log.info("mDNS: announcing on %s", ", ".join(self.current_addresses()) or "nothing")
+
+    async def _open(self) -> None:
+        zc = _zeroconf(self._addresses)
+        self._zc = zc
+        info = self._service_info(
+            SERVICE, self._port, {"id": str(self._node_id), "v": str(PROTOCOL_VERSION)}
+        )
+        await zc.async_register_service(info, allow_name_change=True)
+        self._browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[self._on_state_change])
+        if self._pair_port is not None:
+            await self._register_pairing(self._pair_port)
+
+    async def _close(self) -> None:
+        browser, zc = self._browser, self._zc
+        self._browser = self._zc = None
+        self._pair_info = None
+        if browser is not None:
+            await browser.async_cancel()
+        if zc is not None:
+            # Goodbye packets: other nodes drop this one's records within half a second.
+            with contextlib.suppress(Exception):
+                await zc.async_unregister_all_services()
+            await zc.async_close()
 
     def _on_state_change(
         self,
@@ -136,7 +187,7 @@ class MdnsDiscovery:
                 continue
             if not ok or not info.port:
                 continue
-            hosts = tuple(info.parsed_scoped_addresses())
+            hosts = tuple(h for h in info.parsed_scoped_addresses() if _dialable(h))
             claimed = parse_txt(info.properties)
             if claimed == self._node_id or not hosts:
                 continue
@@ -145,102 +196,104 @@ class MdnsDiscovery:
     async def _watch_addresses(self) -> None:
         """Re-announce when this machine's addresses change (new Wi-Fi, new lease, resume)."""
         while True:
-            await asyncio.sleep(self._watch_interval_s)
+            if await self._wakeups.wait(self._watch_interval_s):
+                await asyncio.sleep(_SETTLE_S)
             now = addresses(self._interfaces)
-            if now == self._addresses or self._zc is None:
+            if now == self._addresses:
                 continue
             log.info(
                 "mDNS: addresses changed from %s to %s",
                 ", ".join(a.ip for a in self._addresses) or "none",
                 ", ".join(a.ip for a in now) or "none",
             )
-            await self._restart(now)
+            try:
+                await self._restart(now)
+            except Exception as exc:  # an address that vanished again: retried next round
+                log.warning("mDNS: cannot announce on the new addresses yet: %s", exc)
+                continue
             if self._on_addresses_changed is not None:
                 self._on_addresses_changed(self.current_addresses())
 
     async def _restart(self, now: list[LocalAddress]) -> None:
-        # zeroconf binds its sockets to addresses: a new address needs a new instance.
-        browser, zc = self._browser, self._zc
-        self._browser = self._zc = None
-        if browser is not None:
-            await browser.async_cancel()
-        if zc is not None:
-            with contextlib.suppress(Exception):
-                await zc.async_unregister_all_services()
-            await zc.async_close()
+        # zeroconf binds its sockets to addresses: new addresses need a new instance.
+        await self._close()
         self._addresses = now
-        bind = [a.ip.split("%", 1)[0] for a in now if a.version == 4]
-        self._zc = AsyncZeroconf(interfaces=bind or ["127.0.0.1"], ip_version=IPVersion.V4Only)
-        self._info = self._service_info()
-        await self._zc.async_register_service(self._info, allow_name_change=True)
-        self._browser = AsyncServiceBrowser(
-            self._zc.zeroconf, SERVICE, handlers=[self._on_state_change]
-        )
-        if self._pair_info is not None:
-            port = self._pair_info.port or 0
-            self._pair_info = None
-            await self.advertise_pairing(port)
+        await self._open()
 
     async def advertise_pairing(self, port: int) -> None:
         """Announce an open invitation's pairing listener (until `withdraw_pairing`)."""
-        if self._zc is None:
-            return
-        self._pair_info = AsyncServiceInfo(
-            PAIR_SERVICE,
-            f"mesh-{self._node_id.short().lower()}.{PAIR_SERVICE}",
-            addresses=_packed(self._addresses),
-            port=port,
-            properties={"v": str(PROTOCOL_VERSION)},
-            server=f"mesh-{self._node_id.short().lower()}.local.",
-        )
-        await self._zc.async_register_service(self._pair_info, allow_name_change=True)
+        await self.withdraw_pairing()  # one invitation at a time: a new one replaces the old
+        self._pair_port = port
+        if self._zc is not None:
+            await self._register_pairing(port)
+
+    async def _register_pairing(self, port: int) -> None:
+        assert self._zc is not None
+        info = self._service_info(PAIR_SERVICE, port, {"v": str(PROTOCOL_VERSION)})
+        await self._zc.async_register_service(info, allow_name_change=True)
+        self._pair_info = info
 
     async def withdraw_pairing(self) -> None:
-        if self._zc is not None and self._pair_info is not None:
+        self._pair_port = None
+        info, self._pair_info = self._pair_info, None
+        if self._zc is not None and info is not None:
             with contextlib.suppress(Exception):
-                await self._zc.async_unregister_service(self._pair_info)
-        self._pair_info = None
+                await self._zc.async_unregister_service(info)
+
+    async def invitations(self, wait_s: float) -> list[PairingHint]:
+        """Open invitations announced on the LAN, looked for at most `wait_s` seconds."""
+        if self._zc is None:
+            return []
+        own = f"{self._label}.{PAIR_SERVICE}"
+        found = await _browse_invitations(self._zc, wait_s)
+        return [hint for hint in found if hint.instance != own]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._browser is not None:
-            await self._browser.async_cancel()
-        if self._zc is not None:
-            with contextlib.suppress(Exception):
-                await self._zc.async_unregister_all_services()
-            await self._zc.async_close()
-        self._zc = None
+        self._tasks = []
+        self._wakeups.close()
+        await self._close()
 
 
-async def find_pairing(interfaces: Sequence[str], wait_s: float) -> list[tuple[str, int]]:
-    """Open invitations announced on the LAN: (host, port) of each pairing listener."""
-    local = addresses(interfaces)
-    bind = [a.ip.split("%", 1)[0] for a in local if a.version == 4]
-    zc = AsyncZeroconf(interfaces=bind or ["127.0.0.1"], ip_version=IPVersion.V4Only)
+async def _browse_invitations(zc: AsyncZeroconf, wait_s: float) -> list[PairingHint]:
+    """Browse `_mesh-pair._tcp`: every invitation found before the first one plus a moment
+    (so that two open at once are noticed), or nothing after `wait_s`."""
     names: asyncio.Queue[str] = asyncio.Queue()
 
     def found(
         zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
-        if state_change is ServiceStateChange.Added:
+        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
             names.put_nowait(name)
 
     browser = AsyncServiceBrowser(zc.zeroconf, PAIR_SERVICE, handlers=[found])
-    results: list[tuple[str, int]] = []
+    results: dict[str, PairingHint] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while not results and loop.time() < deadline:
+        while (left := deadline - loop.time()) > 0:
             try:
-                name = await asyncio.wait_for(names.get(), deadline - loop.time())
+                name = await asyncio.wait_for(names.get(), left)
             except TimeoutError:
                 break
             info = AsyncServiceInfo(PAIR_SERVICE, name)
-            if await info.async_request(zc.zeroconf, _RESOLVE_MS) and info.port:
-                results.extend((h, info.port) for h in info.parsed_scoped_addresses())
+            if not await info.async_request(zc.zeroconf, _RESOLVE_MS) or not info.port:
+                continue
+            hosts = tuple(h for h in info.parsed_scoped_addresses() if _dialable(h))
+            if hosts:
+                results[name] = PairingHint(instance=name, hosts=hosts, port=info.port)
+                deadline = min(deadline, loop.time() + _MORE_INVITATIONS_S)
     finally:
         await browser.async_cancel()
+    return list(results.values())
+
+
+async def find_pairing(interfaces: Sequence[str], wait_s: float) -> list[PairingHint]:
+    """Open invitations on the LAN, from a process that runs no discovery (the CLI)."""
+    zc = _zeroconf(addresses(interfaces))
+    try:
+        return await _browse_invitations(zc, wait_s)
+    finally:
         await zc.async_close()
-    return results
