@@ -100,6 +100,7 @@ class Settings:
     rescan_interval_s: float = 300.0
     handshake_timeout_s: float = 5.0
     maintenance_interval_s: float = 30.0
+    retry_interval_s: float = 30.0  # a refused or failed pull is tried again after this
 
     @classmethod
     def for_tests(cls, **overrides: Any) -> Settings:
@@ -114,6 +115,7 @@ class Settings:
             "progress_interval_s": 0.2,
             "handshake_timeout_s": 2.0,
             "maintenance_interval_s": 1.0,
+            "retry_interval_s": 1.0,
             "reserve": 0,
         }
         base.update(overrides)

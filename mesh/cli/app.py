@@ -13,7 +13,15 @@ from typing import Annotated
 import typer
 
 from mesh import __version__
-from mesh.cli import config_cmds, daemon_cmds, local, mesh_cmds, peer_cmds
+from mesh.cli import (
+    config_cmds,
+    daemon_cmds,
+    doctor_cmds,
+    loan_cmds,
+    local,
+    mesh_cmds,
+    peer_cmds,
+)
 from mesh.cli.context import CliContext
 from mesh.core.errors import InvalidArgumentError, MeshError
 
@@ -67,7 +75,9 @@ local.register(app)
 daemon_cmds.register(app)
 mesh_cmds.register(app)
 peer_cmds.register(app)
+loan_cmds.register(app)
 config_cmds.register(app)
+doctor_cmds.register(app)
 
 
 def main() -> None:

@@ -96,6 +96,14 @@ def share(
         typer.Option("--as", help="The library's name (default: the folder's name)."),
     ] = None,
     scan: Annotated[bool, typer.Option(help="Index the folder right away.")] = True,
+    open_: Annotated[
+        bool,
+        typer.Option(
+            "--open",
+            help="Open it to the whole mesh: any member may borrow its files (`mesh borrow`), "
+            "and nodes holding them may pass them on.",
+        ),
+    ] = False,
 ) -> None:
     """Share a folder as a library, and index it.
 
@@ -103,12 +111,13 @@ def share(
     Examples:
       mesh share ~/Movies
       mesh share /mnt/photos --as photos
+      mesh share ~/Public --open
       mesh share -- -odd-name          # a folder whose name starts with '-'
     """
     # The daemon may run elsewhere in the file system: send it an absolute path.
     root = str(Path(folder).expanduser().absolute())
     with _ctx(ctx).node() as node:
-        library = node.share(root, as_)
+        library = node.share(root, as_, open_to_mesh=open_)
         typer.echo(f"shared {safe(library.root)} as library {safe(library.name)!r}")
         if scan:
             _run_scan(node, [library.name])

@@ -53,6 +53,18 @@ class StoreError(LocalError):
     """The local database is unusable (corrupt, newer schema, disk full)."""
 
 
+class PlacementError(LocalError):
+    """A borrowed file could not be staged, placed or removed; says what and where."""
+
+
+class UserFileInTheWayError(PlacementError):
+    """Something that is not mesh's copy holds the name a borrowed file needs."""
+
+
+class NoSpaceError(PlacementError):
+    """The borrowed folder's disk (or the user's quota on it) is full."""
+
+
 class RemoteError(MeshError):
     """A peer sent something invalid, or refused us."""
 

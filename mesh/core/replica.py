@@ -643,6 +643,14 @@ class Replica:
             taken[key] = (key, env, record)  # ascending: a later write of a key wins
         return list(taken.values())
 
+    def signed_by_member(self, env: Envelope) -> bool:
+        """Whether `env` carries a valid signature of its origin, a current member (for a
+        record handed over outside gossip, such as a binding offered with a pull)."""
+        certificate = self._membership.certificates.get(env.origin)
+        if certificate is None or not env.signature:
+            return False
+        return self._verify(certificate, env.signing_bytes(), env.signature)
+
     @staticmethod
     def _check_certificate(record: Admission) -> None:
         if NodeId.of_certificate(record.certificate) != record.node_id:

@@ -60,3 +60,40 @@ class MemberView:
     address: str = ""
     last_seen_s: float = 0.0  # seconds ago; 0 if never
     unacked: int = 0  # records sent to it and not acknowledged yet
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoanLine:
+    """One loan as the ledger shows it (what `mesh loans` prints)."""
+
+    id: str
+    lender: NodeId
+    lender_name: str
+    borrower: NodeId
+    borrower_name: str
+    library: str
+    path: str
+    size: int
+    hash: bytes
+    phase: str  # a core.loans.Phase value
+    bytes_done: int
+    until_ms: int
+    reason: str
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequestLine:
+    """One borrow request and its answer (what `mesh requests` prints)."""
+
+    id: str
+    borrower: NodeId
+    borrower_name: str
+    lender: NodeId
+    lender_name: str
+    library: str
+    path: str
+    duration_ms: int
+    created_ms: int
+    answer: str  # "" while pending

@@ -35,17 +35,32 @@ from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
 from mesh.core.records import Addresses, Kind
 from mesh.core.replica import ApplyResult
-from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus, PeerCheck
+from mesh.core.status import (
+    InviteInfo,
+    LibraryInfo,
+    LoanLine,
+    MemberView,
+    NodeStatus,
+    PeerCheck,
+    RequestLine,
+)
+from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.core.vector import VersionVector, lag
 from mesh.discovery.interfaces import addresses as local_addresses
+from mesh.fs.borrowed import BorrowedFolder
 from mesh.fs.scanner import Scanner
 from mesh.home import Home, HomeLock
+from mesh.node.agent import Agent
 from mesh.node.changes import ChangeSignal
-from mesh.node.local import LocalNode
+from mesh.node.channels import Channels
+from mesh.node.discovery import LanDiscovery
+from mesh.node.lending import Lending
+from mesh.node.local import LocalNode, now_ms
 from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation
 from mesh.node.pairing import State as InviteState
 from mesh.node.pairing import join as pairing_join
 from mesh.node.peers import PeerManager, SessionRegistry
+from mesh.node.serving import Serving
 from mesh.node.session import Session
 from mesh.security.identity import Identity
 from mesh.transport.control_server import ControlServer
@@ -58,7 +73,7 @@ from mesh.wire.gossip import MAX_BATCH_RECORDS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_BATCHES_PER_PAGE = 16
+_BATCHES_PER_PAGE = 4  # the session reads the next page while this one is sent
 
 
 class Daemon:
@@ -88,6 +103,7 @@ class Daemon:
         self.trust: TrustStore
         self.server: PeerServer
         self.peers: PeerManager
+        self.discovery = LanDiscovery(self)
 
     # -- store access --------------------------------------------------------------------
 
@@ -154,6 +170,11 @@ class Daemon:
         control = ControlServer(_Control(self), self.home.control_socket)
         await control.start()
         self.peers = PeerManager(self, s)
+        self._lending = Lending(self.local)
+        self._borrowed = await asyncio.to_thread(BorrowedFolder, s.borrowed_path)
+        self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
+        self.serving = Serving(self)
+        self.agent = Agent(self)
         log.info(
             "node %s (%s) listening on port %d; control socket %s",
             self._name,
@@ -171,10 +192,14 @@ class Daemon:
                     tg, [(h, p) for n, h, p in [*known, *gossiped] if self.is_member(n)]
                 )
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
+                agent = tg.create_task(self.agent.run(), name="lending agent")
+                self.discovery.start()
                 self.started.set()
                 await stop.wait()
                 log.info("stopping")
                 maintenance.cancel()
+                agent.cancel()
+                await self.discovery.stop()  # goodbyes first: the LAN forgets us at once
                 if self._invitation is not None:
                     await self._invitation.close(InviteState.CANCELLED)
                 for scanner in self._scanners:
@@ -184,7 +209,9 @@ class Daemon:
                 for session in self.sessions.all():
                     session.close()
                 await self.peers.stop()
+                await self.channels.close()
         finally:
+            await self.discovery.stop()  # idempotent; here for a crash inside the group
             log.info("stopped")
 
     # -- membership ----------------------------------------------------------------------
@@ -257,7 +284,9 @@ class Daemon:
         listen = ipaddress.ip_address(self.settings.listen)
         if not listen.is_unspecified:
             return (str(listen),)
-        return tuple(a.ip for a in local_addresses(self.settings.interfaces))
+        # An IPv4 listener ("0.0.0.0") cannot be reached at this node's IPv6 addresses.
+        found = local_addresses(self.settings.interfaces)
+        return tuple(a.ip for a in found if listen.version == 6 or a.version == 4)
 
     async def publish_addresses(self) -> None:
         """Tell the mesh where this node listens (a record, written only if it changed)."""
@@ -285,6 +314,7 @@ class Daemon:
         )
         await invitation.start()
         self._invitation = invitation
+        await self.discovery.invitation_opened(invitation.port, invitation.closed)
         log.info("invitation open on port %d until it is used or expires", invitation.port)
         return InviteInfo(
             code=invitation.code,
@@ -313,6 +343,8 @@ class Daemon:
                 "this node is already in a mesh; `mesh init --reset` makes a new node to join "
                 "another"
             )
+        if not host:  # `mesh join CODE` without --at: the invitation announced on the LAN
+            host, port = await self.discovery.find_invitation()
         joined = await pairing_join(
             code, host, port, certificate=self.identity.cert_der, name=self.name
         )
@@ -345,7 +377,9 @@ class Daemon:
                         view,
                         address=target(host, port) if host else "",
                         last_seen_s=max(0.0, (wall_ms - seen_ms) / 1000) if seen_ms else 0.0,
-                        unacked=lag(ours, self._acked.get(view.node_id, VersionVector())),
+                        unacked=lag(
+                            ours, self._acked.get(view.node_id, VersionVector()), view.node_id
+                        ),
                     )
                 )
             else:
@@ -437,6 +471,47 @@ class Daemon:
             purged = await self.store(work)
             if purged:
                 log.info("purged %d tombstones every member has seen", purged)
+
+    # -- lending -------------------------------------------------------------------------
+
+    @property
+    def lending(self) -> Lending:
+        return self._lending
+
+    @property
+    def borrowed(self) -> BorrowedFolder:
+        return self._borrowed
+
+    def certificate_of(self, node_id: NodeId) -> bytes | None:
+        member = self.member(node_id)
+        return member.certificate if member is not None else None
+
+    async def addresses_of(self, node_id: NodeId) -> list[tuple[str, int]]:
+        """Where to dial a member: gossiped addresses first, then where it was reached."""
+        local = self.local
+
+        def work() -> list[tuple[str, int]]:
+            found = list(self.peers.addresses_of(node_id))  # answered as that node lately
+            found += [(h, p) for n, h, p in local.gossiped_addresses() if n == node_id]
+            found += [(h, p) for n, h, p in local.addresses.all() if n == node_id]
+            return list(dict.fromkeys(found))
+
+        return await self.store(work)
+
+    async def manifest(self, peer: NodeId, request: ManifestRequest) -> Manifest:
+        return await self.serving.manifest(peer, request)
+
+    def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]:
+        return self.serving.fetch(peer, request)
+
+    def rescan_soon(self, library: str) -> None:
+        """A lent file changed under us: index it again (in the background)."""
+
+        async def rescan() -> None:
+            async for _ in self.scan([library]):
+                pass
+
+        self._background(rescan())
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -545,6 +620,60 @@ class _Control:
 
     async def add_peer(self, host: str, port: int) -> PeerCheck:
         return await self._d.add_peer(host, port)
+
+    async def lend(self, path: str, to: str, until_ms: int) -> LoanLine:
+        lending = self._d.lending
+        return await self._d.store(lambda: lending.line(lending.lend(path, to, until_ms, now_ms())))
+
+    async def act_on_loan(self, loan: str, action: str) -> LoanLine:
+        lending = self._d.lending
+
+        def work() -> LoanLine:
+            now = now_ms()
+            if action == "recall":
+                found = lending.recall(loan, now)
+            elif action == "return":
+                found = lending.give_back(loan, now)
+            elif action in ("accept", "decline"):
+                found = lending.answer_loan(loan, action == "accept", now)
+            else:
+                raise InvalidArgumentError(f"unknown loan action {action!r}")
+            return lending.line(found)
+
+        return await self._d.store(work)
+
+    async def loans(self, mine: bool) -> list[LoanLine]:
+        lending, agent = self._d.lending, self._d.agent
+
+        def work() -> list[tuple[bytes, LoanLine]]:
+            return [
+                (lending.key_of_loan(loan), lending.line(loan))
+                for loan in lending.ledger(now_ms(), mine=mine)
+            ]
+
+        lines = []
+        for key, found in await self._d.store(work):
+            live = agent.progress(key)  # fresher than the last status, on the borrower
+            if live is not None and found.phase == "fetching":
+                found = dataclasses.replace(found, bytes_done=live)  # noqa: PLW2901
+            lines.append(found)
+        return lines
+
+    async def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine:
+        lending = self._d.lending
+        return await self._d.store(
+            lambda: lending.request_line(lending.borrow(node, path, duration_ms, now_ms()))
+        )
+
+    async def requests(self) -> list[RequestLine]:
+        lending = self._d.lending
+        return await self._d.store(lambda: [lending.request_line(r) for r in lending.requests()])
+
+    async def answer(self, request: str, approve: bool, reason: str) -> RequestLine:
+        lending = self._d.lending
+        return await self._d.store(
+            lambda: lending.request_line(lending.answer_request(request, approve, reason, now_ms()))
+        )
 
 
 __all__ = ["Daemon"]

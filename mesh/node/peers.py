@@ -12,6 +12,7 @@ keeps the stream that the node with the lower id dialled, so both ends drop the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
@@ -81,6 +82,12 @@ class PeerManager:
         self._channels: set[PeerChannel] = set()
         self._group: asyncio.TaskGroup | None = None
         self._stopping = False
+        # Whose certificate answered at each address dialled (for transfer channels).
+        self.owners: dict[tuple[str, int], NodeId] = {}
+        self._wake: dict[tuple[str, int], asyncio.Event] = {}
+
+    def addresses_of(self, node: NodeId) -> list[tuple[str, int]]:
+        return [address for address, owner in self.owners.items() if owner == node]
 
     def start(self, group: asyncio.TaskGroup, known: list[tuple[str, int]]) -> None:
         """Start dialling the static peers and the addresses members were reached at."""
@@ -89,8 +96,13 @@ class PeerManager:
             self.add_address(host, port)
 
     def add_address(self, host: str, port: int) -> None:
+        """Keep dialling host:port; if it is already known, dial it again now (a hint from
+        mDNS or gossip says it is there, so its backoff would only delay the reunion)."""
         key = (host, port)
-        if key in self._addresses or self._group is None or self._stopping:
+        if key in self._addresses:
+            self._wake.setdefault(key, asyncio.Event()).set()
+            return
+        if self._group is None or self._stopping:
             return
         self._addresses[key] = self._group.create_task(
             self._maintain(host, port), name=f"peer {target(host, port)}"
@@ -116,6 +128,7 @@ class PeerManager:
             try:
                 der = await probe_certificate(host, port, s.handshake_timeout_s)
                 peer = NodeId.of_certificate(der)
+                self.owners[(host, port)] = peer
                 if peer == self._host.identity.node_id:
                     log.info("%s is this node itself; not dialling it", where)
                     return
@@ -133,7 +146,10 @@ class PeerManager:
             if problem and problem != last_problem:
                 log.warning("%s (retrying)", problem)
             last_problem = problem
-            await asyncio.sleep(backoff.next())
+            wake = self._wake.setdefault((host, port), asyncio.Event())
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), backoff.next())
 
     async def _run_session(self, member: Member, der: bytes, host: str, port: int) -> bool:
         """Dial and serve one session; True if it got past the handshake."""

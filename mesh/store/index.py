@@ -225,6 +225,37 @@ class LibraryIndex:
             for lib, path, size, mtime, h, root, deleted, seq in self._db.read(sql, tuple(params))
         ]
 
+    def entry(self, library: str, path: str) -> LibraryEntry | None:
+        """The live entry at (library, path), by the unique index."""
+        rows = self._db.read(
+            "SELECT size, mtime_ns, hash, chunk_root FROM entries "
+            "WHERE library = ? AND path = ? AND deleted = 0",
+            (library, path),
+        )
+        if not rows:
+            return None
+        size, mtime_ns, content, root = rows[0]
+        return LibraryEntry(
+            library=library,
+            path=path,
+            size=int(size),
+            mtime_ns=int(mtime_ns),
+            hash=bytes(content),
+            chunk_root=bytes(root),
+        )
+
+    def file_state(self, library: str, path: str) -> tuple[int, int, int, bytes] | None:
+        """(size, mtime_ns, inode, hash) of a live entry, as the last scan saw the file."""
+        rows = self._db.read(
+            "SELECT size, mtime_ns, inode, hash FROM entries "
+            "WHERE library = ? AND path = ? AND deleted = 0",
+            (library, path),
+        )
+        if not rows:
+            return None
+        size, mtime_ns, inode, content = rows[0]
+        return int(size), int(mtime_ns), int(inode), bytes(content)
+
     def chunk_hashes(self, content_hash: bytes, size: int) -> bytes | None:
         """Packed chunk hashes of a content of `size` bytes, or None if they are not kept."""
         if size <= 0:

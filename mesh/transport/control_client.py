@@ -12,7 +12,15 @@ from mesh.core.entries import IndexedEntry
 from mesh.core.errors import DaemonNotRunningError, MeshError
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus, PeerCheck
+from mesh.core.status import (
+    InviteInfo,
+    LibraryInfo,
+    LoanLine,
+    MemberView,
+    NodeStatus,
+    PeerCheck,
+    RequestLine,
+)
 from mesh.transport import options
 from mesh.transport.errors import error_of
 from mesh.v1 import control_pb2 as pb
@@ -132,6 +140,33 @@ class ControlClient:
         )
         node_id = NodeId(reply.node_id) if reply.node_id else None
         return PeerCheck(node_id=node_id, name=reply.name, problem=reply.problem)
+
+    def lend(self, path: str, to: str, until_ms: int) -> LoanLine:
+        request = pb.LendRequest(path=path, to=to, until_ms=until_ms)
+        return wire.loan_from_wire(self._call(self._stub.Lend, request, timeout=_CALL_TIMEOUT_S))
+
+    def act_on_loan(self, loan: str, action: str) -> LoanLine:
+        request = pb.LoanAction(loan=loan, action=pb.LoanAction.Action.Value(action.upper()))
+        reply = self._call(self._stub.ActOnLoan, request, timeout=_CALL_TIMEOUT_S)
+        return wire.loan_from_wire(reply)
+
+    def loans(self, mine: bool = False) -> list[LoanLine]:
+        reply = self._call(self._stub.Loans, pb.LoansRequest(mine=mine), timeout=_CALL_TIMEOUT_S)
+        return [wire.loan_from_wire(v) for v in reply.loans]
+
+    def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine:
+        request = pb.BorrowMessage(node=node, path=path, duration_ms=duration_ms)
+        reply = self._call(self._stub.Borrow, request, timeout=_CALL_TIMEOUT_S)
+        return wire.request_from_wire(reply)
+
+    def requests(self) -> list[RequestLine]:
+        reply = self._call(self._stub.Requests, pb.Empty(), timeout=_CALL_TIMEOUT_S)
+        return [wire.request_from_wire(v) for v in reply.requests]
+
+    def answer(self, request: str, approve: bool, reason: str = "") -> RequestLine:
+        message = pb.AnswerMessage(request=request, approve=approve, reason=reason)
+        reply = self._call(self._stub.Answer, message, timeout=_CALL_TIMEOUT_S)
+        return wire.request_from_wire(reply)
 
     def close(self) -> None:
         self._channel.close()

@@ -17,7 +17,15 @@ from mesh.core.entries import IndexedEntry
 from mesh.core.errors import MeshError
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus, PeerCheck
+from mesh.core.status import (
+    InviteInfo,
+    LibraryInfo,
+    LoanLine,
+    MemberView,
+    NodeStatus,
+    PeerCheck,
+    RequestLine,
+)
 from mesh.transport import options
 from mesh.transport.errors import status_of
 from mesh.v1 import control_pb2 as pb
@@ -50,6 +58,18 @@ class ControlHandlers(Protocol):
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]: ...
 
     async def add_peer(self, host: str, port: int) -> PeerCheck: ...
+
+    async def lend(self, path: str, to: str, until_ms: int) -> LoanLine: ...
+
+    async def act_on_loan(self, loan: str, action: str) -> LoanLine: ...
+
+    async def loans(self, mine: bool) -> list[LoanLine]: ...
+
+    async def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine: ...
+
+    async def requests(self) -> list[RequestLine]: ...
+
+    async def answer(self, request: str, approve: bool, reason: str) -> RequestLine: ...
 
 
 # grpc ships no type information; a servicer context is Any to mypy.
@@ -139,6 +159,42 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
                 name=check.name,
                 problem=check.problem,
             )
+        raise AssertionError("unreachable")
+
+    async def Lend(self, request: pb.LendRequest, context: Context) -> pb.LoanView:  # noqa: N802
+        async with _mapped(context):
+            line = await self._h.lend(request.path, request.to, request.until_ms)
+            return wire.loan_to_wire(line)
+        raise AssertionError("unreachable")
+
+    async def ActOnLoan(self, request: pb.LoanAction, context: Context) -> pb.LoanView:  # noqa: N802
+        async with _mapped(context):
+            action = pb.LoanAction.Action.Name(request.action).lower()
+            return wire.loan_to_wire(await self._h.act_on_loan(request.loan, action))
+        raise AssertionError("unreachable")
+
+    async def Loans(self, request: pb.LoansRequest, context: Context) -> pb.LoanList:  # noqa: N802
+        async with _mapped(context):
+            lines = await self._h.loans(request.mine)
+            return pb.LoanList(loans=[wire.loan_to_wire(line) for line in lines])
+        raise AssertionError("unreachable")
+
+    async def Borrow(self, request: pb.BorrowMessage, context: Context) -> pb.RequestView:  # noqa: N802
+        async with _mapped(context):
+            line = await self._h.borrow(request.node, request.path, request.duration_ms)
+            return wire.request_to_wire(line)
+        raise AssertionError("unreachable")
+
+    async def Requests(self, request: pb.Empty, context: Context) -> pb.RequestList:  # noqa: N802
+        async with _mapped(context):
+            lines = await self._h.requests()
+            return pb.RequestList(requests=[wire.request_to_wire(line) for line in lines])
+        raise AssertionError("unreachable")
+
+    async def Answer(self, request: pb.AnswerMessage, context: Context) -> pb.RequestView:  # noqa: N802
+        async with _mapped(context):
+            line = await self._h.answer(request.request, request.approve, request.reason)
+            return wire.request_to_wire(line)
         raise AssertionError("unreachable")
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import grpc
 
+from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
 from mesh.core.ids import NodeId
+from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.security.identity import Identity
 from mesh.transport import options
 from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.tls import client_credentials
 from mesh.v1 import mesh_pb2_grpc
+from mesh.wire import transfer as wire
 
 
 def target(host: str, port: int) -> str:
@@ -52,5 +58,47 @@ class PeerChannel:
             address=self.host,
         )
 
+    async def ready(self, timeout_s: float) -> bool:
+        """Whether the channel connects (TLS included) within `timeout_s`."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def manifest(self, request: ManifestRequest, timeout_s: float) -> Manifest:
+        """The chunk list of a content; RefusedError if the peer may not serve it to us,
+        PeerUnavailableError if it cannot be reached."""
+        try:
+            reply = await self._stub.Manifest(
+                wire.manifest_request_to_wire(request), timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _transfer_error(exc, self) from exc
+        return wire.manifest_from_wire(reply)
+
+    async def fetch(self, request: FetchRequest) -> AsyncIterator[Chunk]:
+        """The chunks asked for, in order, as they arrive (errors as for `manifest`)."""
+        call = self._stub.Fetch(wire.fetch_request_to_wire(request))
+        try:
+            async for msg in call:
+                yield wire.chunk_from_wire(msg)
+        except grpc.aio.AioRpcError as exc:
+            raise _transfer_error(exc, self) from exc
+        finally:
+            call.cancel()
+
     async def close(self) -> None:
         await self._channel.close(grace=None)
+
+
+def _transfer_error(exc: grpc.aio.AioRpcError, channel: PeerChannel) -> Exception:
+    where = target(channel.host, channel.port)
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return RefusedError(f"{where} refused: {details}")
+    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return RefusedError(f"{where} cannot serve it: {details}")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return ProtocolError(f"{where} says the request is malformed: {details}")
+    return PeerUnavailableError(f"{where}: {code.name.lower()}: {details}")

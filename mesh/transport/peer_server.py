@@ -7,17 +7,20 @@ decoded request, and a stream object go to the node's handlers; no policy lives 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
 
-from mesh.core.errors import LocalError
+from mesh.core.errors import LocalError, NotFoundError, ProtocolError, RefusedError
 from mesh.core.ids import NodeId
+from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.transport import options
 from mesh.transport.auth import CallRegistry, Guard
 from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.tls import TrustStore
 from mesh.v1 import gossip_pb2, mesh_pb2_grpc, transfer_pb2
+from mesh.wire import transfer as wire
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,21 @@ class PeerHandlers(Protocol):
     def is_member(self, node_id: NodeId) -> bool: ...
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None: ...
+
+    async def manifest(self, peer: NodeId, request: ManifestRequest) -> Manifest: ...
+
+    def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]: ...
+
+
+async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    """A refused, unknown or malformed transfer request, as the status the puller expects."""
+    if isinstance(exc, RefusedError):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, NotFoundError):
+        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    if isinstance(exc, ProtocolError):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
 
 class _MeshServicer(mesh_pb2_grpc.MeshServicer):
@@ -55,8 +73,13 @@ class _MeshServicer(mesh_pb2_grpc.MeshServicer):
         self, request: transfer_pb2.ManifestRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> transfer_pb2.Manifest:
         async def body(peer: NodeId) -> transfer_pb2.Manifest:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "lending is not built yet")
-            raise AssertionError("unreachable")
+            try:
+                decoded = wire.manifest_request_from_wire(request)
+                manifest = await self._handlers.manifest(peer, decoded)
+            except (RefusedError, NotFoundError, ProtocolError, LocalError) as exc:
+                await _abort_for(context, exc)
+                raise AssertionError("unreachable") from exc
+            return wire.manifest_to_wire(manifest)
 
         return await self._guard.run(context, body)
 
@@ -64,7 +87,12 @@ class _MeshServicer(mesh_pb2_grpc.MeshServicer):
         self, request: transfer_pb2.FetchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         async def body(peer: NodeId) -> None:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "lending is not built yet")
+            try:
+                decoded = wire.fetch_request_from_wire(request)
+                async for chunk in self._handlers.fetch(peer, decoded):
+                    await context.write(wire.chunk_to_wire(chunk))
+            except (RefusedError, NotFoundError, ProtocolError, LocalError) as exc:
+                await _abort_for(context, exc)
 
         await self._guard.run(context, body)
 

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -583,3 +584,291 @@ class PeerAddReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PeerAddReply: _TypeAlias = PeerAddReply  # noqa: Y015
+
+@_typing.final
+class LoanView(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LENDER_FIELD_NUMBER: _builtins.int
+    LENDER_NAME_FIELD_NUMBER: _builtins.int
+    BORROWER_FIELD_NUMBER: _builtins.int
+    BORROWER_NAME_FIELD_NUMBER: _builtins.int
+    LIBRARY_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    BYTES_DONE_FIELD_NUMBER: _builtins.int
+    UNTIL_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CREATED_MS_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    UPDATED_MS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    lender: _builtins.bytes
+    lender_name: _builtins.str
+    borrower: _builtins.bytes
+    borrower_name: _builtins.str
+    library: _builtins.str
+    path: _builtins.str
+    size: _builtins.int
+    phase: _builtins.str
+    """as core.loans.Phase names it"""
+    bytes_done: _builtins.int
+    until_ms: _builtins.int
+    """0: no end time"""
+    reason: _builtins.str
+    created_ms: _builtins.int
+    hash: _builtins.bytes
+    updated_ms: _builtins.int
+    """of the borrower's last status"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        lender: _builtins.bytes = ...,
+        lender_name: _builtins.str = ...,
+        borrower: _builtins.bytes = ...,
+        borrower_name: _builtins.str = ...,
+        library: _builtins.str = ...,
+        path: _builtins.str = ...,
+        size: _builtins.int = ...,
+        phase: _builtins.str = ...,
+        bytes_done: _builtins.int = ...,
+        until_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        created_ms: _builtins.int = ...,
+        hash: _builtins.bytes = ...,
+        updated_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "hash", b"hash", "id", b"id", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanView: _TypeAlias = LoanView  # noqa: Y015
+
+@_typing.final
+class LoanList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOANS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loans(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoanView]: ...
+    def __init__(
+        self,
+        *,
+        loans: _abc.Iterable[Global___LoanView] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loans", b"loans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanList: _TypeAlias = LoanList  # noqa: Y015
+
+@_typing.final
+class LoansRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINE_FIELD_NUMBER: _builtins.int
+    mine: _builtins.bool
+    def __init__(
+        self,
+        *,
+        mine: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mine", b"mine"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoansRequest: _TypeAlias = LoansRequest  # noqa: Y015
+
+@_typing.final
+class LendRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    UNTIL_MS_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """absolute, or LIBRARY/PATH"""
+    to: _builtins.str
+    until_ms: _builtins.int
+    """0: no end time"""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        to: _builtins.str = ...,
+        until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "to", b"to", "until_ms", b"until_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LendRequest: _TypeAlias = LendRequest  # noqa: Y015
+
+@_typing.final
+class LoanAction(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[LoanAction._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        RECALL: LoanAction._Action.ValueType  # 0
+        RETURN: LoanAction._Action.ValueType  # 1
+        ACCEPT: LoanAction._Action.ValueType  # 2
+        DECLINE: LoanAction._Action.ValueType  # 3
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
+    RECALL: LoanAction.Action.ValueType  # 0
+    RETURN: LoanAction.Action.ValueType  # 1
+    ACCEPT: LoanAction.Action.ValueType  # 2
+    DECLINE: LoanAction.Action.ValueType  # 3
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    loan: _builtins.str
+    """a loan id, a path or a file name"""
+    action: Global___LoanAction.Action.ValueType
+    def __init__(
+        self,
+        *,
+        loan: _builtins.str = ...,
+        action: Global___LoanAction.Action.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "loan", b"loan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanAction: _TypeAlias = LoanAction  # noqa: Y015
+
+@_typing.final
+class BorrowMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    path: _builtins.str
+    """LIBRARY/PATH"""
+    duration_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        path: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "node", b"node", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BorrowMessage: _TypeAlias = BorrowMessage  # noqa: Y015
+
+@_typing.final
+class RequestView(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    BORROWER_FIELD_NUMBER: _builtins.int
+    BORROWER_NAME_FIELD_NUMBER: _builtins.int
+    LENDER_FIELD_NUMBER: _builtins.int
+    LENDER_NAME_FIELD_NUMBER: _builtins.int
+    LIBRARY_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    CREATED_MS_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    borrower: _builtins.bytes
+    borrower_name: _builtins.str
+    lender: _builtins.bytes
+    lender_name: _builtins.str
+    library: _builtins.str
+    path: _builtins.str
+    duration_ms: _builtins.int
+    created_ms: _builtins.int
+    answer: _builtins.str
+    """empty while pending"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        borrower: _builtins.bytes = ...,
+        borrower_name: _builtins.str = ...,
+        lender: _builtins.bytes = ...,
+        lender_name: _builtins.str = ...,
+        library: _builtins.str = ...,
+        path: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+        created_ms: _builtins.int = ...,
+        answer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "borrower", b"borrower", "borrower_name", b"borrower_name", "created_ms", b"created_ms", "duration_ms", b"duration_ms", "id", b"id", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestView: _TypeAlias = RequestView  # noqa: Y015
+
+@_typing.final
+class RequestList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestView]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___RequestView] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestList: _TypeAlias = RequestList  # noqa: Y015
+
+@_typing.final
+class AnswerMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request: _builtins.str
+    approve: _builtins.bool
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        request: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "reason", b"reason", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerMessage: _TypeAlias = AnswerMessage  # noqa: Y015

@@ -89,6 +89,36 @@ class ControlStub:
                 request_serializer=mesh_dot_v1_dot_control__pb2.PeerAddRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_control__pb2.PeerAddReply.FromString,
                 _registered_method=True)
+        self.Lend = channel.unary_unary(
+                '/mesh.v1.Control/Lend',
+                request_serializer=mesh_dot_v1_dot_control__pb2.LendRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.LoanView.FromString,
+                _registered_method=True)
+        self.ActOnLoan = channel.unary_unary(
+                '/mesh.v1.Control/ActOnLoan',
+                request_serializer=mesh_dot_v1_dot_control__pb2.LoanAction.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.LoanView.FromString,
+                _registered_method=True)
+        self.Loans = channel.unary_unary(
+                '/mesh.v1.Control/Loans',
+                request_serializer=mesh_dot_v1_dot_control__pb2.LoansRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.LoanList.FromString,
+                _registered_method=True)
+        self.Borrow = channel.unary_unary(
+                '/mesh.v1.Control/Borrow',
+                request_serializer=mesh_dot_v1_dot_control__pb2.BorrowMessage.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.RequestView.FromString,
+                _registered_method=True)
+        self.Requests = channel.unary_unary(
+                '/mesh.v1.Control/Requests',
+                request_serializer=mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.RequestList.FromString,
+                _registered_method=True)
+        self.Answer = channel.unary_unary(
+                '/mesh.v1.Control/Answer',
+                request_serializer=mesh_dot_v1_dot_control__pb2.AnswerMessage.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.RequestView.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -160,6 +190,42 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lend(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnLoan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Loans(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Borrow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Requests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Answer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +283,36 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.AddPeer,
                     request_deserializer=mesh_dot_v1_dot_control__pb2.PeerAddRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_control__pb2.PeerAddReply.SerializeToString,
+            ),
+            'Lend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lend,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.LendRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.LoanView.SerializeToString,
+            ),
+            'ActOnLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnLoan,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.LoanAction.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.LoanView.SerializeToString,
+            ),
+            'Loans': grpc.unary_unary_rpc_method_handler(
+                    servicer.Loans,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.LoansRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.LoanList.SerializeToString,
+            ),
+            'Borrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.Borrow,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.BorrowMessage.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.RequestView.SerializeToString,
+            ),
+            'Requests': grpc.unary_unary_rpc_method_handler(
+                    servicer.Requests,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.Empty.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.RequestList.SerializeToString,
+            ),
+            'Answer': grpc.unary_unary_rpc_method_handler(
+                    servicer.Answer,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.AnswerMessage.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.RequestView.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -516,6 +612,168 @@ class Control:
             '/mesh.v1.Control/AddPeer',
             mesh_dot_v1_dot_control__pb2.PeerAddRequest.SerializeToString,
             mesh_dot_v1_dot_control__pb2.PeerAddReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Lend',
+            mesh_dot_v1_dot_control__pb2.LendRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.LoanView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/ActOnLoan',
+            mesh_dot_v1_dot_control__pb2.LoanAction.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.LoanView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Loans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Loans',
+            mesh_dot_v1_dot_control__pb2.LoansRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.LoanList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Borrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Borrow',
+            mesh_dot_v1_dot_control__pb2.BorrowMessage.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.RequestView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Requests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Requests',
+            mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.RequestList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Answer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Answer',
+            mesh_dot_v1_dot_control__pb2.AnswerMessage.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.RequestView.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,12 @@ class ControlStub:
     Remove: _grpc.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]
     Browse: _grpc.UnaryStreamMultiCallable[_control_pb2.BrowseRequest, _control_pb2.EntryPage]
     AddPeer: _grpc.UnaryUnaryMultiCallable[_control_pb2.PeerAddRequest, _control_pb2.PeerAddReply]
+    Lend: _grpc.UnaryUnaryMultiCallable[_control_pb2.LendRequest, _control_pb2.LoanView]
+    ActOnLoan: _grpc.UnaryUnaryMultiCallable[_control_pb2.LoanAction, _control_pb2.LoanView]
+    Loans: _grpc.UnaryUnaryMultiCallable[_control_pb2.LoansRequest, _control_pb2.LoanList]
+    Borrow: _grpc.UnaryUnaryMultiCallable[_control_pb2.BorrowMessage, _control_pb2.RequestView]
+    Requests: _grpc.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.RequestList]
+    Answer: _grpc.UnaryUnaryMultiCallable[_control_pb2.AnswerMessage, _control_pb2.RequestView]
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -57,6 +63,12 @@ class ControlAsyncStub(ControlStub):
     Remove: _aio.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]  # type: ignore[assignment]
     Browse: _aio.UnaryStreamMultiCallable[_control_pb2.BrowseRequest, _control_pb2.EntryPage]  # type: ignore[assignment]
     AddPeer: _aio.UnaryUnaryMultiCallable[_control_pb2.PeerAddRequest, _control_pb2.PeerAddReply]  # type: ignore[assignment]
+    Lend: _aio.UnaryUnaryMultiCallable[_control_pb2.LendRequest, _control_pb2.LoanView]  # type: ignore[assignment]
+    ActOnLoan: _aio.UnaryUnaryMultiCallable[_control_pb2.LoanAction, _control_pb2.LoanView]  # type: ignore[assignment]
+    Loans: _aio.UnaryUnaryMultiCallable[_control_pb2.LoansRequest, _control_pb2.LoanList]  # type: ignore[assignment]
+    Borrow: _aio.UnaryUnaryMultiCallable[_control_pb2.BorrowMessage, _control_pb2.RequestView]  # type: ignore[assignment]
+    Requests: _aio.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.RequestList]  # type: ignore[assignment]
+    Answer: _aio.UnaryUnaryMultiCallable[_control_pb2.AnswerMessage, _control_pb2.RequestView]  # type: ignore[assignment]
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -135,5 +147,47 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         request: _control_pb2.PeerAddRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.PeerAddReply, _abc.Awaitable[_control_pb2.PeerAddReply]]: ...
+
+    @_abc_1.abstractmethod
+    def Lend(
+        self,
+        request: _control_pb2.LendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.LoanView, _abc.Awaitable[_control_pb2.LoanView]]: ...
+
+    @_abc_1.abstractmethod
+    def ActOnLoan(
+        self,
+        request: _control_pb2.LoanAction,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.LoanView, _abc.Awaitable[_control_pb2.LoanView]]: ...
+
+    @_abc_1.abstractmethod
+    def Loans(
+        self,
+        request: _control_pb2.LoansRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.LoanList, _abc.Awaitable[_control_pb2.LoanList]]: ...
+
+    @_abc_1.abstractmethod
+    def Borrow(
+        self,
+        request: _control_pb2.BorrowMessage,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.RequestView, _abc.Awaitable[_control_pb2.RequestView]]: ...
+
+    @_abc_1.abstractmethod
+    def Requests(
+        self,
+        request: _control_pb2.Empty,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.RequestList, _abc.Awaitable[_control_pb2.RequestList]]: ...
+
+    @_abc_1.abstractmethod
+    def Answer(
+        self,
+        request: _control_pb2.AnswerMessage,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.RequestView, _abc.Awaitable[_control_pb2.RequestView]]: ...
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

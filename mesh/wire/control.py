@@ -5,7 +5,14 @@ from __future__ import annotations
 from mesh.core.entries import IndexedEntry, LibraryEntry
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import InviteInfo, LibraryInfo, MemberView, NodeStatus
+from mesh.core.status import (
+    InviteInfo,
+    LibraryInfo,
+    LoanLine,
+    MemberView,
+    NodeStatus,
+    RequestLine,
+)
 from mesh.v1 import control_pb2 as pb
 
 
@@ -179,3 +186,73 @@ def members_from_wire(msg: pb.MemberList) -> tuple[NodeId, list[MemberView]]:
         )
         for m in msg.members
     ]
+
+
+def loan_to_wire(line: LoanLine) -> pb.LoanView:
+    return pb.LoanView(
+        id=line.id,
+        lender=line.lender.raw,
+        lender_name=line.lender_name,
+        borrower=line.borrower.raw,
+        borrower_name=line.borrower_name,
+        library=line.library,
+        path=line.path,
+        size=line.size,
+        hash=line.hash,
+        phase=line.phase,
+        bytes_done=line.bytes_done,
+        until_ms=line.until_ms,
+        reason=line.reason,
+        created_ms=line.created_ms,
+        updated_ms=line.updated_ms,
+    )
+
+
+def loan_from_wire(msg: pb.LoanView) -> LoanLine:
+    return LoanLine(
+        id=msg.id,
+        lender=NodeId(msg.lender),
+        lender_name=msg.lender_name,
+        borrower=NodeId(msg.borrower),
+        borrower_name=msg.borrower_name,
+        library=msg.library,
+        path=msg.path,
+        size=msg.size,
+        hash=msg.hash,
+        phase=msg.phase,
+        bytes_done=msg.bytes_done,
+        until_ms=msg.until_ms,
+        reason=msg.reason,
+        created_ms=msg.created_ms,
+        updated_ms=msg.updated_ms,
+    )
+
+
+def request_to_wire(line: RequestLine) -> pb.RequestView:
+    return pb.RequestView(
+        id=line.id,
+        borrower=line.borrower.raw,
+        borrower_name=line.borrower_name,
+        lender=line.lender.raw,
+        lender_name=line.lender_name,
+        library=line.library,
+        path=line.path,
+        duration_ms=line.duration_ms,
+        created_ms=line.created_ms,
+        answer=line.answer,
+    )
+
+
+def request_from_wire(msg: pb.RequestView) -> RequestLine:
+    return RequestLine(
+        id=msg.id,
+        borrower=NodeId(msg.borrower),
+        borrower_name=msg.borrower_name,
+        lender=NodeId(msg.lender),
+        lender_name=msg.lender_name,
+        library=msg.library,
+        path=msg.path,
+        duration_ms=msg.duration_ms,
+        created_ms=msg.created_ms,
+        answer=msg.answer,
+    )

@@ -1,0 +1,586 @@
+"""Lending on the store: bindings, loan statuses and borrow requests as records, the
+ledger, the commands of both sides, and the plan the agent acts on.
+
+Everything here runs on the store thread (the daemon's or the CLI's), synchronously; the
+agent (node/agent.py) does the waiting, the pulling and the file work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mesh.core.entries import LibraryEntry
+from mesh.core.envelope import Envelope
+from mesh.core.errors import InvalidArgumentError, NotFoundError
+from mesh.core.ids import NodeId
+from mesh.core.loans import (
+    Loan,
+    Phase,
+    Want,
+    binding_key,
+    borrower_wants,
+    make_loan,
+    pick,
+    status_for,
+)
+from mesh.core.records import (
+    Binding,
+    BindingEnd,
+    BorrowRequest,
+    Content,
+    Denial,
+    Kind,
+    LibraryRecord,
+    LoanState,
+    LoanStatus,
+    key_of,
+)
+from mesh.core.status import LoanLine, RequestLine
+from mesh.node.local import LocalNode
+from mesh.store.loans import Copy, LoanBook
+from mesh.wire import records as wire_records
+
+REQUEST_ID_CHARS = 6
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Lent:
+    """A binding with its lender and envelope (the signed proof a source can check)."""
+
+    lender: NodeId
+    binding: Binding
+    envelope: Envelope
+
+    @property
+    def key(self) -> bytes:
+        return binding_key(self.lender, self.binding)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Request:
+    """A borrow request and where it stands."""
+
+    id: str
+    borrower: NodeId
+    request: BorrowRequest
+    seq: int
+    answer: str  # "" (pending), "granted", or "denied: reason"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Plan:
+    """What the agent should do now, from the replicated state and the local copies."""
+
+    fetch: list[Lent]
+    remove: list[tuple[Copy, LoanState, str]]  # the copy, the status to write, why
+    ask: list[Lent]  # write "awaiting acceptance"
+
+
+class Lending:
+    def __init__(self, local: LocalNode) -> None:
+        self.local = local
+        self.book = LoanBook(local.db)
+
+    # -- reading the records -------------------------------------------------------------
+
+    def _live(self, kind: Kind) -> Iterator[tuple[Envelope, object]]:
+        for env in self.local.records.live(kind):
+            if env.origin != self.local.node_id and not self.local.membership.is_member(env.origin):
+                continue  # a removed member's records grant nothing
+            yield env, wire_records.decode(env.kind, env.body)
+
+    def bindings(self) -> list[Lent]:
+        return [
+            Lent(lender=env.origin, binding=record, envelope=env)
+            for env, record in self._live(Kind.BINDING)
+            if isinstance(record, Binding)
+        ]
+
+    def status_of(self, lent: Lent) -> LoanStatus | None:
+        b = lent.binding
+        env = self.local.records.get(status_for(b.borrower, lent.lender, b.library, b.path))
+        if env is None:
+            return None
+        record = wire_records.decode(env.kind, env.body)
+        return record if isinstance(record, LoanStatus) else None
+
+    def name_of(self, node_id: NodeId) -> str:
+        if node_id == self.local.node_id:
+            return self.local.name
+        member = self.local.membership.members.get(node_id)
+        return member.name if member is not None else node_id.short()
+
+    def ledger(self, now_ms: int, *, mine: bool = False) -> list[Loan]:
+        me = self.local.node_id
+        loans = [
+            make_loan(lent.lender, lent.binding, self.status_of(lent), now_ms)
+            for lent in self.bindings()
+            if not mine or me in (lent.lender, lent.binding.borrower)
+        ]
+        return sorted(loans, key=lambda loan: (not loan.open, -loan.binding.created_ms))
+
+    @staticmethod
+    def key_of_loan(loan: Loan) -> bytes:
+        return binding_key(loan.lender, loan.binding)
+
+    def line(self, loan: Loan) -> LoanLine:
+        status = loan.status
+        return LoanLine(
+            id=loan.id,
+            lender=loan.lender,
+            lender_name=self.name_of(loan.lender),
+            borrower=loan.borrower,
+            borrower_name=self.name_of(loan.borrower),
+            library=loan.library,
+            path=loan.path,
+            size=loan.size,
+            hash=loan.binding.content.hash,
+            phase=loan.phase.value,
+            bytes_done=loan.bytes_done,
+            until_ms=loan.binding.until_ms,
+            reason=loan.reason if loan.phase is not Phase.HELD else "",
+            created_ms=loan.binding.created_ms,
+            updated_ms=status.updated_ms if status is not None else 0,
+        )
+
+    def request_line(self, request: Request) -> RequestLine:
+        r = request.request
+        return RequestLine(
+            id=request.id,
+            borrower=request.borrower,
+            borrower_name=self.name_of(request.borrower),
+            lender=r.lender,
+            lender_name=self.name_of(r.lender),
+            library=r.library,
+            path=r.path,
+            duration_ms=r.duration_ms,
+            created_ms=r.created_ms,
+            answer=request.answer,
+        )
+
+    # -- the lender's commands -----------------------------------------------------------
+
+    def _own_file(self, path: str) -> LibraryEntry:
+        """The entry of this node's libraries that `path` names: an absolute path under a
+        shared folder, or LIBRARY/PATH."""
+        for library in self.local.index.libraries():
+            root = library.root.rstrip("/") + "/"
+            if path.startswith(root):
+                rel, name = path[len(root) :], library.name
+                break
+        else:
+            name, _, rel = path.partition("/")
+            if not rel or name not in {lib.name for lib in self.local.index.libraries()}:
+                raise NotFoundError(
+                    f"{path} is not in a shared folder; share it first (`mesh share DIR`)"
+                )
+        entry = self.local.index.entry(name, rel)
+        if entry is not None:
+            return entry
+        raise NotFoundError(f"{path} is not indexed yet; run `mesh scan {name}`")
+
+    def lend(self, path: str, to: str, until_ms: int, now_ms: int) -> Loan:
+        entry = self._own_file(path)
+        borrower = self.local.member_named(to)
+        if borrower == self.local.node_id:
+            raise InvalidArgumentError("a node cannot lend to itself")
+        binding = Binding(
+            borrower=borrower,
+            library=entry.library,
+            path=entry.path,
+            content=Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root),
+            until_ms=until_ms,
+            created_ms=now_ms,
+        )
+        self.local.replica.write(binding)
+        return make_loan(self.local.node_id, binding, None, now_ms)
+
+    def recall(self, what: str, now_ms: int) -> Loan:
+        me = self.local.node_id
+        mine = [loan for loan in self.ledger(now_ms) if loan.lender == me]
+        loan = pick(mine, what)
+        if loan.binding.ended is BindingEnd.RECALLED:
+            raise InvalidArgumentError(f"loan {loan.id} is already recalled")
+        recalled = dataclasses.replace(loan.binding, ended=BindingEnd.RECALLED)
+        self.local.replica.write(recalled)
+        return make_loan(me, recalled, loan.status, now_ms)
+
+    # -- the borrower's commands ---------------------------------------------------------
+
+    def _to_me(self, what: str, now_ms: int) -> Loan:
+        me = self.local.node_id
+        return pick([loan for loan in self.ledger(now_ms) if loan.borrower == me], what)
+
+    def write_status(
+        self,
+        lender: NodeId,
+        binding: Binding,
+        state: LoanState,
+        now_ms: int,
+        *,
+        bytes_done: int = 0,
+        reason: str = "",
+    ) -> None:
+        self.local.replica.write(
+            LoanStatus(
+                lender=lender,
+                library=binding.library,
+                path=binding.path,
+                hash=binding.content.hash,
+                state=state,
+                bytes_done=bytes_done,
+                reason=reason,
+                updated_ms=now_ms,
+            )
+        )
+
+    def give_back(self, what: str, now_ms: int) -> Loan:
+        loan = self._to_me(what, now_ms)
+        if loan.phase is Phase.RETURNED:
+            raise InvalidArgumentError(f"loan {loan.id} is already returned")
+        self.write_status(loan.lender, loan.binding, LoanState.RETURNED, now_ms)
+        return loan
+
+    def answer_loan(self, what: str, accept: bool, now_ms: int) -> Loan:
+        loan = self._to_me(what, now_ms)
+        if accept:
+            self.write_status(loan.lender, loan.binding, LoanState.FETCHING, now_ms)
+        else:
+            self.write_status(
+                loan.lender, loan.binding, LoanState.DECLINED, now_ms, reason="declined"
+            )
+        return loan
+
+    def borrow(self, node: str, path: str, duration_ms: int, now_ms: int) -> Request:
+        lender = self.local.member_named(node)
+        if lender == self.local.node_id:
+            raise InvalidArgumentError("this node cannot borrow from itself")
+        library, _, rel = path.partition("/")
+        known = {
+            (e.library, e.path) for e in (i.entry for i in self.local.browse(node)) if not e.deleted
+        }
+        if (library, rel) not in known:
+            raise NotFoundError(
+                f"{node} shares no {path!r} as far as this node knows; `mesh ls --node {node}`"
+            )
+        request = BorrowRequest(
+            lender=lender, library=library, path=rel, duration_ms=duration_ms, created_ms=now_ms
+        )
+        env = self.local.replica.write(request)
+        return Request(
+            id=_request_id(self.local.node_id, env.seq),
+            borrower=self.local.node_id,
+            request=request,
+            seq=env.seq,
+            answer="",
+        )
+
+    # -- borrow requests, the lender's side ------------------------------------------------
+
+    def requests(self) -> list[Request]:
+        """Borrow requests this node wrote or received, with their answers."""
+        me = self.local.node_id
+        granted = {
+            (
+                lent.lender,
+                lent.binding.borrower,
+                lent.binding.library,
+                lent.binding.path,
+            ): lent.binding.created_ms
+            for lent in self.bindings()
+        }
+        denials: dict[tuple[NodeId, NodeId, int], str] = {}
+        for env, record in self._live(Kind.DENIAL):
+            if isinstance(record, Denial):
+                denials[(env.origin, record.borrower, record.request_seq)] = record.reason
+        out = []
+        for env, record in self._live(Kind.BORROW_REQUEST):
+            if not isinstance(record, BorrowRequest) or me not in (env.origin, record.lender):
+                continue
+            answer = ""
+            made = granted.get((record.lender, env.origin, record.library, record.path))
+            if made is not None and made >= record.created_ms:
+                answer = "granted"
+            elif (record.lender, env.origin, env.seq) in denials:
+                answer = f"denied: {denials[(record.lender, env.origin, env.seq)]}"
+            out.append(
+                Request(
+                    id=_request_id(env.origin, env.seq),
+                    borrower=env.origin,
+                    request=record,
+                    seq=env.seq,
+                    answer=answer,
+                )
+            )
+        return out
+
+    def answer_request(self, request_id: str, approve: bool, reason: str, now_ms: int) -> Request:
+        me = self.local.node_id
+        found = [
+            r
+            for r in self.requests()
+            if r.id.startswith(request_id.lower()) and r.request.lender == me
+        ]
+        if not found:
+            raise NotFoundError(f"no borrow request {request_id!r}; `mesh requests` lists them")
+        if len(found) > 1:
+            raise InvalidArgumentError(f"{request_id!r} matches {len(found)} requests")
+        request = found[0]
+        if request.answer:
+            raise InvalidArgumentError(f"request {request.id} is already {request.answer}")
+        self._answer(request, approve, reason, now_ms)
+        return request
+
+    def _answer(self, request: Request, approve: bool, reason: str, now_ms: int) -> None:
+        r = request.request
+        if approve:
+            try:
+                entry = self._own_file(f"{r.library}/{r.path}")
+            except NotFoundError as exc:
+                approve, reason = False, str(exc)
+        if approve:
+            until = now_ms + r.duration_ms if r.duration_ms else 0
+            self.local.replica.write(
+                Binding(
+                    borrower=request.borrower,
+                    library=entry.library,
+                    path=entry.path,
+                    content=Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root),
+                    until_ms=until,
+                    created_ms=now_ms,
+                )
+            )
+        else:
+            self.local.replica.write(
+                Denial(
+                    borrower=request.borrower,
+                    request_seq=request.seq,
+                    library=r.library,
+                    path=r.path,
+                    reason=reason or "the lender said no",
+                )
+            )
+
+    # -- the agent's plan ------------------------------------------------------------------
+
+    def plan(self, now_ms: int, *, borrow_ask_first: bool, lend_ask_first: bool) -> Plan:
+        """Bring the lender's side up to date (rewrite bindings of changed files, answer
+        borrow requests when no one needs to be asked), and say what the borrower's side
+        should do."""
+        me = self.local.node_id
+        self._refresh_lent_content(now_ms)
+        if not lend_ask_first:
+            for request in self.requests():
+                if request.request.lender == me and not request.answer:
+                    self._answer(request, True, "", now_ms)
+        copies = {c.binding_key: c for c in self.book.copies()}
+        fetch: list[Lent] = []
+        ask: list[Lent] = []
+        remove: list[tuple[Copy, LoanState, str]] = []
+        wanted: set[bytes] = set()
+        for lent in self.bindings():
+            if lent.binding.borrower != me:
+                continue
+            status = self.status_of(lent)
+            want = borrower_wants(lent.binding, status, now_ms, ask_first=borrow_ask_first)
+            if want is Want.COPY:
+                wanted.add(lent.key)
+                copy = copies.get(lent.key)
+                if copy is None or copy.hash != lent.binding.content.hash:
+                    fetch.append(lent)
+                elif (
+                    status is None
+                    or status.state is not LoanState.HELD
+                    or (status.hash != copy.hash)
+                ):
+                    # Placed, but the status did not say so (a crash in between).
+                    self.write_status(lent.lender, lent.binding, LoanState.HELD, now_ms)
+            elif want is Want.ASK and (
+                status is None
+                or status.state is not LoanState.AWAITING_ACCEPTANCE
+                or (status.updated_ms < lent.binding.created_ms)
+            ):
+                ask.append(lent)
+            if want is not Want.COPY and lent.key in copies:
+                state, why = _end_state(lent.binding, status, now_ms)
+                remove.append((copies[lent.key], state, why))
+                wanted.add(lent.key)  # handled
+            elif (
+                want is not Want.COPY
+                and status is not None
+                and status.state
+                in (
+                    LoanState.HELD,
+                    LoanState.FETCHING,
+                )
+                and status.updated_ms >= lent.binding.created_ms
+            ):
+                state, why = _end_state(lent.binding, status, now_ms)
+                if state is not LoanState.FETCHING:
+                    self.write_status(lent.lender, lent.binding, state, now_ms, reason=why)
+        for key, copy in copies.items():
+            if key not in wanted:  # its binding is gone (its lender was removed, say)
+                remove.append((copy, LoanState.REMOVED, "the loan no longer exists"))
+        return Plan(fetch=fetch, remove=remove, ask=ask)
+
+    def _refresh_lent_content(self, now_ms: int) -> None:
+        """When a lent file changes, write the binding again with the new content."""
+        me = self.local.node_id
+        for lent in self.bindings():
+            b = lent.binding
+            if lent.lender != me or b.ended is not BindingEnd.NONE:
+                continue
+            if b.until_ms and now_ms >= b.until_ms:
+                continue
+            entry = self.local.index.entry(b.library, b.path)  # indexed: one row per loan
+            if entry is None or entry.hash == b.content.hash:
+                continue
+            content = Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root)
+            self.local.replica.write(dataclasses.replace(b, content=content))
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def lending_to(
+        self,
+        requester: NodeId,
+        lender: NodeId,
+        content_hash: bytes,
+        now_ms: int,
+        offered: Envelope | None,
+    ) -> Lent | None:
+        """The active binding that lends `content_hash` from `lender` to `requester`: from
+        the records, or the signed one the request carried (checked here)."""
+        for lent in self.bindings():
+            b = lent.binding
+            if (
+                lent.lender == lender
+                and b.borrower == requester
+                and b.content.hash == content_hash
+                and _active(b, now_ms)
+            ):
+                return lent
+        if offered is None or offered.kind is not Kind.BINDING or offered.origin != lender:
+            return None
+        if not self.local.replica.signed_by_member(offered):
+            return None
+        record = wire_records.decode(offered.kind, offered.body)
+        if (
+            isinstance(record, Binding)
+            and record.borrower == requester
+            and record.content.hash == content_hash
+            and _active(record, now_ms)
+        ):
+            return Lent(lender=lender, binding=record, envelope=offered)
+        return None
+
+    def own_file_path(self, library: str, path: str) -> tuple[str, LibraryEntry] | None:
+        """Where this node's own (library, path) is, and its indexed entry."""
+        try:
+            lib = self.local.index.library(library)
+        except NotFoundError:
+            return None
+        entry = self.local.index.entry(library, path)
+        if entry is None:
+            return None
+        return os.path.join(lib.root, *path.split("/")), entry
+
+    def open_library(self, node: NodeId, library: str) -> bool:
+        env = self.local.records.get(key_of(node, LibraryRecord(name=library)))
+        if env is None:
+            return False
+        record = wire_records.decode(env.kind, env.body)
+        return isinstance(record, LibraryRecord) and record.open and not record.removed
+
+    def open_holding(self, content_hash: bytes) -> tuple[str, LibraryEntry] | None:
+        """This node's own file with that content in a library opened to the whole mesh."""
+        for library in self.local.index.libraries():
+            if not library.open:
+                continue
+            for item in self.local.index.entries(libraries=[library.name]):
+                if item.entry.hash == content_hash:
+                    found = self.own_file_path(library.name, item.entry.path)
+                    if found is not None:
+                        return found
+        return None
+
+    def _open_holders(self, content_hash: bytes) -> list[NodeId]:
+        """Other members that hold the content in a library they opened to the mesh."""
+        found: list[NodeId] = []
+        for node in self.local.membership.members:
+            if node == self.local.node_id:
+                continue
+            for env in self.local.records.live(Kind.LIBRARY, node):
+                record = wire_records.decode(env.kind, env.body)
+                if not isinstance(record, LibraryRecord) or not record.open or record.removed:
+                    continue
+                for entry_env in self.local.records.live(Kind.ENTRY, node):
+                    entry = wire_records.decode(entry_env.kind, entry_env.body)
+                    if (
+                        isinstance(entry, LibraryEntry)
+                        and entry.library == record.name
+                        and entry.hash == content_hash
+                        and not entry.deleted
+                    ):
+                        found.append(node)
+                        break
+                if node in found:
+                    break
+        return found
+
+    def holders(self, lent: Lent, now_ms: int) -> list[NodeId]:
+        """Who may serve this binding's content to this node: the lender, then borrowers
+        of the same lender that hold it, then holders of it in libraries open to all."""
+        found = [lent.lender]
+        content = lent.binding.content.hash
+        for other in self.bindings():
+            b = other.binding
+            if other.lender != lent.lender or b.borrower in found:
+                continue
+            if b.borrower == self.local.node_id or b.content.hash != content:
+                continue
+            status = self.status_of(other)
+            if status is not None and status.state is LoanState.HELD and status.hash == content:
+                found.append(b.borrower)
+        found += [n for n in self._open_holders(content) if n not in found]
+        return found
+
+
+def _active(binding: Binding, now_ms: int) -> bool:
+    return binding.ended is BindingEnd.NONE and not (
+        binding.until_ms and now_ms >= binding.until_ms
+    )
+
+
+def _end_state(binding: Binding, status: LoanStatus | None, now_ms: int) -> tuple[LoanState, str]:
+    """The status a borrower writes once its copy is gone, and why."""
+    if (
+        status is not None
+        and status.updated_ms >= binding.created_ms
+        and status.state
+        in (
+            LoanState.RETURNED,
+            LoanState.DECLINED,
+        )
+    ):
+        return status.state, status.reason
+    if binding.ended is BindingEnd.RECALLED:
+        return LoanState.REMOVED, "recalled by the lender"
+    if binding.until_ms and now_ms >= binding.until_ms:
+        return LoanState.REMOVED, "the loan expired"
+    return LoanState.REMOVED, "the loan ended"
+
+
+def _request_id(borrower: NodeId, seq: int) -> str:
+    digest = hashlib.sha256(borrower.raw + seq.to_bytes(8, "big")).hexdigest()
+    return digest[:REQUEST_ID_CHARS]
+
+
+def copy_parts(lender_name: str, binding: Binding) -> list[str]:
+    return [lender_name, binding.library, *binding.path.split("/")]
+
+
+__all__ = ["Lending", "Lent", "Plan", "Request"]

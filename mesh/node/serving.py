@@ -1,0 +1,186 @@
+"""Serving lent content to members: who may have it (DESIGN.md, Lending), and the bytes.
+
+A request names the content, its lender, and may carry the signed binding. This node
+serves only if an active binding lends that content from that lender to the caller, and
+only if it is the lender (reading its own index's path for the binding's file) or holds
+the content as its own borrowed copy under a binding from the same lender. The file is
+opened without following symlinks and checked against what the index recorded (size,
+mtime, inode): a file changed since its scan is rescanned, never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from mesh.core.chunks import CHUNK_SIZE, chunk_count, chunk_span
+from mesh.core.errors import NotFoundError, ProtocolError, RefusedError
+from mesh.core.ids import NodeId
+from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.fs.borrowed import BorrowedFolder, FileId
+from mesh.fs.hashing import open_for_reading
+from mesh.node.lending import Lending
+from mesh.node.local import now_ms
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ServingHost(Protocol):
+    node_id: NodeId
+
+    @property
+    def lending(self) -> Lending: ...
+
+    @property
+    def borrowed(self) -> BorrowedFolder: ...
+
+    async def store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    def rescan_soon(self, library: str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Source:
+    """Where the content is on this node, and what it must still look like."""
+
+    size: int
+    chunk_hashes: bytes
+    path: str = ""  # this node's own file
+    mtime_ns: int = 0
+    inode: int = 0
+    library: str = ""
+    parts: tuple[str, ...] = ()  # or a borrowed copy
+    file_id: FileId | None = None
+
+
+class Serving:
+    def __init__(self, host: ServingHost) -> None:
+        self._host = host
+
+    async def _source(self, peer: NodeId, content: bytes, lender: NodeId, offered: Any) -> _Source:
+        host = self._host
+
+        def work() -> _Source:
+            lending = host.lending
+            lent = lending.lending_to(peer, lender, content, now_ms(), offered)
+            if lent is None:
+                raise RefusedError("no active loan lends that content to you")
+            b = lent.binding
+            if lender == host.node_id:
+                index = lending.local.index
+                state = index.file_state(b.library, b.path)
+                found = lending.own_file_path(b.library, b.path)
+                if state is None or found is None or state[3] != content:
+                    raise NotFoundError("this node no longer holds that version of the file")
+                size, mtime_ns, inode, _ = state
+                hashes = index.chunk_hashes(content, size)
+                if hashes is None:
+                    raise NotFoundError("this node has not kept that file's chunk list")
+                return _Source(
+                    size=size,
+                    chunk_hashes=hashes,
+                    path=found[0],
+                    mtime_ns=mtime_ns,
+                    inode=inode,
+                    library=b.library,
+                )
+            for copy in lending.book.copies_of(content):
+                if copy.lender == lender:
+                    return _Source(
+                        size=copy.size,
+                        chunk_hashes=copy.chunk_hashes,
+                        parts=tuple(copy.parts),
+                        file_id=FileId(
+                            device=copy.device, inode=copy.inode, mtime_ns=copy.mtime_ns
+                        ),
+                    )
+            opened = lending.open_holding(content)
+            if opened is not None:
+                path, entry = opened
+                state = lending.local.index.file_state(entry.library, entry.path)
+                hashes = lending.local.index.chunk_hashes(content, entry.size)
+                if state is not None and hashes is not None:
+                    size, mtime_ns, inode, _ = state
+                    return _Source(
+                        size=size,
+                        chunk_hashes=hashes,
+                        path=path,
+                        mtime_ns=mtime_ns,
+                        inode=inode,
+                        library=entry.library,
+                    )
+            raise RefusedError("this node holds no copy of that content it may serve you")
+
+        source = await host.store(work)
+        return source
+
+    async def manifest(self, peer: NodeId, request: ManifestRequest) -> Manifest:
+        source = await self._source(peer, request.hash, request.lender, request.binding)
+        return Manifest(
+            hash=request.hash,
+            size=source.size,
+            chunk_size=CHUNK_SIZE,
+            chunk_hashes=source.chunk_hashes,
+        )
+
+    async def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]:
+        source = await self._source(peer, request.hash, request.lender, request.binding)
+        total = chunk_count(source.size)
+        first, count = request.first_chunk, request.count
+        if count == 0 or first >= total:
+            raise ProtocolError(f"chunks {first}+{count} are outside a file of {total} chunks")
+        last = min(total, first + count)
+        fd = await asyncio.to_thread(self._open, source)
+        try:
+            # Read one chunk ahead in a thread while the previous one is on its way.
+            ahead: asyncio.Future[bytes] = asyncio.ensure_future(
+                asyncio.to_thread(_read, fd, source.size, first)
+            )
+            for index in range(first, last):
+                data = await ahead
+                if index + 1 < last:
+                    ahead = asyncio.ensure_future(
+                        asyncio.to_thread(_read, fd, source.size, index + 1)
+                    )
+                yield Chunk(index=index, data=data)
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+            os.close(fd)
+
+    def _open(self, source: _Source) -> int:
+        if source.file_id is not None:
+            return self._host.borrowed.open_copy(list(source.parts), source.file_id)
+        try:
+            fd = open_for_reading(source.path)
+        except OSError as exc:
+            self._host.rescan_soon(source.library)
+            raise NotFoundError(f"cannot read the lent file: {exc.strerror}") from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns, st.st_ino) != (
+            source.size,
+            source.mtime_ns,
+            source.inode,
+        ):
+            os.close(fd)
+            self._host.rescan_soon(source.library)
+            raise NotFoundError("the lent file changed since it was indexed; rescanning it")
+        return fd
+
+
+def _read(fd: int, size: int, index: int) -> bytes:
+    offset, length = chunk_span(size, index)
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise NotFoundError("the lent file got shorter while it was read")
+    return data
+
+
+__all__ = ["Serving", "ServingHost"]

@@ -1,0 +1,157 @@
+"""The borrower's local loan state: copies placed, and pulls in progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.core.ids import NodeId
+from mesh.store.database import Database
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Copy:
+    """A verified borrowed file this node placed in its borrowed folder."""
+
+    binding_key: bytes
+    lender: NodeId
+    lender_name: str
+    library: str
+    path: str
+    hash: bytes
+    size: int
+    chunk_hashes: bytes
+    device: int
+    inode: int
+    mtime_ns: int
+
+    @property
+    def parts(self) -> list[str]:
+        return [self.lender_name, self.library, *self.path.split("/")]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pull:
+    """A pull in progress: its staging file and which chunks are verified there."""
+
+    binding_key: bytes
+    staging: str
+    hash: bytes
+    size: int
+    chunk_hashes: bytes
+    verified: bytes
+
+
+_SELECT_COPIES = (
+    "SELECT binding_key, lender, lender_name, library, path, hash, size, chunk_hashes, "
+    "device, inode, mtime_ns FROM copies "
+)
+_INSERT_COPY = (
+    "INSERT OR REPLACE INTO copies (binding_key, lender, lender_name, library, path, hash, "
+    "size, chunk_hashes, device, inode, mtime_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _copy(row: tuple[Any, ...]) -> Copy:
+    key, lender, name, library, path, h, size, hashes, device, inode, mtime_ns = row
+    return Copy(
+        binding_key=bytes(key),
+        lender=NodeId(bytes(lender)),
+        lender_name=str(name),
+        library=str(library),
+        path=str(path),
+        hash=bytes(h),
+        size=int(size),
+        chunk_hashes=bytes(hashes),
+        device=int(device),
+        inode=int(inode),
+        mtime_ns=int(mtime_ns),
+    )
+
+
+class LoanBook:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- copies ------------------------------------------------------------------------
+
+    def copies(self) -> list[Copy]:
+        return [_copy(r) for r in self._db.read(_SELECT_COPIES)]
+
+    def copy(self, binding_key: bytes) -> Copy | None:
+        rows = self._db.read(_SELECT_COPIES + "WHERE binding_key = ?", (binding_key,))
+        return _copy(rows[0]) if rows else None
+
+    def copies_of(self, content_hash: bytes) -> list[Copy]:
+        rows = self._db.read(_SELECT_COPIES + "WHERE hash = ?", (content_hash,))
+        return [_copy(r) for r in rows]
+
+    def held_bytes(self) -> int:
+        return int(self._db.read("SELECT coalesce(sum(size), 0) FROM copies")[0][0])
+
+    def placed(self, copy: Copy) -> None:
+        """Record a placed copy and forget the pull that made it, in one transaction."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                _INSERT_COPY,
+                (
+                    copy.binding_key,
+                    copy.lender.raw,
+                    copy.lender_name,
+                    copy.library,
+                    copy.path,
+                    copy.hash,
+                    copy.size,
+                    copy.chunk_hashes,
+                    copy.device,
+                    copy.inode,
+                    copy.mtime_ns,
+                ),
+            )
+            conn.execute("DELETE FROM pulls WHERE binding_key = ?", (copy.binding_key,))
+
+    def removed(self, binding_key: bytes) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM copies WHERE binding_key = ?", (binding_key,))
+
+    # -- pulls -------------------------------------------------------------------------
+
+    def pull(self, binding_key: bytes) -> Pull | None:
+        rows = self._db.read(
+            "SELECT binding_key, staging, hash, size, chunk_hashes, verified FROM pulls "
+            "WHERE binding_key = ?",
+            (binding_key,),
+        )
+        if not rows:
+            return None
+        key, staging, h, size, hashes, verified = rows[0]
+        return Pull(
+            binding_key=bytes(key),
+            staging=str(staging),
+            hash=bytes(h),
+            size=int(size),
+            chunk_hashes=bytes(hashes),
+            verified=bytes(verified),
+        )
+
+    def pulls(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.read("SELECT binding_key FROM pulls")]
+
+    def save_pull(self, pull: Pull) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO pulls (binding_key, staging, hash, size, chunk_hashes, "
+                "verified) VALUES (?,?,?,?,?,?)",
+                (
+                    pull.binding_key,
+                    pull.staging,
+                    pull.hash,
+                    pull.size,
+                    pull.chunk_hashes,
+                    pull.verified,
+                ),
+            )
+
+    def drop_pull(self, binding_key: bytes) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM pulls WHERE binding_key = ?", (binding_key,))

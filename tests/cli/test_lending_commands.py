@@ -1,0 +1,178 @@
+"""Lending from the command line, as a person would: three `mesh up` processes (tower,
+laptop, desk) in one private network namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+
+from tests.cli.conftest import Daemon, Mesh
+from tests.lan.netns import MakeLan
+
+CODE = re.compile(r"mesh join (\S+) --at (\S+)")
+MB = 1000 * 1000
+pytestmark = pytest.mark.netns
+
+
+class Node:
+    def __init__(self, tmp: Path, name: str, netns: str) -> None:
+        self.name = name
+        self.mesh = Mesh(home=tmp / name)
+        self.netns = netns
+        self.borrowed = tmp / f"{name}-borrowed"
+        self.daemon: Daemon | None = None
+        self.logs: list[str] = []
+        self.mesh.run("init", "--name", name)
+        self.mesh.run("config", "set", "borrowing.folder", str(self.borrowed))
+        self.mesh.run("config", "set", "borrowing.reserve", "0")
+
+    def up(self) -> None:
+        self.daemon = Daemon(self.mesh, netns=self.netns)
+        self.daemon.wait_running()
+
+    def down(self, sig: int = signal.SIGINT) -> None:
+        assert self.daemon is not None
+        if sig == signal.SIGKILL:
+            self.daemon.proc.kill()
+            _, err = self.daemon.proc.communicate(timeout=10)
+        else:
+            _, err, _ = self.daemon.stop(sig)
+        self.logs.append(err)
+        self.daemon = None
+
+    def run(self, *args: str, check: bool = True) -> Any:
+        return self.mesh.run(*args, check=check)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def loan(self, loan_id: str) -> dict[str, Any]:
+        found = [x for x in self.json("loans") if x["id"] == loan_id]
+        return found[0] if found else {}
+
+
+@pytest.fixture
+def three(tmp_path: Path, make_lan: MakeLan) -> Iterator[tuple[Node, Node, Node]]:
+    netns = make_lan(1).nodes[0].netns
+    nodes = [Node(tmp_path, name, netns) for name in ("tower", "laptop", "desk")]
+    for node in nodes:
+        node.up()
+    tower, laptop, desk = nodes
+    for joiner in (laptop, desk):
+        found = CODE.search(tower.run("invite").stdout)
+        assert found
+        joiner.run("join", found.group(1), "--at", found.group(2))
+    yield tower, laptop, desk
+    for node in nodes:
+        if node.daemon is not None and node.daemon.proc.poll() is None:
+            node.down()
+        print(f"--- {node.name}'s log\n" + "\n".join(node.logs))
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def write_file(path: Path, size: int) -> str:
+    """A file of `size` bytes whose chunks all differ; its xxh3-128 hex digest."""
+    block = os.urandom(1 << 20)
+    digest = xxhash.xxh3_128()
+    with path.open("wb") as out:
+        written, n = 0, 0
+        while written < size:
+            piece = (n.to_bytes(8, "big") + block[8:])[: size - written]
+            out.write(piece)
+            digest.update(piece)
+            written += len(piece)
+            n += 1
+    return digest.hexdigest()
+
+
+def loan_id(out: str) -> str:
+    found = re.search(r"loan (\w+)", out)
+    assert found, out
+    return found.group(1)
+
+
+def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> None:
+    tower, laptop, desk = three
+    movies = tmp_path / "movies"
+    movies.mkdir()
+    heat = write_file(movies / "heat.mkv", 300 * MB)
+    (movies / "notes.txt").write_text("first")
+    tower.run("share", str(movies), "--as", "Movies")
+
+    # Lent while the laptop is down: delivered when it comes up.
+    laptop.down()
+    first = loan_id(tower.run("lend", str(movies / "heat.mkv"), "--to", "laptop").stdout)
+    until(
+        "desk to see the loan", lambda: desk.loan(first).get("state") == "waiting for the borrower"
+    )
+    laptop.up()
+    until("the copy to be held", lambda: desk.loan(first).get("state") == "held", timeout=120)
+    copy = laptop.borrowed / "tower" / "Movies" / "heat.mkv"
+    assert xxhash.xxh3_128_hexdigest(copy.read_bytes()) == heat
+    assert not copy.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+    # Killed halfway through a larger loan: it resumes after the restart.
+    big = write_file(movies / "big.mkv", 600 * MB)
+    tower.run("scan", "Movies")
+    second = loan_id(tower.run("lend", "Movies/big.mkv", "--to", "laptop").stdout)
+    until(
+        "half of the big file",
+        lambda: laptop.loan(second).get("bytes_done", 0) >= 200 * MB,
+        timeout=120,
+    )
+    laptop.down(signal.SIGKILL)
+    assert not (laptop.borrowed / "tower" / "Movies" / "big.mkv").exists()
+    laptop.up()
+    until("the big copy", lambda: laptop.loan(second).get("state") == "held", timeout=120)
+    laptop.down()
+    assert re.search(r"resuming the pull of big\.mkv: (\d+) of 573 chunks", laptop.logs[-1])
+    laptop.up()
+    big_copy = laptop.borrowed / "tower" / "Movies" / "big.mkv"
+    assert xxhash.xxh3_128_hexdigest(big_copy.read_bytes()) == big
+
+    # A recall removes the copy.
+    tower.run("recall", "big.mkv")
+    until("the recalled copy to go", lambda: not big_copy.exists())
+
+    # A loan --for 5s removes itself.
+    short = loan_id(tower.run("lend", "Movies/notes.txt", "--to", "desk", "--for", "5s").stdout)
+    notes_on_desk = desk.borrowed / "tower" / "Movies" / "notes.txt"
+    until("the short loan to arrive", notes_on_desk.exists)
+    until("the short loan to end", lambda: not notes_on_desk.exists(), timeout=20)
+    assert tower.loan(short)["state"] == "ended"
+
+    # The lent file is edited: the borrower ends up with the new version.
+    tower.run("lend", "Movies/notes.txt", "--to", "laptop", "--wait")
+    notes = laptop.borrowed / "tower" / "Movies" / "notes.txt"
+    assert notes.read_text() == "first"
+    (movies / "notes.txt").write_text("second, edited")
+    tower.run("scan", "Movies")
+    until("the new version", lambda: notes.exists() and notes.read_text() == "second, edited")
+
+    # A borrow request is granted and fetched.
+    out = desk.run("borrow", "tower:Movies/notes.txt").stdout
+    assert "asked tower" in out
+    until(
+        "the borrowed file",
+        lambda: notes_on_desk.exists() and notes_on_desk.read_text() == "second, edited",
+    )
+    assert [r["answer"] for r in desk.json("requests")] == ["granted"]
