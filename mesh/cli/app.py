@@ -35,7 +35,9 @@ app = typer.Typer(
         "\b\nStart here:\n"
         "  mesh init --name tower      make this computer a node\n"
         "  mesh share ~/Movies         share a folder (and index it)\n"
-        "  mesh ls                     list what this node shares"
+        "  mesh up                     run the node (keep it running)\n"
+        "  mesh invite                 let another computer join (it runs `mesh join CODE`)\n"
+        "  mesh lend FILE --to laptop  lend a file; `mesh loans` shows how it goes"
     ),
     no_args_is_help=True,
     add_completion=True,

@@ -57,7 +57,9 @@ class AddressWakeups:
     async def wait(self, limit_s: float) -> bool:
         """Wait for a change or `limit_s` seconds; True if a change was reported."""
         try:
-            await asyncio.wait_for(self._event.wait(), limit_s)
+            # asyncio.timeout: Python 3.11's wait_for can swallow a cancellation.
+            async with asyncio.timeout(limit_s):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()

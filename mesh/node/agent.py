@@ -51,8 +51,11 @@ class Agent:
                     await self._pass()
                 except Exception:  # a bug must not stop lending for good
                     log.exception("the lending agent's pass failed; trying again")
+                # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the wait ends, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._host.changes.wait(version), _TICK_S)
+                    async with asyncio.timeout(_TICK_S):
+                        await self._host.changes.wait(version)
         finally:
             for task, _ in self._pulls.values():
                 task.cancel()

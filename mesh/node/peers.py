@@ -149,7 +149,8 @@ class PeerManager:
             wake = self._wake.setdefault((host, port), asyncio.Event())
             wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), backoff.next())
+                async with asyncio.timeout(backoff.next()):  # not wait_for: see agent.py
+                    await wake.wait()
 
     async def _run_session(self, member: Member, der: bytes, host: str, port: int) -> bool:
         """Dial and serve one session; True if it got past the handshake."""

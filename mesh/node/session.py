@@ -390,9 +390,7 @@ class Session:
         # unacknowledged when nothing of it will ever be sent back to be acked.
         acked = self.acked.get(batch.origin)
         if acked is None or (batch.epoch, batch.through_seq) > (acked.epoch, acked.seq):
-            self.acked = self.acked.with_clock(
-                batch.origin, Clock(batch.epoch, batch.through_seq)
-            )
+            self.acked = self.acked.with_clock(batch.origin, Clock(batch.epoch, batch.through_seq))
 
     async def _handle(self, frame: GossipFrame) -> None:
         match frame:
