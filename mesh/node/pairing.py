@@ -169,10 +169,14 @@ class Invitation:
             port=admitted.port,
             root=admitted.root,
         )
-        await stream.send(PairingFrame(sealed=channel.seal(payload_to_bytes(reply))))
-        self.joined = theirs.name
-        log.info("%s joined the mesh", theirs.name)
-        await self.close(State.USED)
+        try:
+            await stream.send(PairingFrame(sealed=channel.seal(payload_to_bytes(reply))))
+        finally:
+            # Admitted is used, even if the reply's send then fails (the joiner may hang up
+            # the moment it has read it): the code must not let a second node in.
+            self.joined = theirs.name
+            log.info("%s joined the mesh", theirs.name)
+            await self.close(State.USED)
 
 
 async def _recv(stream: PairingStream, want: str) -> PairingFrame:
