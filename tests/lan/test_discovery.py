@@ -141,7 +141,8 @@ def test_a_node_cut_off_or_given_a_new_address_is_found_again(lan_peers: MakePee
 
     until("n2 online at its new address", found_at_new_address, 30)
     print(f"moved node online at its new address after {time.monotonic() - moved:.2f} s")
-    assert all_online(peers)
+    # n2's own view may lag the others' by a reconnect (its old sessions end by keepalive).
+    until("every node online with every other", lambda: all_online(peers), 15)
     assert "addresses are now" in n2.log.read_text()  # it re-announced and re-gossiped
 
 
