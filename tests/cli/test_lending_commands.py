@@ -158,7 +158,7 @@ def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> N
     notes_on_desk = desk.borrowed / "tower" / "Movies" / "notes.txt"
     until("the short loan to arrive", notes_on_desk.exists)
     until("the short loan to end", lambda: not notes_on_desk.exists(), timeout=20)
-    assert tower.loan(short)["state"] == "ended"
+    until("the tower to see it ended", lambda: tower.loan(short)["state"] == "ended")
 
     # The lent file is edited: the borrower ends up with the new version.
     tower.run("lend", "Movies/notes.txt", "--to", "laptop", "--wait")
