@@ -42,6 +42,19 @@ def check_name(name: str) -> str:
 
 def check_relative(path: str) -> str:
     """Return `path` if it is a safe library-relative path, else raise InvalidPathError."""
+    # The common case in a handful of C-level calls (gossip checks 100k paths at a time):
+    # printable ASCII, no backslash, no empty, '.' or '..' name, no name over the limit.
+    if (
+        path.isascii()
+        and path.isprintable()
+        and "\\" not in path
+        and len(path) <= MAX_PATH_BYTES
+        and "//" not in (framed := f"/{path}/")  # empty names, a leading or trailing '/'
+        and "/./" not in framed
+        and "/../" not in framed
+        and max(map(len, path.split("/"))) <= MAX_NAME_BYTES
+    ):
+        return path
     if not path:
         raise InvalidPathError("empty path")
     if path.startswith("/"):
