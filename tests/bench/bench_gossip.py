@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ from mesh.v1 import gossip_pb2
 from mesh.wire import envelope as wire_envelope
 from mesh.wire import gossip as wire_gossip
 from mesh.wire.gossip import MAX_BATCH_RECORDS
+from tests.node.conftest import NodeHandle, mesh_of
 
 LIBRARY = "photos"
 PAGE_BYTES = 1 << 20
@@ -76,73 +77,20 @@ QUIET = {"keepalive_s": 30.0, "ping_timeout_s": 10.0, "maintenance_interval_s": 
 # -- nodes ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Node:
-    home: Home
-    name: str
-    daemon: Daemon | None = None
-    task: asyncio.Task[None] | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @contextlib.contextmanager
-    def local(self) -> Iterator[LocalNode]:
-        node = LocalNode.open(self.home)
-        try:
-            yield node
-        finally:
-            node.close()
+class Node(NodeHandle):
+    """A real daemon in this process (tests/node/conftest.py), as the benchmark drives it."""
 
     @property
     def d(self) -> Daemon:
         assert self.daemon is not None
         return self.daemon
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.d.port}"
-
-    async def start(self, **overrides: Any) -> Daemon:
-        settings = Settings.for_tests(**{"port": 0, "listen": "127.0.0.1", **overrides})
-        self.stop = asyncio.Event()
-        self.daemon = Daemon(self.home, settings)
-        self.task = asyncio.create_task(self.daemon.run(self.stop))
-        started = asyncio.create_task(self.daemon.started.wait())
-        done, _ = await asyncio.wait(
-            {started, self.task}, timeout=20, return_when="FIRST_COMPLETED"
-        )
-        if self.task in done:
-            started.cancel()
-            self.task.result()
-        if started not in done:
-            raise RuntimeError(f"{self.name} did not start")
-        return self.daemon
-
-    async def halt(self) -> None:
-        if self.task is not None:
-            self.stop.set()
-            await asyncio.wait_for(self.task, 20)
-            self.task = None
-
 
 def make_node(root: Path, name: str) -> Node:
     home = Home.resolve(root / name)
     node, _ = LocalNode.init(home, name)
     node.close()
-    return Node(home=home, name=name)
-
-
-def mesh_of(first: Node, *others: Node) -> None:
-    """Pair `others` into `first`'s mesh offline, as `mesh invite` / `mesh join` would."""
-    with first.local() as node:
-        for other in others:
-            with other.local() as joiner:
-                certificate, name = joiner.identity.cert_der, joiner.name
-            node.admit(certificate, name)
-        records = list(node.records.membership())
-        root = node.replica.membership.root
-    for other in others:
-        with other.local() as node:
-            node.join_mesh(root, records)
+    return Node(home=home, name=name, settings=Settings.for_tests())
 
 
 def row(i: int, version: int = 0) -> FileRow:
@@ -346,7 +294,7 @@ def serve_node(home: str, conn: Connection) -> None:
     logging.basicConfig(level="ERROR")
 
     async def life() -> None:
-        node = Node(home=Home.resolve(Path(home)), name="a")
+        node = Node(home=Home.resolve(Path(home)), name="a", settings=Settings.for_tests())
         d = await node.start(**QUIET)
         conn.send((d.port, (await d.our_vector())[d.node_id].seq))
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
