@@ -183,20 +183,26 @@ class Lending:
             return entry
         raise NotFoundError(f"{path} is not indexed yet; run `mesh scan {name}`")
 
+    def _write_binding(
+        self, entry: LibraryEntry, borrower: NodeId, until_ms: int, now_ms: int
+    ) -> Binding:
+        binding = Binding(
+            borrower=borrower,
+            library=entry.library,
+            path=entry.path,
+            content=_content_of(entry),
+            until_ms=until_ms,
+            created_ms=now_ms,
+        )
+        self.local.replica.write(binding)
+        return binding
+
     def lend(self, path: str, to: str, until_ms: int, now_ms: int) -> Loan:
         entry = self._own_file(path)
         borrower = self.local.member_named(to)
         if borrower == self.local.node_id:
             raise InvalidArgumentError("a node cannot lend to itself")
-        binding = Binding(
-            borrower=borrower,
-            library=entry.library,
-            path=entry.path,
-            content=Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root),
-            until_ms=until_ms,
-            created_ms=now_ms,
-        )
-        self.local.replica.write(binding)
+        binding = self._write_binding(entry, borrower, until_ms, now_ms)
         return make_loan(self.local.node_id, binding, None, now_ms)
 
     def recall(self, what: str, now_ms: int) -> Loan:
@@ -344,16 +350,7 @@ class Lending:
                 approve, reason = False, str(exc)
         if approve:
             until = now_ms + r.duration_ms if r.duration_ms else 0
-            self.local.replica.write(
-                Binding(
-                    borrower=request.borrower,
-                    library=entry.library,
-                    path=entry.path,
-                    content=Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root),
-                    until_ms=until,
-                    created_ms=now_ms,
-                )
-            )
+            self._write_binding(entry, request.borrower, until, now_ms)
         else:
             self.local.replica.write(
                 Denial(
@@ -432,15 +429,12 @@ class Lending:
         me = self.local.node_id
         for lent in self.bindings():
             b = lent.binding
-            if lent.lender != me or b.ended is not BindingEnd.NONE:
-                continue
-            if b.until_ms and now_ms >= b.until_ms:
+            if lent.lender != me or not _active(b, now_ms):
                 continue
             entry = self.local.index.entry(b.library, b.path)  # indexed: one row per loan
             if entry is None or entry.hash == b.content.hash:
                 continue
-            content = Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root)
-            self.local.replica.write(dataclasses.replace(b, content=content))
+            self.local.replica.write(dataclasses.replace(b, content=_content_of(entry)))
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -547,6 +541,10 @@ class Lending:
                 found.append(b.borrower)
         found += [n for n in self._open_holders(content) if n not in found]
         return found
+
+
+def _content_of(entry: LibraryEntry) -> Content:
+    return Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root)
 
 
 def _active(binding: Binding, now_ms: int) -> bool:

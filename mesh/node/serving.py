@@ -11,6 +11,7 @@ mtime, inode): a file changed since its scan is rescanned, never served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -73,23 +74,7 @@ class Serving:
                 raise RefusedError("no active loan lends that content to you")
             b = lent.binding
             if lender == host.node_id:
-                index = lending.local.index
-                state = index.file_state(b.library, b.path)
-                found = lending.own_file_path(b.library, b.path)
-                if state is None or found is None or state[3] != content:
-                    raise NotFoundError("this node no longer holds that version of the file")
-                size, mtime_ns, inode, _ = state
-                hashes = index.chunk_hashes(content, size)
-                if hashes is None:
-                    raise NotFoundError("this node has not kept that file's chunk list")
-                return _Source(
-                    size=size,
-                    chunk_hashes=hashes,
-                    path=found[0],
-                    mtime_ns=mtime_ns,
-                    inode=inode,
-                    library=b.library,
-                )
+                return _own_source(lending, b.library, b.path, content)
             for copy in lending.book.copies_of(content):
                 if copy.lender == lender:
                     return _Source(
@@ -102,19 +87,8 @@ class Serving:
                     )
             opened = lending.open_holding(content)
             if opened is not None:
-                path, entry = opened
-                state = lending.local.index.file_state(entry.library, entry.path)
-                hashes = lending.local.index.chunk_hashes(content, entry.size)
-                if state is not None and hashes is not None:
-                    size, mtime_ns, inode, _ = state
-                    return _Source(
-                        size=size,
-                        chunk_hashes=hashes,
-                        path=path,
-                        mtime_ns=mtime_ns,
-                        inode=inode,
-                        library=entry.library,
-                    )
+                with contextlib.suppress(NotFoundError):  # changed since: refused below
+                    return _own_source(lending, opened[1].library, opened[1].path, content)
             raise RefusedError("this node holds no copy of that content it may serve you")
 
         source = await host.store(work)
@@ -173,6 +147,27 @@ class Serving:
             self._host.rescan_soon(source.library)
             raise NotFoundError("the lent file changed since it was indexed; rescanning it")
         return fd
+
+
+def _own_source(lending: Lending, library: str, path: str, content: bytes) -> _Source:
+    """This node's own file at (library, path), if it still holds `content` as indexed."""
+    index = lending.local.index
+    state = index.file_state(library, path)
+    found = lending.own_file_path(library, path)
+    if state is None or found is None or state[3] != content:
+        raise NotFoundError("this node no longer holds that version of the file")
+    size, mtime_ns, inode, _ = state
+    hashes = index.chunk_hashes(content, size)
+    if hashes is None:
+        raise NotFoundError("this node has not kept that file's chunk list")
+    return _Source(
+        size=size,
+        chunk_hashes=hashes,
+        path=found[0],
+        mtime_ns=mtime_ns,
+        inode=inode,
+        library=library,
+    )
 
 
 def _read(fd: int, size: int, index: int) -> bytes:
