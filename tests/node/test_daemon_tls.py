@@ -34,7 +34,9 @@ async def test_two_members_hold_one_gossip_stream(nodes: Make) -> None:
     await asyncio.sleep(0.5)  # let a possible duplicate settle
     sa, sb = a.daemon.sessions.all(), b.daemon.sessions.all()
     assert len(sa) == 1 and len(sb) == 1
-    assert sa[0].initiator == sb[0].initiator == min(a.daemon.node_id, b.daemon.node_id)
+    # Both ends kept the same stream. Which one depends on timing (b does not dial a peer
+    # it already has a stream with); the tie-break itself is tested in test_session.py.
+    assert sa[0].initiator == sb[0].initiator
     # The stream is live: pings are answered both ways.
     await wait_for(lambda: sa[0].rtt_s is not None and sb[0].rtt_s is not None, what="pongs")
 
