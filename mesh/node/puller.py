@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import xxhash
@@ -94,12 +95,14 @@ class Puller:
         self._strikes: dict[NodeId, int] = {}
         self._served: dict[NodeId, int] = {}
         self._saving = asyncio.Lock()
+        self._checkpoint: asyncio.Future[None] | None = None
         self._note = ""
         # Set by _pull_from for the duration of a pull:
         self._plan: PullPlan[NodeId]
         self._verified: Bitmap
         self._changed: asyncio.Event
         self._staging: StagingFile
+        self._writer: ThreadPoolExecutor
 
     @property
     def _key_hex(self) -> str:
@@ -200,6 +203,9 @@ class Puller:
         self._changed = asyncio.Event()
         staging = await asyncio.to_thread(self._host.borrowed.staging, self._key_hex, content.size)
         self._staging = staging
+        # One writer per pull: buffered writes to one file from several threads contend
+        # for its inode lock in the kernel and cost more than they overlap.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mesh-pull")
         try:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -210,11 +216,15 @@ class Puller:
             except BaseExceptionGroup as failed:
                 # One source's write failed (a full disk): that ends the pull, not the group.
                 raise failed.exceptions[0] from None
+            await self._settle_checkpoint()
             if self._plan.done and self._hashes is not None:
                 await self._save()
                 return self._hashes
             return None
         finally:
+            if self._checkpoint is not None:
+                await asyncio.gather(self._checkpoint, return_exceptions=True)
+            self._writer.shutdown(wait=False)  # what it still runs was awaited or cancelled
             await asyncio.to_thread(staging.close)
 
     async def _source_loop(self, source: NodeId) -> None:
@@ -302,10 +312,13 @@ class Puller:
                 writing.append(
                     (
                         chunk.index,
-                        asyncio.ensure_future(
-                            asyncio.to_thread(
-                                _write_verified, self._staging, chunk.index, chunk.data, want
-                            )
+                        asyncio.get_running_loop().run_in_executor(
+                            self._writer,
+                            _write_verified,
+                            self._staging,
+                            chunk.index,
+                            chunk.data,
+                            want,
                         ),
                     )
                 )
@@ -329,13 +342,21 @@ class Puller:
         size = chunk_span(self.lent.binding.content.size, index)[1]
         self.bytes_done += size
         self._served[source] = self._served.get(source, 0) + size
-        if time.monotonic() - self._last_saved >= self._host.settings.progress_interval_s:
+        due = time.monotonic() - self._last_saved >= self._host.settings.progress_interval_s
+        if due and (self._checkpoint is None or self._checkpoint.done()):
+            # In the background: the chunks keep coming while the disk catches up.
             self._last_saved = time.monotonic()
-            await self._save()
-            await self._status(LoanState.FETCHING)
+            self._checkpoint = asyncio.ensure_future(self._save(report=True))
 
-    async def _save(self) -> None:
-        """Record which chunks are verified, after the bytes of those reached the disk."""
+    async def _settle_checkpoint(self) -> None:
+        """Wait for a checkpoint in flight (it uses the staging file); raise its error."""
+        if self._checkpoint is not None:
+            checkpoint, self._checkpoint = self._checkpoint, None
+            await checkpoint
+
+    async def _save(self, *, report: bool = False) -> None:
+        """Record which chunks are verified, after the bytes of those reached the disk;
+        with `report`, also the loan's progress."""
         async with self._saving:
             bits = bytes(self._verified.bits)  # before the sync: only what it covers
             await asyncio.to_thread(self._staging.sync)
@@ -343,6 +364,8 @@ class Puller:
                 self._pull = dataclasses.replace(self._pull, verified=bits)
                 await self._host.store(self._host.lending.book.save_pull, self._pull)
             self._last_saved = time.monotonic()
+        if report:
+            await self._status(LoanState.FETCHING)
 
     async def _place(self, hashes: bytes) -> bool:
         lent, host = self.lent, self._host
