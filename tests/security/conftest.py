@@ -15,7 +15,8 @@ from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.peer_client import PeerChannel
 from mesh.transport.peer_server import PeerServer
 from mesh.transport.tls import TrustStore
-from tests.node.conftest import nodes  # noqa: F401 - the fixture, for this folder's tests
+from tests.cli.conftest import mesh  # noqa: F401 - fixtures, for this folder's tests
+from tests.node.conftest import nodes  # noqa: F401
 
 
 class PingHandlers:
