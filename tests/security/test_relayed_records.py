@@ -157,3 +157,40 @@ async def test_a_member_relaying_altered_or_forged_signed_records_is_refused_and
         member.stream.close()
     finally:
         await channel.close()
+
+
+async def test_records_of_origins_nobody_admitted_are_refused(
+    nodes: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A member cannot invent origins: each would grow every replica and every version
+    vector for good, and past 4096 origins no node could send its vector any more."""
+    a, b = nodes("a"), nodes("b")
+    mesh_of(a, b)
+    with b.local() as node:
+        b_id = node.identity
+    await a.start()
+    assert a.daemon is not None
+    replica = a.daemon.local.replica
+    before = replica.vector()
+    channel = PeerChannel(
+        b_id,
+        a.daemon.node_id,
+        a.daemon.identity.cert_der,
+        "127.0.0.1",
+        a.daemon.port,
+        keepalive_s=1,
+        ping_timeout_s=1,
+    )
+    try:
+        member = Member(b_id, channel.gossip())
+        await member.open()
+        with caplog.at_level(logging.WARNING, logger="mesh.node.session"):
+            for _ in range(5):
+                invented = ident.generate().node_id
+                ack = await member.offer(envelope(invented, LibraryRecord(name="Junk"), None))
+                assert ack.refused and "never admitted" in ack.reason, ack.reason
+        assert replica.vector() == before
+        assert sum("never admitted" in r.getMessage() for r in caplog.records) == 5
+        member.stream.close()
+    finally:
+        await channel.close()
