@@ -194,3 +194,53 @@ async def test_records_of_origins_nobody_admitted_are_refused(
         member.stream.close()
     finally:
         await channel.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a new epoch is announced by an unsigned empty batch, so any member can retire "
+    "another's epoch for good (fix: the origin signs its epoch; see the report)",
+)
+async def test_a_member_cannot_retire_another_members_epoch(nodes: Make) -> None:
+    """An epoch from the far future, announced under c's origin by b, would make every node
+    drop c's records (its bindings too: the loans it lent would end) and refuse c's real
+    epoch from then on, as retired."""
+    a, b, c = nodes("a"), nodes("b"), nodes("c")
+    mesh_of(a, b, c)
+    with b.local() as node:
+        b_id = node.identity
+    with c.local() as node:
+        c_id = node.identity
+    await a.start()
+    assert a.daemon is not None
+    channel = PeerChannel(
+        b_id,
+        a.daemon.node_id,
+        a.daemon.identity.cert_der,
+        "127.0.0.1",
+        a.daemon.port,
+        keepalive_s=1,
+        ping_timeout_s=1,
+    )
+    try:
+        member = Member(b_id, channel.gossip())
+        await member.open()
+        # c's genuine signed record, as c wrote it, reaches a.
+        ask = BorrowRequest(lender=a.daemon.node_id, library="Movies", path="heat.mkv")
+        assert not (await member.offer(envelope(c_id.node_id, ask, c_id))).refused
+        # b announces a new epoch of c, without c.
+        doom = Batch(
+            origin=c_id.node_id,
+            epoch=Epoch((1 << 63) - 1, 0),
+            after_seq=0,
+            through_seq=0,
+            envelopes=(),
+            batch_id=99,
+        )
+        await member.stream.send(doom)
+        while not isinstance(frame := await member.stream.recv(), Ack) or frame.batch_id != 99:
+            assert frame is not None
+        assert frame.refused, "an epoch c never announced was taken"
+        member.stream.close()
+    finally:
+        await channel.close()
