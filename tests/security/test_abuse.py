@@ -28,6 +28,7 @@ from mesh.core.epoch import Epoch
 from mesh.core.gossip import PROTOCOL_VERSION, Batch, Hello, VectorFrame
 from mesh.core.records import Kind
 from mesh.core.vector import VersionVector
+from mesh.node.local import now_ms
 from mesh.security.identity import Identity
 from mesh.transport import options
 from mesh.transport.peer_client import PeerChannel, target
@@ -117,6 +118,23 @@ async def settle(lender: NodeHandle, ids: list[str], within: float = 15) -> dict
         await asyncio.sleep(0.05)
 
 
+async def accept_together(borrower: NodeHandle, ids: list[str]) -> None:
+    """Once all these loans wait for acceptance, accept them in one step: the agent then
+    starts every pull in the same pass, as when loans arrive together."""
+    d = borrower.daemon
+    assert d is not None
+
+    async def waiting() -> bool:
+        lines = await loans(borrower)
+        return all(i in lines and lines[i].phase == "awaiting acceptance" for i in ids)
+
+    deadline = time.monotonic() + 15
+    while not await waiting():
+        assert time.monotonic() < deadline, await loans(borrower)
+        await asyncio.sleep(0.05)
+    await d.store(lambda: [d.lending.answer_loan(i, True, now_ms()) for i in ids])
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="each pull checks the quota against the copies already held only, so loans that "
@@ -126,7 +144,7 @@ async def test_a_borrower_cannot_be_made_to_fill_its_disk_past_its_policy(
     nodes: Make, tmp_path: Path
 ) -> None:
     # Three lenders (so the pulls do not share a staging file, see the test below) each
-    # lend 600 bytes to a laptop whose quota is 1000, all while it is offline.
+    # lend 600 bytes to a laptop whose quota is 1000; the laptop accepts all three at once.
     lenders = [nodes(f"tower{i}") for i in range(3)]
     laptop = nodes("laptop")
     mesh_of(lenders[0], *lenders[1:], laptop)
@@ -136,7 +154,14 @@ async def test_a_borrower_cannot_be_made_to_fill_its_disk_past_its_policy(
         folder = await folder_with(tmp_path, f"big{i}", {f"f{i}": bytes([i]) * 600})
         await share_and_scan(lender, folder, "Big")
         loan_ids.append((lender, (await lend(lender, f"Big/f{i}", "laptop")).id))
-    await start(laptop, tmp_path, static_peers=tuple(h.address for h in lenders), quota=1000)
+    await start(
+        laptop,
+        tmp_path,
+        static_peers=tuple(h.address for h in lenders),
+        quota=1000,
+        borrow_ask_first=True,
+    )
+    await accept_together(laptop, [i for _, i in loan_ids])
     phases = [(await settle(lender, [i]))[i] for lender, i in loan_ids]
     on_disk = sum(
         p.stat().st_size for p in (tmp_path / "laptop-borrowed").rglob("*") if p.is_file()
@@ -160,7 +185,8 @@ async def test_loans_from_one_lender_arriving_together_never_share_a_staging_fil
     files = {f"f{i}": bytes([i]) * 600 for i in range(4)}
     await share_and_scan(tower, await folder_with(tmp_path, "big", files), "Big")
     ids = [(await lend(tower, f"Big/{name}", "laptop")).id for name in files]
-    await start(laptop, tmp_path, static_peers=(tower.address,))
+    await start(laptop, tmp_path, static_peers=(tower.address,), borrow_ask_first=True)
+    await accept_together(laptop, ids)
     assert set((await settle(tower, ids)).values()) == {"held"}
     for name, data in files.items():
         assert (tmp_path / "laptop-borrowed" / "tower" / "Big" / name).read_bytes() == data
