@@ -297,6 +297,12 @@ class Replica:
         kind, body = self._encode(record)
         if kind != kind_of(record):
             raise InvalidArgumentError(f"encode gave kind {kind.name} for a {kind_of(record).name}")
+        try:
+            # Peers decode with the same checks: a record they refuse would hold back
+            # every later record of ours at each of them, so it is never written.
+            self._decode(kind, body)
+        except ProtocolError as exc:
+            raise InvalidArgumentError(f"peers would refuse this record: {exc}") from exc
         stored = self._store.clock(self._id)
         clock = Clock(self._epoch, self._own_clock().seq + 1)
         signature = b""

@@ -17,25 +17,29 @@ import ntpath
 import os
 import posixpath
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesh.core.errors import InvalidPathError, ProtocolError
+from mesh.core.errors import InvalidArgumentError, InvalidPathError, ProtocolError
 from mesh.core.ids import NodeId
 from mesh.core.paths import check_portable_name, check_relative
-from mesh.core.records import Binding, Content
+from mesh.core.records import Binding, Content, LoanState, LoanStatus
+from mesh.core.replica import Outcome
 from mesh.core.text import shown
+from mesh.core.vector import VersionVector
 from mesh.fs.borrowed import BorrowedFolder
 from mesh.node.logs import EscapingFormatter
 from mesh.v1 import records_pb2 as pb
 from mesh.wire import records
 from tests.cli.conftest import Mesh
 from tests.fs.test_borrowed import put
+from tests.node.conftest import NodeHandle, mesh_of
 
-LENDER = NodeId(b"L" * 32)
+Make = Callable[[str], NodeHandle]
 # Refused everywhere: they cannot name a file under a root.
 REFUSED = {
     "parent": "../secret",
@@ -194,3 +198,47 @@ def test_the_cli_shows_hostile_names_escaped(mesh: Mesh, tmp_path: Path) -> None
     assert len(out.splitlines()) == len(ODD)  # "two\nlines" did not start a line of its own
     # Scripts get the exact names from --json, as JSON escapes them.
     assert {e["path"] for e in json.loads(mesh.run("ls", "--json").stdout)} == set(ODD.values())
+
+
+def test_a_long_name_in_a_failure_reason_does_not_make_the_borrowers_records_unacceptable(
+    nodes: Make,
+) -> None:
+    """A lender's deep path ends up in the borrower's loan status when placing fails (the
+    reason names the file). Peers refuse reasons over 1024 characters, and a refused record
+    would hold back every later record of the borrower everywhere; so the borrower clips
+    what it writes instead."""
+    lender, borrower = nodes("lender"), nodes("borrower")
+    mesh_of(lender, borrower)
+    deep = "/".join(["d" * 200] * 20)
+    with lender.local() as node:
+        lender_id = node.node_id
+    with borrower.local() as node:
+        node.replica.write(
+            LoanStatus(
+                lender=lender_id,
+                library="lib",
+                path="a",
+                hash=b"h" * 16,
+                state=LoanState.FAILED,
+                reason=f"cannot place /home/me/Borrowed/lender/lib/{deep}: no space left",
+            )
+        )
+        batches = list(node.replica.missing(VersionVector()))
+    with lender.local() as node:
+        results = [node.replica.apply(b, b.origin) for b in batches]
+    assert [r.reason for r in results if r.outcome is Outcome.REFUSED] == []
+
+
+def test_a_node_never_writes_a_record_its_peers_would_refuse(nodes: Make) -> None:
+    lender, borrower = nodes("lender"), nodes("borrower")
+    mesh_of(lender, borrower)
+    with lender.local() as node:
+        lender_id = node.node_id
+    with borrower.local() as node:
+        before = node.replica.vector()
+        bad = LoanStatus(
+            lender=lender_id, library="lib", path="../x", hash=b"h" * 16, state=LoanState.HELD
+        )
+        with pytest.raises(InvalidArgumentError, match="peers would refuse"):
+            node.replica.write(bad)
+        assert node.replica.vector() == before
