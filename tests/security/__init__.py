@@ -30,6 +30,8 @@ Tests marked xfail(strict) record a hole still open; each says what the fix is.
      test_pairing.py::test_a_wrong_code_is_caught_by_the_inviter_before_it_reveals_anything
 2. Hostile names (test_hostile_names.py)
    - in records and requests: test_hostile_paths_in_records_and_requests_are_refused_with_the_reason
+     (and what a node writes itself: test_a_node_never_writes_a_record_its_peers_would_refuse,
+     test_a_long_name_in_a_failure_reason_does_not_make_the_borrowers_records_unacceptable)
    - reserved Windows names, escapes, overrides:
      test_names_odd_only_on_windows_are_ordinary_on_posix_and_refused_for_windows
    - Unicode normalization: test_names_that_differ_only_by_unicode_normalization_are_two_files
