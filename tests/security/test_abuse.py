@@ -135,11 +135,6 @@ async def accept_together(borrower: NodeHandle, ids: list[str]) -> None:
     await d.store(lambda: [d.lending.answer_loan(i, True, now_ms()) for i in ids])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each pull checks the quota against the copies already held only, so loans that "
-    "arrive together all pass it (fix in mesh/node/puller.py: count the pulls in progress)",
-)
 async def test_a_borrower_cannot_be_made_to_fill_its_disk_past_its_policy(
     nodes: Make, tmp_path: Path
 ) -> None:
@@ -170,12 +165,6 @@ async def test_a_borrower_cannot_be_made_to_fill_its_disk_past_its_policy(
     assert on_disk <= 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pulls of one lender share one staging file (its name is the first 20 bytes of "
-    "the binding key: kind and lender only); fix in mesh/node/puller.py `_key_hex`: a hash "
-    "of the whole key",
-)
 async def test_loans_from_one_lender_arriving_together_never_share_a_staging_file(
     nodes: Make, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

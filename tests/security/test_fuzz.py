@@ -140,11 +140,12 @@ def test_fuzz_transfer_requests_and_answers(data: bytes) -> None:
         (transfer_pb2.FetchRequest, wire_transfer.fetch_request_from_wire),
         (transfer_pb2.ManifestRequest, wire_transfer.manifest_request_from_wire),
         (transfer_pb2.Manifest, wire_transfer.manifest_from_wire),
-        (transfer_pb2.Chunk, wire_transfer.chunk_from_wire),
     ]:
         msg = parse(message_type, data)
         if msg is not None:
             refuses_or_decodes(lambda: decode(msg))  # noqa: B023 - called at once
+    # A Fetch answer is raw bytes, one chunk per message: any bytes at all.
+    refuses_or_decodes(lambda: wire_transfer.chunk_from_wire(0, data))
 
 
 _payload_valid = st.builds(
