@@ -21,6 +21,7 @@ from mesh.cli import (
     local,
     mesh_cmds,
     peer_cmds,
+    service_cmds,
 )
 from mesh.cli.context import CliContext
 from mesh.core.errors import InvalidArgumentError, MeshError
@@ -80,6 +81,7 @@ peer_cmds.register(app)
 loan_cmds.register(app)
 config_cmds.register(app)
 doctor_cmds.register(app)
+service_cmds.register(app)
 
 
 def main() -> None:
