@@ -16,6 +16,7 @@ from mesh import __version__
 from mesh.cli import (
     config_cmds,
     daemon_cmds,
+    demo_cmds,
     doctor_cmds,
     loan_cmds,
     local,
@@ -82,6 +83,7 @@ loan_cmds.register(app)
 config_cmds.register(app)
 doctor_cmds.register(app)
 service_cmds.register(app)
+demo_cmds.register(app)
 
 
 def main() -> None:
