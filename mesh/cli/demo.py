@@ -232,13 +232,14 @@ class Demo:
                 proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def logs(self) -> str:
-        """The nodes' own logs (for an error report), while the folder exists."""
+    def logs(self, lines: int = 8) -> str:
+        """The end of each node's own log, to explain a failed step before the folder goes."""
         parts = []
         for node in self.nodes:
             log = self.root / f"{node.name}.log"
             if log.exists():
-                parts.append(f"--- {node.name}\n{log.read_text(errors='replace')}")
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                parts.append("\n".join([f"--- the end of {node.name}'s log", *tail]))
         return "\n".join(parts)
 
     # --- waiting on the mesh ------------------------------------------------------------

@@ -57,6 +57,7 @@ def demo(
 
     show = Demo(Path(tempfile.mkdtemp(prefix="mesh-demo-")), big)
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    exploring = False
     try:
         try:
             show.play()
@@ -64,12 +65,13 @@ def demo(
             print(show.logs(), file=sys.stderr)
             raise
         if keep:
+            exploring = True
             _explore(show)
         else:
             typer.echo("\nThat was mesh. To set it up on your own computers, see the README.")
     except KeyboardInterrupt:
-        if not keep:
-            raise
+        if not exploring:
+            raise  # interrupted mid-demo: exit 130 once cleaned up
     finally:
         # A second Ctrl-C must not cut the clean-up short and leave nodes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -194,6 +194,12 @@ def install(
     if no_enable:
         typer.echo(f"enable and start it with: {enable}")
         return
+    home = service.spec.home
+    if home.exists() and _ctx(ctx).daemon_running():
+        typer.echo(
+            f"note: a `mesh up` already runs for {home}; the service takes over once it stops",
+            err=True,
+        )
     for cmd in service.enable_commands():
         if why := _run(cmd):
             raise LocalError(

@@ -117,3 +117,55 @@ def test_interrupting_the_demo_stops_its_nodes_and_removes_its_folder(
             proc.wait()
         for pid in processes_under(root) if root else []:
             os.kill(pid, signal.SIGKILL)  # the demo's own nodes, left behind by a failure
+
+
+def test_keep_leaves_the_nodes_running_until_ctrl_c(tmpdir_short: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh", "demo", "--size", "2MB", "--keep"],
+        env=demo_env(tmpdir_short),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    root: Path | None = None
+    try:
+        until("the nodes to be kept", lambda: any("keep running" in x for x in lines), 120)
+        found = ROOT.search("".join(lines))
+        assert found
+        root = Path(found.group(1))
+        home = re.search(r"export MESH_HOME=(\S+)", "".join(lines))
+        assert home and Path(home.group(1)) == root / "tower"
+        # A person exploring from another terminal: the tower answers.
+        members = subprocess.run(
+            [sys.executable, "-m", "mesh", "members"],
+            env={**os.environ, "MESH_HOME": home.group(1)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert members.stdout.count("online") == 2, members.stdout + members.stderr
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert not root.exists()
+        assert processes_under(root) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in processes_under(root) if root else []:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("size", ["0", "lots"])
+def test_a_bad_size_is_one_line(size: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesh", "demo", "--size", size],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--size" in proc.stderr, proc.stderr
