@@ -329,6 +329,7 @@ class Puller:
             count=run.end - run.first,
             binding=lent.envelope,
         )
+        log.debug("asking %s for chunks %d-%d", run.source.short(), run.first, run.end - 1)
         try:
             async for chunk in channel.fetch(request):
                 if not plan.received(run, chunk.index, time.monotonic()):
