@@ -9,9 +9,9 @@ from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.vector import VersionVector
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: Fetch answers with raw chunks on /mesh.v1.Transfer/Fetch
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(1, 2)
+COMPATIBLE_VERSIONS = range(2, 3)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
