@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import pytest
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
@@ -246,6 +247,19 @@ def test_store_drops_keep_membership_records(make_store: StoreFactory) -> None:
     assert store.clock(o) == Clock(E2, 3)
     assert store.vector() == VersionVector({o: Clock(E2, 3), p: Clock(E1, 1)})
     assert store.clock(X.node_id) is None
+
+
+def test_store_keeps_the_last_clock_proof_given_per_origin(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert store.proof(R.node_id) is None
+    first, second = (
+        ClockProof(epoch=e, seq=s, signature=b"s%d" % s) for e, s in ((E1, 3), (E2, 1))
+    )
+    store.commit(Changes(proofs=((R.node_id, first), (A.node_id, first))))
+    store.commit(Changes(proofs=((R.node_id, second),)))
+    assert store.proof(R.node_id) == second
+    assert store.proof(A.node_id) == first
+    assert store.proof(X.node_id) is None
 
 
 # -- refusals ----------------------------------------------------------------------------------
