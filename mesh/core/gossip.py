@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
@@ -29,7 +30,9 @@ class VectorFrame:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Batch:
-    """Records of one origin and epoch covering (after_seq, through_seq], ascending."""
+    """Records of one origin and epoch covering (after_seq, through_seq], ascending, with
+    the origin's proof that its writes in that epoch reach at least through_seq (if the
+    sender holds one)."""
 
     origin: NodeId
     epoch: Epoch
@@ -37,6 +40,7 @@ class Batch:
     through_seq: int
     envelopes: tuple[Envelope, ...]
     batch_id: int = 0
+    proof: ClockProof | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
