@@ -10,9 +10,10 @@ from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.vector import VersionVector
 
-PROTOCOL_VERSION = 1
+# 2: batches carry their origin's clock proof, and a clock moves only as far as one proves.
+PROTOCOL_VERSION = 2
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(1, 2)
+COMPATIBLE_VERSIONS = range(2, 3)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
