@@ -209,7 +209,9 @@ async def test_records_of_origins_nobody_admitted_are_refused(
 
 
 @pytest.mark.parametrize("how", ["a far epoch", "a far seq", "a made-up record at a far seq"])
-async def test_a_member_cannot_move_another_members_clock(nodes: Make, how: str) -> None:
+async def test_a_member_cannot_move_another_members_clock(
+    nodes: Make, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Under c's origin, b announces an epoch from the far future (every node would drop
     c's records, its bindings too, so the loans it lent end, and refuse c's real epoch as
     retired), or says c's current epoch runs to the last seq (every node would skip all c
@@ -250,11 +252,22 @@ async def test_a_member_cannot_move_another_members_clock(nodes: Make, how: str)
             ),
             batch_id=99,
         )
-        await member.stream.send(doom)
-        while not isinstance(frame := await member.stream.recv(), Ack) or frame.batch_id != 99:
-            assert frame is not None
+        with caplog.at_level(logging.WARNING, logger="mesh.node.session"):
+            await member.stream.send(doom)
+            while not isinstance(frame := await member.stream.recv(), Ack) or frame.batch_id != 99:
+                assert frame is not None
         assert frame.refused, f"{how} c never wrote was taken"
-        assert a.daemon.local.replica.clock(c_id.node_id) == Clock(EPOCH, 1)
+        assert "signature" in frame.reason, frame.reason
+        assert any(
+            "refused records of" in r.getMessage() and "signature" in r.getMessage()
+            for r in caplog.records
+        )
+        replica = a.daemon.local.replica
+        assert replica.clock(c_id.node_id) == Clock(EPOCH, 1)
+        # The stream goes on, and c's next write is taken, not skipped.
+        again = dataclasses.replace(ask, path="again.mkv")
+        assert not (await member.offer(envelope(c_id.node_id, again, c_id, seq=2))).refused
+        assert replica.clock(c_id.node_id) == Clock(EPOCH, 2)
         member.stream.close()
     finally:
         await channel.close()
