@@ -251,7 +251,9 @@ class Puller:
         finally:
             if self._checkpoint is not None:
                 await asyncio.gather(self._checkpoint, return_exceptions=True)
-            self._writer.shutdown(wait=False)  # what it still runs was awaited or cancelled
+            # A write still running in the writer (its waiter was cancelled) must end before
+            # the descriptor closes: a number reused by another open would take its bytes.
+            await asyncio.to_thread(self._writer.shutdown, wait=True, cancel_futures=True)
             await asyncio.to_thread(staging.close)
 
     async def _source_loop(self, source: NodeId) -> None:
