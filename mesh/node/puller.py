@@ -216,6 +216,11 @@ class Puller:
         """Fetch every missing chunk from the sources at once; the chunk list once all of
         them are verified, None if the sources failed before that."""
         content = self.lent.binding.content
+        if self._hashes is not None and not verified.missing():
+            # All verified before a restart: place what is staged. Reopening the staging
+            # file here would start it afresh when a place() that died after its commit
+            # left it linked to the copy, and place() itself recovers that case.
+            return self._hashes
         self._plan = PullPlan(verified.missing(), CHUNK_SIZE)
         self._verified = verified
         self._changed = asyncio.Event()
