@@ -165,6 +165,11 @@ class Puller:
         try:
             hashes = await self._pull_from(sources, verified)
         except NoSpaceError as exc:
+            # What is staged would hold on to the space the user has to free, and count
+            # against the free space the next try needs: that try starts afresh.
+            log.warning("pull of %s failed: %s", self.lent.binding.path, exc)
+            await self._host.store(self._host.lending.book.drop_pull, self.lent.key)
+            await asyncio.to_thread(self._host.borrowed.discard, self._staging_name)
             await self._status(LoanState.FAILED, reason=str(exc))
             return False
         if hashes is None:
