@@ -228,13 +228,18 @@ def dump_logs(nodes: Sequence[FaultNode]) -> None:
 
 class PartialWatcher:
     """Watches a borrowed folder from a thread for as long as it runs: every file it ever
-    sees outside the staging folder must be whole (its expected size) and read-only."""
+    sees outside the staging folder must be whole (its expected size) and read-only, and,
+    where `versions` names them, have one of those contents (xxh3-128 hex digests)."""
 
-    def __init__(self, root: Path, sizes: dict[str, int]) -> None:
+    def __init__(
+        self, root: Path, sizes: dict[str, int], versions: dict[str, set[str]] | None = None
+    ) -> None:
         self.root = root
         self.sizes = sizes  # relative path -> size of the whole file
+        self.versions = versions or {}
         self.seen: set[str] = set()
         self.wrong: list[str] = []
+        self._checked: set[tuple[int, int]] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="partial-watcher", daemon=True)
 
@@ -255,9 +260,19 @@ class PartialWatcher:
                     path = Path(folder) / name
                     rel = path.relative_to(self.root).as_posix()
                     try:
-                        st = path.stat()
+                        self._look(path, rel)
                     except FileNotFoundError:
                         continue
-                    self.seen.add(rel)
-                    if st.st_size != self.sizes.get(rel) or st.st_mode & stat.S_IWUSR:
-                        self.wrong.append(f"{rel}: {st.st_size} bytes, mode {st.st_mode:o}")
+
+    def _look(self, path: Path, rel: str) -> None:
+        st = path.stat()
+        self.seen.add(rel)
+        if st.st_size != self.sizes.get(rel) or st.st_mode & stat.S_IWUSR:
+            self.wrong.append(f"{rel}: {st.st_size} bytes, mode {st.st_mode:o}")
+            return
+        allowed = self.versions.get(rel)
+        if allowed is not None and (st.st_ino, st.st_mtime_ns) not in self._checked:
+            self._checked.add((st.st_ino, st.st_mtime_ns))
+            digest = file_hash(path)
+            if digest not in allowed:
+                self.wrong.append(f"{rel}: content {digest} is none of the versions lent")
