@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import xxhash
 
 from mesh.config import Settings
@@ -45,15 +46,16 @@ PING_TIMEOUT_S = 1.0
 KEEPALIVE_WINDOW_S = KEEPALIVE_S + PING_TIMEOUT_S
 
 
-def until(what: str, check: Callable[[], T], timeout: float = 60) -> T:
-    """Poll `check` until it returns something true; fail naming `what` after `timeout` s."""
+def until(what: str, check: Callable[[], T], timeout: float = 60, every: float = 0.05) -> T:
+    """Poll `check` every `every` s until it returns something true; fail naming `what`
+    after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def write_file(path: Path, size: int) -> str:
@@ -107,8 +109,8 @@ class FaultNode:
     def handle(self) -> NodeHandle:
         return NodeHandle(home=self.home, name=self.name, settings=Settings.for_tests())
 
-    def start(self, *, die_at: str = "") -> None:
-        """Start the daemon without waiting for it."""
+    def start(self, *hooks: str) -> None:
+        """Start the daemon without waiting for it; `hooks`: node_process's --die-* options."""
         assert self.proc is None or self.proc.poll() is not None
         fields = {**self.settings, "borrowed_folder": str(self.borrowed)}
         argv = [
@@ -118,11 +120,10 @@ class FaultNode:
             str(self.home.root),
             json.dumps(fields),
         ]
-        if die_at:
-            argv += ["--die-at", die_at]
+        argv += hooks
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         with self.log.open("a") as log:
-            log.write(f"--- started{' to die at ' + die_at if die_at else ''}\n")
+            log.write(f"--- started {' '.join(hooks)}\n")
             log.flush()
             self.proc = self.host.popen(
                 argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True
@@ -154,7 +155,7 @@ class FaultNode:
         assert self.proc.wait(15) == 0, self.log.read_text()
 
     def died(self, timeout: float = 60) -> None:
-        """Wait for a daemon started with `die_at` to stop itself at that step."""
+        """Wait for a daemon started with a hook to stop itself there."""
         assert self.proc is not None
         code = self.proc.wait(timeout)
         assert code == DIED, f"{self.name} exited with {code}:\n{self.log.read_text()}"
@@ -201,6 +202,25 @@ class FaultNode:
     def staged(self) -> list[str]:
         staging = self.borrowed / STAGING
         return sorted(os.listdir(staging)) if staging.exists() else []
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` ("64m") mounted on the folder `where` (made if missing); the test
+    is skipped where mounting is not allowed."""
+    where.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "--lazy", str(where)], check=True)
 
 
 def fault_mesh(lan: Lan, tmp: Path, names: Sequence[str]) -> list[FaultNode]:

@@ -2,9 +2,12 @@
 test preset's timings (Settings.for_tests) and settings given as JSON, so a test can SIGKILL
 it, restart it, and run it inside a namespace of a simulated LAN.
 
-`--die-at STEP` is the fault-injection hook of the test build: the process exits at once
-(exit code 17, no cleanup of any kind, as after SIGKILL) when placing a borrowed file
-reaches STEP (mesh/fs/borrowed.py names its steps).
+The fault-injection hooks of the test build make the process exit at once (exit code 17,
+no cleanup of any kind, as after SIGKILL) at a chosen point:
+`--die-at STEP`: when placing a borrowed file reaches STEP (mesh/fs/borrowed.py names them);
+`--die-in-scan-commit N`: in the Nth commit of a scan, its rows written, before COMMIT;
+`--die-in-gossip-batch N`: likewise in the Nth applied write of a gossip batch of at least
+`BIG_BATCH` records (smaller writes are the node's own bookkeeping).
 
     python -m tests.faults.node_process HOME '{"listen": "10.1.2.3"}' [--die-at synced]
 """
@@ -16,7 +19,9 @@ import asyncio
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mesh.config import Settings
 from mesh.fs import borrowed
@@ -24,8 +29,11 @@ from mesh.home import Home
 from mesh.node import allocator, logs
 from mesh.node.daemon import Daemon
 from mesh.node.local import LocalNode
+from mesh.store.index import LibraryIndex
+from mesh.store.records import SqliteReplicaStore
 
-DIED = 17  # the exit code of a process stopped by --die-at
+DIED = 17  # the exit code of a process stopped by a hook
+BIG_BATCH = 50
 
 
 def _die_at(step: str) -> None:
@@ -34,6 +42,24 @@ def _die_at(step: str) -> None:
             os._exit(DIED)
 
     borrowed._fault_hook = hook
+
+
+def _die_in(cls: Any, method: str, n: int, counts: Callable[..., bool]) -> None:
+    """Exit inside the `n`th call of `cls.method` that `counts`, after it returns (its
+    writes are in the open transaction) and before the caller commits."""
+    original = getattr(cls, method)
+    seen = 0
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        nonlocal seen
+        result = original(*args, **kwargs)
+        if counts(*args, **kwargs):
+            seen += 1
+            if seen == n:
+                os._exit(DIED)
+        return result
+
+    setattr(cls, method, dying)
 
 
 async def _serve(daemon: Daemon) -> None:
@@ -49,6 +75,8 @@ def main() -> None:
     parser.add_argument("home")
     parser.add_argument("settings", help="Settings fields as a JSON object")
     parser.add_argument("--die-at", default="")
+    parser.add_argument("--die-in-scan-commit", type=int, default=0)
+    parser.add_argument("--die-in-gossip-batch", type=int, default=0)
     args = parser.parse_args()
     fields = json.loads(args.settings)
     fields["static_peers"] = tuple(fields.get("static_peers", ()))
@@ -59,6 +87,15 @@ def main() -> None:
     node.close()
     if args.die_at:
         _die_at(args.die_at)
+    if args.die_in_scan_commit:
+        _die_in(LibraryIndex, "_write", args.die_in_scan_commit, lambda *_: True)
+    if args.die_in_gossip_batch:
+        _die_in(
+            SqliteReplicaStore,
+            "write",
+            args.die_in_gossip_batch,
+            lambda _self, _conn, changes: len(changes.puts) >= BIG_BATCH,
+        )
     logs.setup(name, settings.log_level)
     allocator.tune_for_transfers()
     asyncio.run(_serve(Daemon(home, settings)))

@@ -6,14 +6,13 @@ the space is freed."""
 from __future__ import annotations
 
 import errno
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mesh.core.status import LoanLine
-from tests.faults.harness import MB, dump_logs, fault_mesh, file_hash, until, write_file
+from tests.faults.harness import MB, dump_logs, fault_mesh, file_hash, tmpfs, until, write_file
 from tests.lan.netns import MakeLan
 
 pytestmark = pytest.mark.netns
@@ -24,21 +23,9 @@ SIZE = 56 * MB
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """The laptop's borrowed folder on a tmpfs of 64 MiB, unmounted afterwards."""
-    where = tmp_path / "laptop-borrowed"
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
+    """The laptop's borrowed folder on a tmpfs of 64 MiB."""
+    with tmpfs(tmp_path / "laptop-borrowed", "64m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "--lazy", str(where)], check=True)
 
 
 def fill(path: Path) -> None:

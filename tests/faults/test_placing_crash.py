@@ -41,7 +41,7 @@ def test_a_crash_at_every_step_of_placing_leaves_nothing_or_the_whole_file(
         tower.share(movies, "Movies")
         for step in steps:
             laptop.stop()
-            laptop.start(die_at=step)
+            laptop.start("--die-at", step)
             until("laptop to run", laptop.running, 20)
             loan = tower.lend(f"Movies/{step}.bin", "laptop")
             laptop.died()
@@ -62,7 +62,7 @@ def test_a_crash_at_every_step_of_placing_leaves_nothing_or_the_whole_file(
             with tower.control() as control:
                 control.scan(["Movies"])
             laptop.stop()
-            laptop.start(die_at=step)
+            laptop.start("--die-at", step)
             laptop.died()
             copy = laptop.copy("Movies", "placed.bin", "tower")
             whole_or_nothing(laptop, copy, new if whole_new else old, whole=True)
