@@ -223,10 +223,14 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(where)], check=True)
 
 
-def fault_mesh(lan: Lan, tmp: Path, names: Sequence[str]) -> list[FaultNode]:
+def fault_mesh(
+    lan: Lan, tmp: Path, names: Sequence[str], settings: dict[str, dict[str, Any]] | None = None
+) -> list[FaultNode]:
     """Nodes named `names`, one per node of `lan`, in one mesh, each dialling the others;
-    their daemons are started and running."""
+    their daemons are started and running. `settings`: Settings fields by node name."""
     nodes = [FaultNode(host, tmp, name) for host, name in zip(lan.nodes, names, strict=True)]
+    for node in nodes:
+        node.settings.update((settings or {}).get(node.name, {}))
     mesh_of(nodes[0].handle(), *(n.handle() for n in nodes[1:]))
     for node in nodes:
         node.settings["static_peers"] = [o.address for o in nodes if o is not node]

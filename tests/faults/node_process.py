@@ -7,7 +7,9 @@ no cleanup of any kind, as after SIGKILL) at a chosen point:
 `--die-at STEP`: when placing a borrowed file reaches STEP (mesh/fs/borrowed.py names them);
 `--die-in-scan-commit N`: in the Nth commit of a scan, its rows written, before COMMIT;
 `--die-in-gossip-batch N`: likewise in the Nth applied write of a gossip batch of at least
-`BIG_BATCH` records (smaller writes are the node's own bookkeeping).
+`BIG_BATCH` records (smaller writes are the node's own bookkeeping). So that a few thousand
+files make several of those, `--scan-commit-every N` (files) and `--gossip-batch-bytes N`
+shrink the scanner's commits and the gossip batches this node sends.
 
     python -m tests.faults.node_process HOME '{"listen": "10.1.2.3"}' [--die-at synced]
 """
@@ -24,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from mesh.config import Settings
-from mesh.fs import borrowed
+from mesh.fs import borrowed, scanner
 from mesh.home import Home
-from mesh.node import allocator, logs
+from mesh.node import allocator, logs, session
 from mesh.node.daemon import Daemon
 from mesh.node.local import LocalNode
 from mesh.store.index import LibraryIndex
@@ -77,6 +79,8 @@ def main() -> None:
     parser.add_argument("--die-at", default="")
     parser.add_argument("--die-in-scan-commit", type=int, default=0)
     parser.add_argument("--die-in-gossip-batch", type=int, default=0)
+    parser.add_argument("--scan-commit-every", type=int, default=0)
+    parser.add_argument("--gossip-batch-bytes", type=int, default=0)
     args = parser.parse_args()
     fields = json.loads(args.settings)
     fields["static_peers"] = tuple(fields.get("static_peers", ()))
@@ -87,6 +91,10 @@ def main() -> None:
     node.close()
     if args.die_at:
         _die_at(args.die_at)
+    if args.scan_commit_every:
+        scanner._COMMIT_EVERY = args.scan_commit_every
+    if args.gossip_batch_bytes:
+        session._PAGE_BYTES = args.gossip_batch_bytes
     if args.die_in_scan_commit:
         _die_in(LibraryIndex, "_write", args.die_in_scan_commit, lambda *_: True)
     if args.die_in_gossip_batch:

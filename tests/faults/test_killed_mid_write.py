@@ -20,10 +20,12 @@ from tests.faults.harness import FaultNode, dump_logs, fault_mesh, tmpfs, until
 from tests.lan.netns import MakeLan
 
 pytestmark = pytest.mark.netns
-# The scanner commits once it has 20k files (or after 2 s), a folder at a time: with folders
-# of 100 files there are two commits, and the kill is in the second.
-FILES = 30_000
+# The scanner commits a folder at a time once it has COMMIT_EVERY files: the kill is in
+# the second commit. Gossip batches of 64 KiB hold a few hundred of these entries.
+FILES = 6_000
 PER_FOLDER = 100
+COMMIT_EVERY = "2000"
+BATCH_BYTES = str(64 << 10)
 
 Row = tuple[str, str, bytes, int]
 
@@ -49,7 +51,7 @@ def test_a_daemon_killed_during_a_scan_or_a_gossip_batch_keeps_a_consistent_stor
     tower, laptop, desk = nodes = fault_mesh(make_lan(3), tmp_path, ["tower", "laptop", "desk"])
     try:
         desk.stop()
-        with tmpfs(tmp_path / "photos", "256m") as photos:
+        with tmpfs(tmp_path / "photos", "64m") as photos:
             for n in range(FILES):
                 folder = photos / f"{n // PER_FOLDER:03d}"
                 if n % PER_FOLDER == 0:
@@ -63,7 +65,14 @@ def test_a_daemon_killed_during_a_scan_or_a_gossip_batch_keeps_a_consistent_stor
 def catch_up(tower: FaultNode, laptop: FaultNode, desk: FaultNode, photos: Path) -> None:
     # -- killed during a scan --
     tower.stop()
-    tower.start("--die-in-scan-commit", "2")
+    tower.start(
+        "--die-in-scan-commit",
+        "2",
+        "--scan-commit-every",
+        COMMIT_EVERY,
+        "--gossip-batch-bytes",
+        BATCH_BYTES,
+    )
     until("the tower to run", tower.running, 20)
     with tower.control() as control:
         control.share(str(photos), "Photos")
@@ -84,7 +93,8 @@ def catch_up(tower: FaultNode, laptop: FaultNode, desk: FaultNode, photos: Path)
     assert set(per_folder.values()) == {PER_FOLDER}
     assert len(set(seqs)) == len(seqs)
     assert max(seqs) <= own.seq
-    tower.up()
+    tower.start("--gossip-batch-bytes", BATCH_BYTES)
+    until("the tower to run", tower.running, 20)
     with tower.control() as control:
         control.scan(["Photos"])
     tower_rows = rows(tower)

@@ -57,7 +57,9 @@ def test_a_crash_at_every_step_of_placing_leaves_nothing_or_the_whole_file(
 
         # Replacing a held copy with the lender's new version: the old or the new, whole.
         old = digests["placed"]
-        for step, whole_new in (("linked", False), ("committed", True)):
+        # (tests/fs/test_borrowed.py dies at each step of replacing; here the one only a
+        # replacement has, with a daemon.)
+        for step, whole_new in (("linked", False),):
             new = write_file(movies / "placed.bin", SIZE)
             with tower.control() as control:
                 control.scan(["Movies"])
