@@ -33,7 +33,7 @@ from mesh.home import Home
 from mesh.node.local import LocalNode
 from mesh.transport.control_client import ControlClient
 from tests.faults.node_process import DIED
-from tests.lan.netns import Lan, NetNode
+from tests.lan.netns import REQUIRE_ENV, Lan, NetNode
 from tests.node.conftest import NodeHandle, mesh_of
 
 T = TypeVar("T")
@@ -207,7 +207,8 @@ class FaultNode:
 @contextlib.contextmanager
 def tmpfs(where: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` ("64m") mounted on the folder `where` (made if missing); the test
-    is skipped where mounting is not allowed."""
+    is skipped where mounting is not allowed, and fails there under MESH_REQUIRE_NETNS=1
+    (CI, where the namespaces need the same privileges)."""
     where.mkdir(exist_ok=True)
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
@@ -216,7 +217,10 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        why = f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {why}", pytrace=False)
+        pytest.skip(why)
     try:
         yield where
     finally:

@@ -4,7 +4,8 @@ it, restart it, and run it inside a namespace of a simulated LAN.
 
 The fault-injection hooks of the test build make the process exit at once (exit code 17,
 no cleanup of any kind, as after SIGKILL) at a chosen point:
-`--die-at STEP`: when placing a borrowed file reaches STEP (mesh/fs/borrowed.py names them);
+`--die-at STEP[:NAME]`: when placing a borrowed file (named NAME) reaches STEP
+(mesh/fs/borrowed.py names the steps);
 `--die-in-scan-commit N`: in the Nth commit of a scan, its rows written, before COMMIT;
 `--die-in-gossip-batch N`: likewise in the Nth applied write of a gossip batch of at least
 `BIG_BATCH` records (smaller writes are the node's own bookkeeping). So that a few thousand
@@ -21,6 +22,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,23 @@ DIED = 17  # the exit code of a process stopped by a hook
 BIG_BATCH = 50
 
 
-def _die_at(step: str) -> None:
+def _die_at(where: str) -> None:
+    step, _, name = where.partition(":")
+    placing = threading.local()  # the file whose placing runs in this thread
+    original = borrowed.BorrowedFolder.place
+
+    def place(self: borrowed.BorrowedFolder, key: str, parts: Any, *args: Any, **kw: Any) -> Any:
+        placing.name = parts[-1]
+        try:
+            return original(self, key, parts, *args, **kw)
+        finally:
+            placing.name = None
+
     def hook(at: str) -> None:
-        if at == step:
+        if at == step and name in ("", getattr(placing, "name", None)):
             os._exit(DIED)
 
+    borrowed.BorrowedFolder.place = place  # type: ignore[method-assign]
     borrowed._fault_hook = hook
 
 

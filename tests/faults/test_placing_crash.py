@@ -39,21 +39,28 @@ def test_a_crash_at_every_step_of_placing_leaves_nothing_or_the_whole_file(
         steps = BEFORE_COMMIT + AFTER_COMMIT
         digests = {step: write_file(movies / f"{step}.bin", SIZE) for step in steps}
         tower.share(movies, "Movies")
-        for step in steps:
-            laptop.stop()
-            laptop.start("--die-at", step)
+        # Each start dies placing its own file, after finishing the one before (the
+        # hook names the file), so one start per step.
+        laptop.stop()
+        before: tuple[str, str] | None = None
+        for step in [*steps, ""]:
+            laptop.start(*(("--die-at", f"{step}:{step}.bin") if step else ()))
             until("laptop to run", laptop.running, 20)
+            if before is not None:
+                done, loan = before
+                until(
+                    f"the copy after a death at {done!r}", lambda x=loan: laptop.phase(x) == "held"
+                )
+                copy = laptop.copy("Movies", f"{done}.bin", "tower")
+                whole_or_nothing(laptop, copy, digests[done], whole=True)
+                assert laptop.staged() == []
+            if not step:
+                break
             loan = tower.lend(f"Movies/{step}.bin", "laptop")
             laptop.died()
             copy = laptop.copy("Movies", f"{step}.bin", "tower")
             whole_or_nothing(laptop, copy, digests[step], whole=step in AFTER_COMMIT)
-            laptop.up()
-            until(
-                f"the copy after a death at {step!r}",
-                lambda loan=loan: laptop.phase(loan) == "held",
-            )
-            whole_or_nothing(laptop, copy, digests[step], whole=True)
-            assert laptop.staged() == []
+            before = step, loan
 
         # Replacing a held copy with the lender's new version: the old or the new, whole.
         old = digests["placed"]
