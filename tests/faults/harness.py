@@ -99,6 +99,7 @@ class FaultNode:
             "ping_timeout_s": PING_TIMEOUT_S,
             "log_level": "info",
         }
+        self.hooks: list[str] = []  # node_process options for every start
         self.proc: subprocess.Popen[str] | None = None
         LocalNode.init(self.home, name)[0].close()
 
@@ -120,7 +121,7 @@ class FaultNode:
             str(self.home.root),
             json.dumps(fields),
         ]
-        argv += hooks
+        argv += [*self.hooks, *hooks]
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         with self.log.open("a") as log:
             log.write(f"--- started {' '.join(hooks)}\n")
@@ -228,13 +229,19 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
 
 
 def fault_mesh(
-    lan: Lan, tmp: Path, names: Sequence[str], settings: dict[str, dict[str, Any]] | None = None
+    lan: Lan,
+    tmp: Path,
+    names: Sequence[str],
+    settings: dict[str, dict[str, Any]] | None = None,
+    hooks: Sequence[str] = (),
 ) -> list[FaultNode]:
     """Nodes named `names`, one per node of `lan`, in one mesh, each dialling the others;
-    their daemons are started and running. `settings`: Settings fields by node name."""
+    their daemons are started and running. `settings`: Settings fields by node name;
+    `hooks`: node_process options every node starts with."""
     nodes = [FaultNode(host, tmp, name) for host, name in zip(lan.nodes, names, strict=True)]
     for node in nodes:
         node.settings.update((settings or {}).get(node.name, {}))
+        node.hooks = list(hooks)
     mesh_of(nodes[0].handle(), *(n.handle() for n in nodes[1:]))
     for node in nodes:
         node.settings["static_peers"] = [o.address for o in nodes if o is not node]
