@@ -4,7 +4,8 @@ Theory of operation. Whenever the records change, and once a second for end time
 asks the store for a plan (node/lending.py): which loans this node should hold a copy of,
 which copies must go, which loans wait for its owner's answer. Pulls run as tasks, one per
 loan; a pull whose loan ended meanwhile is cancelled, and a refused or failed one is tried
-again after the retry interval while its loan lasts. Every step is a loan status, so every
+again after the retry interval while its loan lasts, or at once when a member comes back
+online (it may be the source the pull was missing). Every step is a loan status, so every
 node's ledger shows it. On start it acts on whatever it missed while it was down.
 """
 
@@ -42,6 +43,13 @@ class Agent:
         """Bytes verified so far of the running pull of a loan, if one runs."""
         found = self._pulls.get(key)
         return found[1].bytes_done if found is not None else None
+
+    def peer_back(self) -> None:
+        """A member is reachable again: a pull that found no source may find one now,
+        instead of after its retry interval (30 s)."""
+        if self._retry_at:
+            self._retry_at.clear()
+            self._host.changes.bump()
 
     async def run(self) -> None:
         try:

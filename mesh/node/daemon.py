@@ -105,6 +105,8 @@ class Daemon:
         self.server: PeerServer
         self.peers: PeerManager
         self.discovery = LanDiscovery(self)
+        # Made here, not in _serve: sessions may open as soon as the server listens.
+        self.agent = Agent(self)
 
     # -- store access --------------------------------------------------------------------
 
@@ -176,7 +178,6 @@ class Daemon:
         self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
         self.limits = Limits(s.limit)
         self.serving = Serving(self)
-        self.agent = Agent(self)
         log.info(
             "node %s (%s) listening on port %d; control socket %s",
             self._name,
@@ -520,7 +521,10 @@ class Daemon:
     def admit_session(self, session: Session) -> bool:
         if not self.is_member(session.peer):
             return False
-        return self.sessions.admit(session)
+        if not self.sessions.admit(session):
+            return False
+        self.agent.peer_back()
+        return True
 
     def release(self, session: Session) -> None:
         if session.peer_vector is not None:

@@ -168,6 +168,11 @@ class Puller:
         try:
             hashes = await self._pull_from(sources, verified)
         except NoSpaceError as exc:
+            # What is staged would hold on to the space the user has to free, and count
+            # against the free space the next try needs: that try starts afresh.
+            log.warning("pull of %s failed: %s", self.lent.binding.path, exc)
+            await self._host.store(self._host.lending.book.drop_pull, self.lent.key)
+            await asyncio.to_thread(self._host.borrowed.discard, self._staging_name)
             await self._status(LoanState.FAILED, reason=str(exc))
             return False
         if hashes is None:
@@ -219,6 +224,11 @@ class Puller:
         """Fetch every missing chunk from the sources at once; the chunk list once all of
         them are verified, None if the sources failed before that."""
         content = self.lent.binding.content
+        if self._hashes is not None and not verified.missing():
+            # All verified before a restart: place what is staged. Reopening the staging
+            # file here would start it afresh when a place() that died after its commit
+            # left it linked to the copy, and place() itself recovers that case.
+            return self._hashes
         self._plan = PullPlan(verified.missing(), CHUNK_SIZE)
         self._verified = verified
         self._changed = asyncio.Event()

@@ -4,7 +4,6 @@ laptop, desk) in one private network namespace."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import stat
@@ -17,6 +16,7 @@ import pytest
 import xxhash
 
 from tests.cli.conftest import Daemon, Mesh
+from tests.faults.harness import write_file
 from tests.lan.netns import MakeLan
 
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
@@ -89,21 +89,6 @@ def until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
         time.sleep(0.2)
 
 
-def write_file(path: Path, size: int) -> str:
-    """A file of `size` bytes whose chunks all differ; its xxh3-128 hex digest."""
-    block = os.urandom(1 << 20)
-    digest = xxhash.xxh3_128()
-    with path.open("wb") as out:
-        written, n = 0, 0
-        while written < size:
-            piece = (n.to_bytes(8, "big") + block[8:])[: size - written]
-            out.write(piece)
-            digest.update(piece)
-            written += len(piece)
-            n += 1
-    return digest.hexdigest()
-
-
 def loan_id(out: str) -> str:
     found = re.search(r"loan (\w+)", out)
     assert found, out
@@ -130,28 +115,11 @@ def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> N
     assert xxhash.xxh3_128_hexdigest(copy.read_bytes()) == heat
     assert not copy.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
-    # Killed halfway through a larger loan: it resumes after the restart.
-    big = write_file(movies / "big.mkv", 600 * MB)
-    tower.run("scan", "Movies")
-    second = loan_id(tower.run("lend", "Movies/big.mkv", "--to", "laptop").stdout)
-    until(
-        "half of the big file",
-        lambda: laptop.loan(second).get("bytes_done", 0) >= 200 * MB,
-        timeout=120,
-    )
-    laptop.down(signal.SIGKILL)
-    assert not (laptop.borrowed / "tower" / "Movies" / "big.mkv").exists()
-    laptop.up()
-    until("the big copy", lambda: laptop.loan(second).get("state") == "held", timeout=120)
-    laptop.down()
-    assert re.search(r"resuming the pull of big\.mkv: (\d+) of 573 chunks", laptop.logs[-1])
-    laptop.up()
-    big_copy = laptop.borrowed / "tower" / "Movies" / "big.mkv"
-    assert xxhash.xxh3_128_hexdigest(big_copy.read_bytes()) == big
+    # Killed halfway through a loan: tests/faults/test_borrower_killed.py.
 
     # A recall removes the copy.
-    tower.run("recall", "big.mkv")
-    until("the recalled copy to go", lambda: not big_copy.exists())
+    tower.run("recall", "heat.mkv")
+    until("the recalled copy to go", lambda: not copy.exists())
 
     # A loan --for 5s removes itself.
     short = loan_id(tower.run("lend", "Movies/notes.txt", "--to", "desk", "--for", "5s").stdout)
