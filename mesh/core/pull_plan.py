@@ -90,12 +90,14 @@ class PullPlan(Generic[S]):
     def _fair(self, source: S, want: int) -> int:
         """At most this source's share, by speed, of what is left to deal: near the end,
         a run sized for a second would leave the other sources idle while it finishes."""
-        # Work still to do, dealt or not, split so that every source would finish together.
+        # Work still to do, dealt or not, split so that every source would finish together;
+        # what this source is still fetching counts towards its share.
         left = sum(end - first for first, end in self._queue)
-        left += sum(r.left for r in self._runs if r.source != source)
+        left += sum(r.left for r in self._runs)
+        mine = sum(r.left for r in self._runs if r.source == source)
         sources = {r.source for r in self._runs} | {source}
         total = sum(max(self.speed(s), 1.0) for s in sources)
-        share = math.ceil(left * max(self.speed(source), 1.0) / total)
+        share = math.ceil(left * max(self.speed(source), 1.0) / total) - mine
         return max(1, min(want, share))
 
     def take(self, source: S, now: float) -> Run[S] | None:

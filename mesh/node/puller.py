@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -50,7 +49,9 @@ from mesh.transport.peer_client import PeerChannel
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STRIKES = 2  # bad chunks after which a source is dropped for the rest of a pull
-_WRITES_IN_FLIGHT = 2  # chunks received and still being verified and written, per source
+_WRITES_IN_FLIGHT = 2  # chunks received and still being verified and written, per run
+_RUNS_AT_ONCE = 2  # runs asked of one source at a time: the next while the last one ends
+_LOOKAHEAD = 4  # chunks left in a run when the next one is asked for
 
 
 class PullHost(Protocol):
@@ -267,41 +268,71 @@ class Puller:
             await asyncio.to_thread(staging.close)
 
     async def _source_loop(self, source: NodeId) -> None:
-        """Fetch runs from one source until nothing is left it could help with."""
+        """Fetch runs from one source until nothing is left it could help with. The next
+        run is asked for while the last chunks of the current one arrive, so the link
+        does not go idle while a request crosses it and the source looks the loan up."""
         name = self._host.lending.name_of(source)
         if self._plan.done:
             return  # all verified before: nothing to ask anyone
+        running: set[asyncio.Task[None]] = set()
+        nearly = asyncio.Event()  # set when the newest run is down to its last few chunks
         try:
             channel, hashes = await self._open(source)
             while not self._plan.done:
-                run = self._plan.take(source, time.monotonic())
-                if run is None:
-                    if not self._plan.active:
+                changed = self._changed  # before looking at the plan: no change is missed
+                if not running or (nearly.is_set() and len(running) < _RUNS_AT_ONCE):
+                    run = self._plan.take(source, time.monotonic())
+                    if run is not None:
+                        nearly = asyncio.Event()
+                        fetch = self._fetch_run(channel, run, hashes, nearly)
+                        running.add(asyncio.create_task(fetch))
+                        continue
+                    if not running and not self._plan.active:
                         return
-                    self._changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):  # a quiet source's run may be taken
-                            await self._changed.wait()
-                    continue
+                waits: set[asyncio.Future[Any]] = {*running, asyncio.ensure_future(changed.wait())}
+                if running and len(running) < _RUNS_AT_ONCE:
+                    waits.add(asyncio.ensure_future(nearly.wait()))
                 try:
-                    await self._fetch_run(channel, run, hashes)
-                except ProtocolError as exc:
-                    self._strikes[source] = self._strikes.get(source, 0) + 1
-                    if self._strikes[source] >= _STRIKES:
-                        why = f"dropped {name} as a source: it sent {_STRIKES} bad chunks"
-                        log.warning("pull of %s: %s (%s)", self.lent.binding.path, why, exc)
-                        self._problems.append(why)
-                        self._note = why
-                        await self._status(LoanState.FETCHING)
-                        return
-                    log.info("pull of %s from %s: %s", self.lent.binding.path, name, exc)
+                    # A timeout too: a quiet source's run may be taken.
+                    done, _ = await asyncio.wait(waits, timeout=0.5, return_when="FIRST_COMPLETED")
+                finally:
+                    for waiter in waits - running:
+                        waiter.cancel()
+                for task in running & done:
+                    running.discard(task)
+                    try:
+                        task.result()
+                    except ProtocolError as exc:
+                        if not await self._strike(source, name, exc):
+                            return
         except (PeerUnavailableError, RefusedError, ProtocolError) as exc:
             self._problems.append(f"{name}: {exc}")
             log.info("pull of %s from %s: %s", self.lent.binding.path, name, exc)
             if isinstance(exc, PeerUnavailableError):
                 await self._host.channels.drop(source)
         finally:
-            self._changed.set()  # others may wait for chunks this source gave back
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            self._notify()  # others may wait for chunks this source gave back
+
+    async def _strike(self, source: NodeId, name: str, exc: ProtocolError) -> bool:
+        """A bad chunk from `source`; whether it may go on serving this pull."""
+        self._strikes[source] = self._strikes.get(source, 0) + 1
+        if self._strikes[source] < _STRIKES:
+            log.info("pull of %s from %s: %s", self.lent.binding.path, name, exc)
+            return True
+        why = f"dropped {name} as a source: it sent {_STRIKES} bad chunks"
+        log.warning("pull of %s: %s (%s)", self.lent.binding.path, why, exc)
+        self._problems.append(why)
+        self._note = why
+        await self._status(LoanState.FETCHING)
+        return False
+
+    def _notify(self) -> None:
+        """Wake every source loop waiting for the plan to change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _open(self, source: NodeId) -> tuple[PeerChannel, bytes]:
         """A channel to `source` and the chunk list it vouches for (checked)."""
@@ -328,7 +359,9 @@ class Puller:
                 await self._host.store(self._host.lending.book.save_pull, self._pull)
         return channel, manifest.chunk_hashes
 
-    async def _fetch_run(self, channel: PeerChannel, run: Run[NodeId], hashes: bytes) -> None:
+    async def _fetch_run(
+        self, channel: PeerChannel, run: Run[NodeId], hashes: bytes, nearly: asyncio.Event
+    ) -> None:
         """Fetch `run`, verifying and writing each chunk in a thread while the next one
         arrives; whatever is not verified when it ends goes back to the plan."""
         lent, plan, limit = self.lent, self._plan, self._host.limits.pull
@@ -346,6 +379,8 @@ class Puller:
             async for chunk in channel.fetch(request):
                 if not plan.received(run, chunk.index, time.monotonic()):
                     break  # another source took the rest of this run
+                if run.left <= _LOOKAHEAD:
+                    nearly.set()
                 await limit.take(len(chunk.data))
                 received += len(chunk.data)
                 want = hashes[chunk.index * HASH_BYTES : (chunk.index + 1) * HASH_BYTES]
@@ -374,7 +409,8 @@ class Puller:
                 future.cancel()
             await asyncio.gather(*(f for _, f in writing), return_exceptions=True)
             plan.finish(run, nbytes=received, seconds=time.monotonic() - began)
-            self._changed.set()
+            nearly.set()
+            self._notify()
 
     async def _written(self, source: NodeId, index: int, future: asyncio.Future[None]) -> None:
         await future
