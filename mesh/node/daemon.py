@@ -550,7 +550,9 @@ class Daemon:
 
             index = self.local.index
             scanner = Scanner(
-                load_known=lambda lib: self.store_blocking(index.known_by_folder, lib),
+                load_known=lambda lib, under: self.store_blocking(
+                    index.known_by_folder, lib, under
+                ),
                 commit=lambda lib, batch: self.store_blocking(index.apply, lib, batch),
                 on_progress=report,
             )

@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mesh.core.chunks import CHUNK_SIZE
 from mesh.core.entries import IndexedEntry, Library, LibraryEntry
@@ -53,6 +54,15 @@ class LibraryStats:
     files: int
     bytes: int
     last_seq: int
+
+
+def _outermost(folders: Iterable[str]) -> list[str]:
+    """The folders not inside another of them."""
+    kept: list[str] = []
+    for folder in sorted(set(folders), key=len):
+        if not any(folder.startswith(k + "/") for k in kept):
+            kept.append(folder)
+    return kept
 
 
 def _is_within(child: str, parent: str) -> bool:
@@ -138,13 +148,24 @@ class LibraryIndex:
 
     # -- entries -----------------------------------------------------------------------
 
-    def known_by_folder(self, library: str) -> dict[str, dict[str, KnownFile]]:
-        """Every path the index has for a library, grouped by folder ("" is the root)."""
+    def known_by_folder(
+        self, library: str, under: Sequence[str] | None = None
+    ) -> dict[str, dict[str, KnownFile]]:
+        """Every path the index has for a library, grouped by folder ("" is the root); with
+        `under`, only those inside these folders (a partial scan needs no more)."""
         grouped: dict[str, dict[str, KnownFile]] = {}
-        rows = self._db.conn.execute(
-            "SELECT path, size, mtime_ns, inode, hash, deleted FROM entries WHERE library = ?",
-            (library,),
-        )
+        sql = "SELECT path, size, mtime_ns, inode, hash, deleted FROM entries WHERE library = ?"
+        if under is None or "" in under:
+            rows: Iterable[tuple[Any, ...]] = self._db.conn.execute(sql, (library,))
+        else:
+            # 'F/' <= path < 'F0' is everything inside F ('0' follows '/'), a range of the
+            # (library, path) index.
+            rows = itertools.chain.from_iterable(
+                self._db.conn.execute(
+                    sql + " AND path >= ? AND path < ?", (library, f"{folder}/", f"{folder}0")
+                )
+                for folder in _outermost(under)
+            )
         for path, size, mtime, inode, content, deleted in rows:
             folder, _, name = path.rpartition("/")
             files = grouped.get(folder)
