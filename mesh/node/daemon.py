@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from mesh.config import Settings
-from mesh.core.entries import IndexedEntry
+from mesh.core.entries import IndexedEntry, Library
 from mesh.core.epoch import Epoch
 from mesh.core.errors import (
     InvalidArgumentError,
@@ -48,7 +48,7 @@ from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.core.vector import VersionVector, lag
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.borrowed import BorrowedFolder
-from mesh.fs.scanner import Scanner
+from mesh.fs.scanner import Scanner, Scope
 from mesh.home import Home, HomeLock
 from mesh.node.agent import Agent
 from mesh.node.changes import ChangeSignal
@@ -62,6 +62,7 @@ from mesh.node.pairing import join as pairing_join
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.serving import Serving
 from mesh.node.session import Session
+from mesh.node.watching import LibraryWatch
 from mesh.security.identity import Identity
 from mesh.transport.control_server import ControlServer
 from mesh.transport.gossip_stream import GossipStream
@@ -175,6 +176,7 @@ class Daemon:
         self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
         self.serving = Serving(self)
         self.agent = Agent(self)
+        self.watch = LibraryWatch(self, exclude=[str(s.borrowed_path)])
         log.info(
             "node %s (%s) listening on port %d; control socket %s",
             self._name,
@@ -193,12 +195,14 @@ class Daemon:
                 )
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
                 agent = tg.create_task(self.agent.run(), name="lending agent")
+                watch = tg.create_task(self.watch.run(), name="library watch")
                 self.discovery.start()
                 self.started.set()
                 await stop.wait()
                 log.info("stopping")
                 maintenance.cancel()
                 agent.cancel()
+                watch.cancel()
                 await self.discovery.stop()  # goodbyes first: the LAN forgets us at once
                 if self._invitation is not None:
                     await self._invitation.close(InviteState.CANCELLED)
@@ -537,7 +541,19 @@ class Daemon:
         uptime = time.monotonic() - self._start_time
         return await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
 
-    async def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
+    async def libraries(self) -> list[Library]:
+        return await self.store(self.local.index.libraries)
+
+    async def scan_quietly(self, scopes: dict[str, Scope]) -> ScanProgress:
+        """Scan libraries as far as `scopes` says (the watcher's scans); the totals."""
+        last = ScanProgress()
+        async for last in self.scan(list(scopes), scopes):  # noqa: B007
+            pass
+        return last
+
+    async def scan(
+        self, names: list[str], scopes: dict[str, Scope] | None = None
+    ) -> AsyncIterator[ScanProgress]:
         """Scan in a worker thread, streaming progress; one scan at a time."""
         async with self._scan_lock:
             libraries = await self.store(self.local.select_libraries, names)
@@ -560,7 +576,7 @@ class Daemon:
 
             def work() -> None:
                 try:
-                    scanner.scan(libraries)
+                    scanner.scan(libraries, scopes)
                 except BaseException as exc:
                     loop.call_soon_threadsafe(updates.put_nowait, exc)
 
@@ -591,10 +607,14 @@ class _Control:
 
     async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo:
         local = self._d.local
-        return await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+        info = await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+        self._d.watch.libraries_changed()
+        return info
 
     async def unshare(self, name: str) -> int:
-        return await self._d.store(self._d.local.unshare, name)
+        count = await self._d.store(self._d.local.unshare, name)
+        self._d.watch.libraries_changed()
+        return count
 
     def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
         return self._d.scan(names)

@@ -366,6 +366,14 @@ class LocalNode:
             raise InvalidArgumentError(
                 f"{real} overlaps this node's home ({self.home.root}); share another folder"
             )
+        # Borrowed copies are the lenders' files: indexing them as this node's own would
+        # publish them as a library of ours.
+        borrowed = config.load(self.home.config_file).borrowed_path.resolve()
+        if _is_within(borrowed, real) or _is_within(real, borrowed):
+            raise InvalidArgumentError(
+                f"{real} overlaps the borrowed folder ({borrowed}), which is not a library; "
+                "share another folder"
+            )
         library = Library(
             name=check_library_name(name or real.name or "root"),
             root=str(real),
