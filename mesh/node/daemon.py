@@ -365,9 +365,22 @@ class Daemon:
 
     async def members(self) -> tuple[NodeId, list[MemberView]]:
         local = self.local
-        views, seen, ours = await self.store(
-            lambda: (local.member_views(), local.addresses.last_seen(), local.replica.vector())
-        )
+
+        def work() -> tuple[
+            list[MemberView],
+            dict[NodeId, tuple[str, int, int]],
+            VersionVector,
+            dict[NodeId, VersionVector],
+        ]:
+            views = local.member_views()
+            published = {
+                v.node_id: vector
+                for v in views
+                if not v.is_self and (vector := local.replica.published(v.node_id)) is not None
+            }
+            return views, local.addresses.last_seen(), local.replica.vector(), published
+
+        views, seen, ours, published = await self.store(work)
         now, wall_ms = time.monotonic(), time.time() * 1000
         out = []
         for view in views:
@@ -381,8 +394,12 @@ class Daemon:
                         view,
                         address=target(host, port) if host else "",
                         last_seen_s=max(0.0, (wall_ms - seen_ms) / 1000) if seen_ms else 0.0,
+                        # What it acknowledged before it went, else what it last published.
                         unacked=lag(
-                            ours, self._acked.get(view.node_id, VersionVector()), view.node_id
+                            ours,
+                            self._acked.get(view.node_id)
+                            or published.get(view.node_id, VersionVector()),
+                            view.node_id,
                         ),
                     )
                 )
@@ -539,7 +556,24 @@ class Daemon:
 
     async def status(self) -> NodeStatus:
         uptime = time.monotonic() - self._start_time
-        return await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
+        found = await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
+        watched, polled = self.watch.watched(), self.watch.polled
+        rescans = "rescans" if self.settings.rescan_interval_s > 0 else ""
+        return dataclasses.replace(
+            found,
+            addresses=tuple(target(h, self.port) for h in self.advertised_hosts()),
+            libraries=tuple(
+                dataclasses.replace(
+                    lib,
+                    watch="polling"
+                    if lib.name in polled
+                    else "events"
+                    if lib.name in watched and self.settings.watch
+                    else rescans,
+                )
+                for lib in found.libraries
+            ),
+        )
 
     async def libraries(self) -> list[Library]:
         return await self.store(self.local.index.libraries)

@@ -399,6 +399,7 @@ class LocalNode:
             files=stats.files,
             bytes=stats.bytes,
             last_seq=stats.last_seq,
+            changed_ms=stats.changed_ms,
         )
 
     def libraries(self) -> list[LibraryInfo]:

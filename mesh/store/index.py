@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class LibraryStats:
     files: int
     bytes: int
     last_seq: int
+    changed_ms: int = 0  # when an entry last changed; 0: never
 
 
 def _outermost(folders: Iterable[str]) -> list[str]:
@@ -144,7 +146,12 @@ class LibraryIndex:
         last = self._db.conn.execute(
             "SELECT coalesce(max(seq), 0) FROM entries WHERE library = ?", (name,)
         ).fetchone()
-        return LibraryStats(files=row[0], bytes=row[1], last_seq=last[0])
+        changed = self._db.conn.execute(
+            "SELECT changed_ms FROM libraries WHERE name = ?", (name,)
+        ).fetchone()
+        return LibraryStats(
+            files=row[0], bytes=row[1], last_seq=last[0], changed_ms=changed[0] if changed else 0
+        )
 
     # -- entries -----------------------------------------------------------------------
 
@@ -184,6 +191,11 @@ class LibraryIndex:
     def _write(self, conn: sqlite3.Connection, library: str, batch: ScanBatch) -> int:
         writes = batch.writes()
         first = self._take_seqs(conn, writes) if writes else 0
+        if writes:
+            conn.execute(
+                "UPDATE libraries SET changed_ms = ? WHERE name = ?",
+                (time.time_ns() // 1_000_000, library),
+            )
         seqs = itertools.count(first)
         sql_values = "(size, mtime_ns, inode, hash, chunk_root, seq, library, path) VALUES "
         conn.executemany(
