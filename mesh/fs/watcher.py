@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -81,6 +82,9 @@ class Watcher:
         self._roots: dict[str, str] = {}
         self._by_wd: dict[int, tuple[str, str]] = {}  # wd -> (library, folder)
         self._wds: dict[str, dict[str, int]] = {}  # library -> folder -> wd
+        # `add` walks a whole library, so the caller may run it in a thread while the event
+        # loop reads events: both change the maps above.
+        self._lock = threading.RLock()
 
     def fileno(self) -> int:
         return self._inotify.fileno()
@@ -94,20 +98,22 @@ class Watcher:
     def add(self, library: str, root: str) -> None:
         """Watch every folder of a library (again, if it was watched). WatchLimitError if
         it cannot be watched whole; then none of it is."""
-        self.remove(library)
-        self._roots[library] = root
-        self._wds[library] = {}
-        try:
-            self._watch_tree(library, "")
-        except WatchLimitError:
+        with self._lock:
             self.remove(library)
-            raise
+            self._roots[library] = root
+            self._wds[library] = {}
+            try:
+                self._watch_tree(library, "")
+            except WatchLimitError:
+                self.remove(library)
+                raise
 
     def remove(self, library: str) -> None:
-        for wd in self._wds.pop(library, {}).values():
-            self._by_wd.pop(wd, None)
-            self._inotify.rm_watch(wd)
-        self._roots.pop(library, None)
+        with self._lock:
+            for wd in self._wds.pop(library, {}).values():
+                self._by_wd.pop(wd, None)
+                self._inotify.rm_watch(wd)
+            self._roots.pop(library, None)
 
     def close(self) -> None:
         self._inotify.close()
@@ -128,6 +134,12 @@ class Watcher:
                     raise WatchLimitError(
                         f"library {library!r}: the system's limit of watched folders is "
                         "reached (fs.inotify.max_user_watches); polling it instead"
+                    ) from exc
+                if not rel:
+                    # A missing root (an unplugged disk): polling sees it come back.
+                    raise WatchLimitError(
+                        f"library {library!r}: cannot watch {full} "
+                        f"({exc.strerror or exc}); polling it instead"
                     ) from exc
                 continue  # gone already, or not a folder: its parent's event tells
             old = self._by_wd.get(wd)
@@ -156,8 +168,9 @@ class Watcher:
     def read(self) -> list[Change]:
         """The changes behind the events queued now (never blocks)."""
         changes: list[Change] = []
-        for event in self._inotify.read():
-            changes.extend(self._translate(event))
+        with self._lock:
+            for event in self._inotify.read():
+                changes.extend(self._translate(event))
         return changes
 
     def _translate(self, event: ino.Event) -> list[Change]:

@@ -105,6 +105,8 @@ class Daemon:
         self.server: PeerServer
         self.peers: PeerManager
         self.discovery = LanDiscovery(self)
+        # Made here: `mesh status` may ask about it as soon as the control socket listens.
+        self.watch = LibraryWatch(self, exclude=[str(settings.borrowed_path)])
 
     # -- store access --------------------------------------------------------------------
 
@@ -176,7 +178,6 @@ class Daemon:
         self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
         self.serving = Serving(self)
         self.agent = Agent(self)
-        self.watch = LibraryWatch(self, exclude=[str(s.borrowed_path)])
         log.info(
             "node %s (%s) listening on port %d; control socket %s",
             self._name,

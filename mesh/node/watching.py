@@ -60,8 +60,8 @@ def _look(root: str, path: str) -> tuple[Signature, float]:
     return (st.st_size, st.st_mtime_ns), time.time() - st.st_mtime_ns / 1e9
 
 
-def _files_below(root: str, top: str) -> list[str]:
-    snap = poll.snapshot(os.path.join(root, top) if top else root)
+def _files_below(root: str, top: str, exclude: Iterable[str]) -> list[str]:
+    snap = poll.snapshot(os.path.join(root, top) if top else root, exclude)
     prefix = f"{top}/" if top else ""
     return [prefix + path for path, seen in snap.items() if seen is not None]
 
@@ -132,7 +132,7 @@ class LibraryWatch:
             deadline = min(
                 next_rescan,
                 next_poll if self._polled else math.inf,
-                self._settler.next_due() or math.inf,
+                math.inf if (due := self._settler.next_due()) is None else due,
             )
             if not self._has_work():
                 timeout = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
@@ -241,7 +241,7 @@ class LibraryWatch:
             if root is None:
                 continue
             now = time.monotonic()
-            for path in await asyncio.to_thread(_files_below, root, folder):
+            for path in await asyncio.to_thread(_files_below, root, folder, self._exclude):
                 self._settler.touch((lib, path), now)
 
     async def _settle(self) -> None:

@@ -213,3 +213,24 @@ def test_the_borrowed_folder_is_not_a_library(nodes: Make, tmp_path: Path) -> No
         for folder in (outer, outer / "Borrowed"):
             with pytest.raises(InvalidArgumentError, match="overlaps the borrowed folder"):
                 node.share(str(folder))
+
+
+async def test_a_missing_library_folder_is_polled_until_it_comes_back(
+    nodes: Make, tmp_path: Path
+) -> None:
+    a = nodes("a")
+    folder = folder_with(tmp_path, kept=b"kept")
+    with a.local() as node:
+        node.share(str(folder), "lib")
+        node.scan()
+    (folder / "kept").rename(tmp_path / "kept")
+    folder.rmdir()  # an unplugged disk
+    d = await a.start()
+    await wait_for(lambda: d.watch.polled == {"lib"}, 5, "lib polled")
+    assert "kept" in own(a)  # nothing is taken as deleted while the folder is away
+
+    folder.mkdir()
+    (tmp_path / "kept").rename(folder / "kept")
+    (folder / "back").write_bytes(b"back")
+    await wait_for(lambda: "back" in own(a), 5, "the folder's files indexed again")
+    assert "kept" in own(a)
