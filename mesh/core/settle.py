@@ -9,7 +9,9 @@ its quiet period starts again. So a writer that keeps writing, with or without e
 (polling, writes through a mapping), keeps its file pending. Pending paths are what every
 scan leaves alone, so a file is never hashed half-written because a neighbour settled.
 
-Pure: the caller passes `now` (monotonic seconds) and does the looking.
+Pure: the caller passes `now` (monotonic seconds, never going back) and does the looking.
+Pending paths are kept in the order of their quiet periods' start (a touched path moves to
+the end), so finding what is due costs what is due, however many files a big copy touched.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ class Settler:
 
     def touch(self, key: Key, now: float) -> None:
         """Something happened to `key`: wait for it to be quiet again."""
-        pending = self._pending.get(key)
+        pending = self._pending.pop(key, None)
         if pending is None:
-            self._pending[key] = _Pending(since=now)
-        else:
-            pending.since = now
+            pending = _Pending(since=now)
+        pending.since = now
+        self._pending[key] = pending  # to the end: the order stays that of `since`
 
     def saw(self, key: Key, seen: Signature, now: float) -> None:
         """A poller saw `key` change to `seen`: as `touch`, and the first look can already
@@ -53,13 +55,17 @@ class Settler:
     def due(self, now: float) -> list[Key]:
         """Paths quiet for settle_s: look at them, then `confirm`."""
         ready = now - self.settle_s
-        return [key for key, p in self._pending.items() if p.since <= ready]
+        found = []
+        for key, p in self._pending.items():
+            if p.since > ready:
+                break
+            found.append(key)
+        return found
 
     def next_due(self) -> float | None:
         """When the next path becomes due (None if nothing is pending)."""
-        if not self._pending:
-            return None
-        return min(p.since for p in self._pending.values()) + self.settle_s
+        first = next(iter(self._pending.values()), None)
+        return None if first is None else first.since + self.settle_s
 
     def confirm(self, key: Key, seen: Signature, mtime_age_s: float, now: float) -> bool:
         """What a look at a due path found; True (and no longer pending) if it settled."""
@@ -71,7 +77,8 @@ class Settler:
         moved = pending.looked and pending.seen != seen
         fresh = seen is not None and 0 <= mtime_age_s < self.settle_s
         if moved or fresh:
-            pending.since, pending.looked, pending.seen = now, True, seen
+            self.touch(key, now)
+            pending.looked, pending.seen = True, seen
             return False
         del self._pending[key]
         return True

@@ -61,3 +61,13 @@ def test_pending_paths_by_library_and_forgetting_one() -> None:
     s.forget("a")
     assert s.pending_in("a") == frozenset()
     assert s.pending_in("b") == {"z"}
+
+
+def test_many_pending_paths_cost_only_what_is_due() -> None:
+    s = Settler(0.5)
+    for i in range(50_000):
+        s.touch(("lib", f"f{i}"), now=i / 100_000)  # a big copy: 50k files in half a second
+    s.touch(("lib", "f0"), now=0.6)  # written again: now the last to settle
+    assert s.next_due() == 1 / 100_000 + 0.5
+    assert s.due(0.5 + 9 / 100_000) == [("lib", f"f{i}") for i in range(1, 10)]
+    assert s.due(1.2)[-1] == ("lib", "f0")
