@@ -72,6 +72,15 @@ def up(
         str | None,
         typer.Option("--log-level", help="debug, info, warning or error.", show_default=False),
     ] = None,
+    limit: Annotated[
+        str | None,
+        typer.Option(
+            "--limit",
+            help="Cap serving and pulling at this many bytes per second each, "
+            "e.g. 20MB (0: no cap; default: network.limit of the config).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run this node in the foreground until Ctrl-C (or SIGTERM).
 
@@ -83,8 +92,9 @@ def up(
       mesh up
       mesh up --port 7000 --peer 192.168.1.20
       mesh up --no-mdns --listen 127.0.0.1 --log-level debug
+      mesh up --limit 20MB          # leave room on a slow uplink
     """
-    from mesh.node import logs
+    from mesh.node import allocator, logs
     from mesh.node.local import LocalNode
 
     home = _ctx(ctx).home
@@ -106,6 +116,8 @@ def up(
         settings = config.with_value(settings, "node.log_level", log_level)
     if listen is not None:
         settings = config.with_value(settings, "node.listen", listen)
+    if limit is not None:
+        settings = config.with_value(settings, "network.limit", limit)
     settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
 
     lock = HomeLock(home, "daemon")
@@ -123,6 +135,7 @@ def up(
     finally:
         lock.release()
     logs.setup(name, settings.log_level)
+    allocator.tune_for_transfers()
     asyncio.run(_serve(_daemon_class()(home, settings)))
 
 

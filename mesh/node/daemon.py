@@ -60,6 +60,7 @@ from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation
 from mesh.node.pairing import State as InviteState
 from mesh.node.pairing import join as pairing_join
 from mesh.node.peers import PeerManager, SessionRegistry
+from mesh.node.ratelimit import Limits
 from mesh.node.serving import Serving
 from mesh.node.session import Session
 from mesh.node.watching import LibraryWatch
@@ -176,6 +177,7 @@ class Daemon:
         self._lending = Lending(self.local)
         self._borrowed = await asyncio.to_thread(BorrowedFolder, s.borrowed_path)
         self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
+        self.limits = Limits(s.limit)
         self.serving = Serving(self)
         self.agent = Agent(self)
         log.info(

@@ -1,19 +1,26 @@
-"""One pull: a verified copy of a binding's content, resumable, from the allowed sources.
+"""One pull: a verified copy of a binding's content, resumable, from every allowed source.
 
 Theory of operation. Check the borrower's policy (quota, free-space reserve) first; a
-refusal is a status, and the agent tries again later. Then ask a source for the
-`Manifest` and check it against the binding (hash, size, chunk root). Chunks go into a
-staging file, each verified against its hash before it counts; the set of verified chunks
-is saved (after the staging file is synced) at most once per progress interval, with a
-loan status saying how far it got, so a kill, a lost peer or a dead link costs at most
-that interval's chunks. A source that fails or sends a bad chunk is left for the next one.
-When every chunk is verified, the whole file is hashed again, fsynced and renamed into
-place (fs/borrowed.py), and the status says held.
+refusal is a status, and the agent tries again later. Then every allowed source that
+answers is asked for the `Manifest`, checked against the binding (hash, size, chunk root),
+and fetches runs of chunks at once as core/pull_plan.py deals them out: faster sources take
+more, and the chunks of a source that fails, stalls or sends a bad chunk go to the others
+(a source that sends bad chunks twice is dropped for the pull, named in the log and the
+loan's status). Chunks go into one staging file, each verified against its hash in a
+thread while the next arrives; the set of verified chunks is saved (after the staging file
+is synced) at most once per progress interval, with a loan status saying how far it got,
+so a kill, a lost peer or a dead link costs at most that interval's chunks. The node's
+pulling rate limit applies to all sources together. When every chunk is verified, the whole
+file is hashed again, fsynced and renamed into place (fs/borrowed.py), and the status says
+held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,27 +29,32 @@ from typing import Any, Protocol, TypeVar
 import xxhash
 
 from mesh.config import Settings
-from mesh.core.chunks import HASH_BYTES, chunk_count, chunk_span
+from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count, chunk_span
 from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
 from mesh.core.ids import NodeId
 from mesh.core.loans import refusal
+from mesh.core.pull_plan import PullPlan, Run
 from mesh.core.records import LoanState
 from mesh.core.transfer import FetchRequest, Manifest, ManifestRequest
 from mesh.fs.borrowed import BorrowedFolder, FileId, NoSpaceError, PlacementError, StagingFile
 from mesh.node.channels import Channels
 from mesh.node.lending import Lending, Lent, copy_parts
 from mesh.node.local import now_ms
+from mesh.node.ratelimit import Limits
 from mesh.store.loans import Copy, Pull
+from mesh.transport.peer_client import PeerChannel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_FETCH_RUN = 64  # chunks asked for in one Fetch call
+_STRIKES = 2  # bad chunks after which a source is dropped for the rest of a pull
+_WRITES_IN_FLIGHT = 2  # chunks received and still being verified and written, per source
 
 
 class PullHost(Protocol):
     node_id: NodeId
     settings: Settings
     channels: Channels
+    limits: Limits
 
     @property
     def lending(self) -> Lending: ...
@@ -70,29 +82,32 @@ class Bitmap:
         return [i for i in range(self.count) if i not in self]
 
 
-def _runs(indexes: list[int], longest: int) -> list[tuple[int, int]]:
-    """Consecutive chunk indexes as (first, count) runs of at most `longest`."""
-    runs: list[tuple[int, int]] = []
-    for i in indexes:
-        if runs and runs[-1][0] + runs[-1][1] == i and runs[-1][1] < longest:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((i, 1))
-    return runs
-
-
 class Puller:
     def __init__(self, host: PullHost, lent: Lent) -> None:
         self._host = host
         self.lent = lent
         self.bytes_done = 0
         self._last_saved = 0.0
+        self._pull: Pull | None = None
+        self._hashes: bytes | None = None
+        self._problems: list[str] = []
+        self._strikes: dict[NodeId, int] = {}
+        self._served: dict[NodeId, int] = {}
+        self._saving = asyncio.Lock()
+        self._note = ""
+        # Set by _pull_from for the duration of a pull:
+        self._plan: PullPlan[NodeId]
+        self._verified: Bitmap
+        self._changed: asyncio.Event
+        self._staging: StagingFile
 
     @property
     def _key_hex(self) -> str:
         return self.lent.key.hex()[:40]
 
     async def _status(self, state: LoanState, *, reason: str = "") -> None:
+        if state is LoanState.FETCHING and not reason:
+            reason = self._note  # a dropped source stays named while the pull goes on
         lending, lent = self._host.lending, self.lent
         await self._host.store(
             lending.write_status,
@@ -117,6 +132,8 @@ class Puller:
             # The lender changed the file: what was verified belongs to the old content.
             await asyncio.to_thread(self._host.borrowed.discard, pull.staging)
             pull = None
+        self._pull = pull
+        self._hashes = pull.chunk_hashes if pull is not None else None
         verified = Bitmap(chunk_count(content.size), pull.verified if pull else b"")
         self.bytes_done = sum(
             chunk_span(content.size, i)[1] for i in range(verified.count) if i in verified
@@ -129,25 +146,19 @@ class Puller:
                 verified.count,
             )
         await self._status(LoanState.FETCHING)
-        problems: list[str] = []
         sources = await self._host.store(self._host.lending.holders, self.lent, now_ms())
-        for source in sources:
-            try:
-                hashes = await self._pull_from(source, verified, pull)
-            except (PeerUnavailableError, RefusedError, ProtocolError) as exc:
-                problems.append(f"{self._host.lending.name_of(source)}: {exc}")
-                log.info("pull of %s from %s: %s", self.lent.binding.path, source.short(), exc)
-                if isinstance(exc, PeerUnavailableError):
-                    await self._host.channels.drop(source)
-                continue
-            except NoSpaceError as exc:
-                await self._status(LoanState.FAILED, reason=str(exc))
-                return False
-            if hashes is not None:
-                return await self._place(hashes)
-        reason = "; ".join(problems) or "no source is online"
-        await self._status(LoanState.FAILED, reason=f"no source could serve it: {reason}")
-        return False
+        began, resumed_at = time.monotonic(), self.bytes_done
+        try:
+            hashes = await self._pull_from(sources, verified)
+        except NoSpaceError as exc:
+            await self._status(LoanState.FAILED, reason=str(exc))
+            return False
+        if hashes is None:
+            reason = "; ".join(self._problems) or "no source is online"
+            await self._status(LoanState.FAILED, reason=f"no source could serve it: {reason}")
+            return False
+        self._log_speed(time.monotonic() - began, self.bytes_done - resumed_at)
+        return await self._place(hashes)
 
     def _policy(self) -> str:
         s = self._host.settings
@@ -164,8 +175,87 @@ class Puller:
             reserve=s.reserve,
         )
 
-    async def _pull_from(self, source: NodeId, verified: Bitmap, pull: Pull | None) -> bytes | None:
-        """Fetch what is missing from `source`; the chunk list once all is verified."""
+    def _log_speed(self, seconds: float, nbytes: int) -> None:
+        lending = self._host.lending
+        parts = ", ".join(
+            f"{lending.name_of(source)} {n / 1e6:.0f} MB"
+            for source, n in sorted(self._served.items(), key=lambda kv: -kv[1])
+            if n
+        )
+        log.info(
+            "pulled %s: %.1f MB in %.2f s (%.1f MB/s) from %s",
+            self.lent.binding.path,
+            nbytes / 1e6,
+            seconds,
+            nbytes / 1e6 / max(seconds, 1e-6),
+            parts or "nobody (it was all verified before)",
+        )
+
+    async def _pull_from(self, sources: list[NodeId], verified: Bitmap) -> bytes | None:
+        """Fetch every missing chunk from the sources at once; the chunk list once all of
+        them are verified, None if the sources failed before that."""
+        content = self.lent.binding.content
+        self._plan = PullPlan(verified.missing(), CHUNK_SIZE)
+        self._verified = verified
+        self._changed = asyncio.Event()
+        staging = await asyncio.to_thread(self._host.borrowed.staging, self._key_hex, content.size)
+        self._staging = staging
+        try:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for source in sources:
+                        group.create_task(
+                            self._source_loop(source), name=f"pull from {source.short()}"
+                        )
+            except BaseExceptionGroup as failed:
+                # One source's write failed (a full disk): that ends the pull, not the group.
+                raise failed.exceptions[0] from None
+            if self._plan.done and self._hashes is not None:
+                await self._save()
+                return self._hashes
+            return None
+        finally:
+            await asyncio.to_thread(staging.close)
+
+    async def _source_loop(self, source: NodeId) -> None:
+        """Fetch runs from one source until nothing is left it could help with."""
+        name = self._host.lending.name_of(source)
+        if self._plan.done:
+            return  # all verified before: nothing to ask anyone
+        try:
+            channel, hashes = await self._open(source)
+            while not self._plan.done:
+                run = self._plan.take(source, time.monotonic())
+                if run is None:
+                    if not self._plan.active:
+                        return
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.5):  # a quiet source's run may be taken
+                            await self._changed.wait()
+                    continue
+                try:
+                    await self._fetch_run(channel, run, hashes)
+                except ProtocolError as exc:
+                    self._strikes[source] = self._strikes.get(source, 0) + 1
+                    if self._strikes[source] >= _STRIKES:
+                        why = f"dropped {name} as a source: it sent {_STRIKES} bad chunks"
+                        log.warning("pull of %s: %s (%s)", self.lent.binding.path, why, exc)
+                        self._problems.append(why)
+                        self._note = why
+                        await self._status(LoanState.FETCHING)
+                        return
+                    log.info("pull of %s from %s: %s", self.lent.binding.path, name, exc)
+        except (PeerUnavailableError, RefusedError, ProtocolError) as exc:
+            self._problems.append(f"{name}: {exc}")
+            log.info("pull of %s from %s: %s", self.lent.binding.path, name, exc)
+            if isinstance(exc, PeerUnavailableError):
+                await self._host.channels.drop(source)
+        finally:
+            self._changed.set()  # others may wait for chunks this source gave back
+
+    async def _open(self, source: NodeId) -> tuple[PeerChannel, bytes]:
+        """A channel to `source` and the chunk list it vouches for (checked)."""
         lent, content = self.lent, self.lent.binding.content
         channel = await self._host.channels.get(source)
         if channel is None:
@@ -175,62 +265,84 @@ class Puller:
             ManifestRequest(hash=content.hash, lender=lent.lender, binding=lent.envelope), timeout
         )
         _check_manifest(manifest, lent)
-        if pull is None:
-            pull = Pull(
-                binding_key=lent.key,
-                staging=self._key_hex,
-                hash=content.hash,
-                size=content.size,
-                chunk_hashes=manifest.chunk_hashes,
-                verified=bytes(verified.bits),
-            )
-            await self._host.store(self._host.lending.book.save_pull, pull)
-        hashes = manifest.chunk_hashes
-        staging = await asyncio.to_thread(self._host.borrowed.staging, pull.staging, content.size)
-        try:
-            for first, count in _runs(verified.missing(), _FETCH_RUN):
-                request = FetchRequest(
+        if self._hashes is None:
+            self._hashes = manifest.chunk_hashes
+            if self._pull is None:
+                self._pull = Pull(
+                    binding_key=lent.key,
+                    staging=self._key_hex,
                     hash=content.hash,
-                    lender=lent.lender,
-                    first_chunk=first,
-                    count=count,
-                    binding=lent.envelope,
+                    size=content.size,
+                    chunk_hashes=manifest.chunk_hashes,
+                    verified=bytes(self._verified.bits),
                 )
-                expected = first
-                async for chunk in channel.fetch(request):
-                    if chunk.index != expected:
-                        raise ProtocolError(f"sent chunk {chunk.index}, {expected} was next")
-                    expected += 1
-                    want = hashes[chunk.index * HASH_BYTES : (chunk.index + 1) * HASH_BYTES]
-                    await asyncio.to_thread(_write_verified, staging, chunk.index, chunk.data, want)
-                    verified.add(chunk.index)
-                    self.bytes_done += len(chunk.data)
-                    await self._maybe_save(staging, pull, verified)
-                if expected != first + count:
-                    raise PeerUnavailableError(f"the stream ended at chunk {expected}")
-            await self._save(staging, pull, verified)
-        finally:
-            await asyncio.to_thread(staging.close)
-        return hashes
+                await self._host.store(self._host.lending.book.save_pull, self._pull)
+        return channel, manifest.chunk_hashes
 
-    async def _maybe_save(self, staging: StagingFile, pull: Pull, verified: Bitmap) -> None:
+    async def _fetch_run(self, channel: PeerChannel, run: Run[NodeId], hashes: bytes) -> None:
+        """Fetch `run`, verifying and writing each chunk in a thread while the next one
+        arrives; whatever is not verified when it ends goes back to the plan."""
+        lent, plan, limit = self.lent, self._plan, self._host.limits.pull
+        began, received = time.monotonic(), 0
+        writing: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        request = FetchRequest(
+            hash=lent.binding.content.hash,
+            lender=lent.lender,
+            first_chunk=run.first,
+            count=run.end - run.first,
+            binding=lent.envelope,
+        )
+        try:
+            async for chunk in channel.fetch(request):
+                if not plan.received(run, chunk.index, time.monotonic()):
+                    break  # another source took the rest of this run
+                await limit.take(len(chunk.data))
+                received += len(chunk.data)
+                want = hashes[chunk.index * HASH_BYTES : (chunk.index + 1) * HASH_BYTES]
+                writing.append(
+                    (
+                        chunk.index,
+                        asyncio.ensure_future(
+                            asyncio.to_thread(
+                                _write_verified, self._staging, chunk.index, chunk.data, want
+                            )
+                        ),
+                    )
+                )
+                while len(writing) > _WRITES_IN_FLIGHT:
+                    await self._written(run.source, *writing.popleft())
+            while writing:
+                await self._written(run.source, *writing.popleft())
+            if run.next < run.end:
+                raise PeerUnavailableError(f"the stream ended at chunk {run.next}")
+        finally:
+            for _, future in writing:
+                future.cancel()
+            await asyncio.gather(*(f for _, f in writing), return_exceptions=True)
+            plan.finish(run, nbytes=received, seconds=time.monotonic() - began)
+            self._changed.set()
+
+    async def _written(self, source: NodeId, index: int, future: asyncio.Future[None]) -> None:
+        await future
+        self._verified.add(index)
+        self._plan.verified(index)
+        size = chunk_span(self.lent.binding.content.size, index)[1]
+        self.bytes_done += size
+        self._served[source] = self._served.get(source, 0) + size
         if time.monotonic() - self._last_saved >= self._host.settings.progress_interval_s:
-            await self._save(staging, pull, verified)
+            self._last_saved = time.monotonic()
+            await self._save()
             await self._status(LoanState.FETCHING)
 
-    async def _save(self, staging: StagingFile, pull: Pull, verified: Bitmap) -> None:
-        # The bytes reach the disk before the record that says they are verified.
-        await asyncio.to_thread(staging.sync)
-        saved = Pull(
-            binding_key=pull.binding_key,
-            staging=pull.staging,
-            hash=pull.hash,
-            size=pull.size,
-            chunk_hashes=pull.chunk_hashes,
-            verified=bytes(verified.bits),
-        )
-        await self._host.store(self._host.lending.book.save_pull, saved)
-        self._last_saved = time.monotonic()
+    async def _save(self) -> None:
+        """Record which chunks are verified, after the bytes of those reached the disk."""
+        async with self._saving:
+            bits = bytes(self._verified.bits)  # before the sync: only what it covers
+            await asyncio.to_thread(self._staging.sync)
+            if self._pull is not None:
+                self._pull = dataclasses.replace(self._pull, verified=bits)
+                await self._host.store(self._host.lending.book.save_pull, self._pull)
+            self._last_saved = time.monotonic()
 
     async def _place(self, hashes: bytes) -> bool:
         lent, host = self.lent, self._host

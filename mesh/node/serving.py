@@ -27,6 +27,7 @@ from mesh.fs.borrowed import BorrowedFolder, FileId
 from mesh.fs.hashing import open_for_reading
 from mesh.node.lending import Lending
 from mesh.node.local import now_ms
+from mesh.node.ratelimit import Limits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +35,7 @@ T = TypeVar("T")
 
 class ServingHost(Protocol):
     node_id: NodeId
+    limits: Limits
 
     @property
     def lending(self) -> Lending: ...
@@ -122,6 +124,7 @@ class Serving:
                     ahead = asyncio.ensure_future(
                         asyncio.to_thread(_read, fd, source.size, index + 1)
                     )
+                await self._host.limits.serve.take(len(data))
                 yield Chunk(index=index, data=data)
         finally:
             if not ahead.done():

@@ -14,7 +14,7 @@ from mesh.security.identity import Identity
 from mesh.transport import options
 from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.tls import client_credentials
-from mesh.v1 import mesh_pb2_grpc
+from mesh.v1 import mesh_pb2_grpc, transfer_pb2
 from mesh.wire import transfer as wire
 
 
@@ -46,6 +46,12 @@ class PeerChannel:
             options=options.channel_options(keepalive_s, ping_timeout_s),
         )
         self._stub = mesh_pb2_grpc.MeshStub(self._channel)
+        # Raw chunks: no deserializer, each message arrives as the bytes gRPC received.
+        self._fetch = self._channel.unary_stream(
+            wire.FETCH_METHOD,
+            request_serializer=transfer_pb2.FetchRequest.SerializeToString,
+            response_deserializer=None,
+        )
 
     def gossip(self) -> GossipStream:
         call = self._stub.Gossip()
@@ -78,11 +84,18 @@ class PeerChannel:
         return wire.manifest_from_wire(reply)
 
     async def fetch(self, request: FetchRequest) -> AsyncIterator[Chunk]:
-        """The chunks asked for, in order, as they arrive (errors as for `manifest`)."""
-        call = self._stub.Fetch(wire.fetch_request_to_wire(request))
+        """The chunks asked for, in order, as they arrive (errors as for `manifest`); the
+        stream may end early (the caller checks how many came)."""
+        call = self._fetch(wire.fetch_request_to_wire(request))
+        index, end = request.first_chunk, request.first_chunk + request.count
         try:
-            async for msg in call:
-                yield wire.chunk_from_wire(msg)
+            async for data in call:
+                if index >= end:
+                    raise ProtocolError(
+                        f"{self.host} sent more than the {request.count} chunks asked"
+                    )
+                yield wire.chunk_from_wire(index, data)
+                index += 1
         except grpc.aio.AioRpcError as exc:
             raise _transfer_error(exc, self) from exc
         finally:

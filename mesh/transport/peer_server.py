@@ -83,18 +83,38 @@ class _MeshServicer(mesh_pb2_grpc.MeshServicer):
 
         return await self._guard.run(context, body)
 
-    async def Fetch(  # type: ignore[override]  # noqa: N802
+
+class _TransferServicer:
+    """/mesh.v1.Transfer/Fetch: the chunks as raw messages (see mesh.proto)."""
+
+    def __init__(self, handlers: PeerHandlers, guard: Guard) -> None:
+        self._handlers = handlers
+        self._guard = guard
+
+    async def fetch(
         self, request: transfer_pb2.FetchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         async def body(peer: NodeId) -> None:
             try:
                 decoded = wire.fetch_request_from_wire(request)
                 async for chunk in self._handlers.fetch(peer, decoded):
-                    await context.write(wire.chunk_to_wire(chunk))
+                    await context.write(chunk.data)
             except (RefusedError, NotFoundError, ProtocolError, LocalError) as exc:
                 await _abort_for(context, exc)
 
         await self._guard.run(context, body)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            wire.FETCH_SERVICE,
+            {
+                "Fetch": grpc.unary_stream_rpc_method_handler(
+                    self.fetch,
+                    request_deserializer=transfer_pb2.FetchRequest.FromString,
+                    response_serializer=None,
+                )
+            },
+        )
 
 
 def _address(peer: str) -> str:
@@ -119,8 +139,9 @@ class PeerServer:
     ) -> None:
         self.calls = CallRegistry()
         self._server = grpc.aio.server(options=options.server_options(keepalive_s, ping_timeout_s))
-        servicer = _MeshServicer(handlers, Guard(handlers.is_member, self.calls))
-        mesh_pb2_grpc.add_MeshServicer_to_server(servicer, self._server)
+        guard = Guard(handlers.is_member, self.calls)
+        mesh_pb2_grpc.add_MeshServicer_to_server(_MeshServicer(handlers, guard), self._server)
+        self._server.add_generic_rpc_handlers((_TransferServicer(handlers, guard).handler(),))
         self._host = host
         self._port = port
         self._address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -26,13 +26,13 @@ from mesh.v1 import gossip_pb2 as mesh_dot_v1_dot_gossip__pb2
 from mesh.v1 import transfer_pb2 as mesh_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/mesh.proto\x12\x07mesh.v1\x1a\x14mesh/v1/gossip.proto\x1a\x16mesh/v1/transfer.proto2\xab\x01\n\x04Mesh\x12\x38\n\x06Gossip\x12\x14.mesh.v1.GossipFrame\x1a\x14.mesh.v1.GossipFrame(\x01\x30\x01\x12\x37\n\x08Manifest\x12\x18.mesh.v1.ManifestRequest\x1a\x11.mesh.v1.Manifest\x12\x30\n\x05\x46\x65tch\x12\x15.mesh.v1.FetchRequest\x1a\x0e.mesh.v1.Chunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/mesh.proto\x12\x07mesh.v1\x1a\x14mesh/v1/gossip.proto\x1a\x16mesh/v1/transfer.proto2y\n\x04Mesh\x12\x38\n\x06Gossip\x12\x14.mesh.v1.GossipFrame\x1a\x14.mesh.v1.GossipFrame(\x01\x30\x01\x12\x37\n\x08Manifest\x12\x18.mesh.v1.ManifestRequest\x1a\x11.mesh.v1.Manifestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.mesh_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESH']._serialized_start=78
-  _globals['_MESH']._serialized_end=249
+  _globals['_MESH']._serialized_start=77
+  _globals['_MESH']._serialized_end=198
 # @@protoc_insertion_point(module_scope)

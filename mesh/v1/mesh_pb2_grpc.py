@@ -45,11 +45,6 @@ class MeshStub:
                 request_serializer=mesh_dot_v1_dot_transfer__pb2.ManifestRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_transfer__pb2.Manifest.FromString,
                 _registered_method=True)
-        self.Fetch = channel.unary_stream(
-                '/mesh.v1.Mesh/Fetch',
-                request_serializer=mesh_dot_v1_dot_transfer__pb2.FetchRequest.SerializeToString,
-                response_deserializer=mesh_dot_v1_dot_transfer__pb2.Chunk.FromString,
-                _registered_method=True)
 
 
 class MeshServicer:
@@ -67,12 +62,6 @@ class MeshServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Fetch(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_MeshServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -85,11 +74,6 @@ def add_MeshServicer_to_server(servicer, server):
                     servicer.Manifest,
                     request_deserializer=mesh_dot_v1_dot_transfer__pb2.ManifestRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_transfer__pb2.Manifest.SerializeToString,
-            ),
-            'Fetch': grpc.unary_stream_rpc_method_handler(
-                    servicer.Fetch,
-                    request_deserializer=mesh_dot_v1_dot_transfer__pb2.FetchRequest.FromString,
-                    response_serializer=mesh_dot_v1_dot_transfer__pb2.Chunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -146,33 +130,6 @@ class Mesh:
             '/mesh.v1.Mesh/Manifest',
             mesh_dot_v1_dot_transfer__pb2.ManifestRequest.SerializeToString,
             mesh_dot_v1_dot_transfer__pb2.Manifest.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Fetch(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/mesh.v1.Mesh/Fetch',
-            mesh_dot_v1_dot_transfer__pb2.FetchRequest.SerializeToString,
-            mesh_dot_v1_dot_transfer__pb2.Chunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,14 +34,12 @@ class MeshStub:
     def __new__(cls, channel: _aio.Channel) -> MeshAsyncStub: ...
     Gossip: _grpc.StreamStreamMultiCallable[_gossip_pb2.GossipFrame, _gossip_pb2.GossipFrame]
     Manifest: _grpc.UnaryUnaryMultiCallable[_transfer_pb2.ManifestRequest, _transfer_pb2.Manifest]
-    Fetch: _grpc.UnaryStreamMultiCallable[_transfer_pb2.FetchRequest, _transfer_pb2.Chunk]
 
 @_typing.type_check_only
 class MeshAsyncStub(MeshStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Gossip: _aio.StreamStreamMultiCallable[_gossip_pb2.GossipFrame, _gossip_pb2.GossipFrame]  # type: ignore[assignment]
     Manifest: _aio.UnaryUnaryMultiCallable[_transfer_pb2.ManifestRequest, _transfer_pb2.Manifest]  # type: ignore[assignment]
-    Fetch: _aio.UnaryStreamMultiCallable[_transfer_pb2.FetchRequest, _transfer_pb2.Chunk]  # type: ignore[assignment]
 
 class MeshServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -57,12 +55,5 @@ class MeshServicer(metaclass=_abc_1.ABCMeta):
         request: _transfer_pb2.ManifestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_transfer_pb2.Manifest, _abc.Awaitable[_transfer_pb2.Manifest]]: ...
-
-    @_abc_1.abstractmethod
-    def Fetch(
-        self,
-        request: _transfer_pb2.FetchRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_transfer_pb2.Chunk], _abc.AsyncIterator[_transfer_pb2.Chunk]]: ...
 
 def add_MeshServicer_to_server(servicer: MeshServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,4 +1,8 @@
-"""Manifest and Fetch messages on the wire."""
+"""Manifest and Fetch messages on the wire.
+
+Fetch's answer is a stream of raw messages, one chunk's bytes each, in order (mesh.proto
+says why); the chunk's index is its place in the stream.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from mesh.v1 import transfer_pb2 as pb
 from mesh.wire import checks, envelope
 
 MAX_FETCH_CHUNKS = 1 << 20
+FETCH_SERVICE = "mesh.v1.Transfer"
+FETCH_METHOD = f"/{FETCH_SERVICE}/Fetch"
 
 
 def manifest_request_to_wire(req: ManifestRequest) -> pb.ManifestRequest:
@@ -65,11 +71,9 @@ def fetch_request_from_wire(msg: pb.FetchRequest) -> FetchRequest:
     )
 
 
-def chunk_to_wire(chunk: Chunk) -> pb.Chunk:
-    return pb.Chunk(index=chunk.index, data=chunk.data)
-
-
-def chunk_from_wire(msg: pb.Chunk) -> Chunk:
-    if len(msg.data) > CHUNK_SIZE:
-        raise ProtocolError(f"a chunk of {len(msg.data)} bytes, over {CHUNK_SIZE}")
-    return Chunk(index=msg.index, data=msg.data)
+def chunk_from_wire(index: int, data: bytes) -> Chunk:
+    """The `index`th message of a Fetch answer, checked for size (its hash is checked by
+    the puller against the manifest)."""
+    if len(data) > CHUNK_SIZE:
+        raise ProtocolError(f"a chunk of {len(data)} bytes, over {CHUNK_SIZE}")
+    return Chunk(index=index, data=data)
