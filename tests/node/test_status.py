@@ -64,7 +64,10 @@ async def test_addresses_libraries_and_lag(nodes: Make, tmp_path: Path) -> None:
 
     # A deletion leaves a tombstone, so b publishes the vector that covers it.
     (folder / "two").unlink()
-    await wait_for(lambda: db.local.replica.published(db.node_id) is not None, 10, "b published")
+    deadline = time.monotonic() + 10
+    while await da.store(da.local.replica.published, b_id) is None:
+        assert time.monotonic() < deadline, "a never got the vector b published"
+        await asyncio.sleep(0.05)
     await b.halt()
     port = da.port
     await a.halt()
@@ -74,9 +77,11 @@ async def test_addresses_libraries_and_lag(nodes: Make, tmp_path: Path) -> None:
     da = await a.start(port=port)
     view = await member(a, b_id)
     assert not view.online
-    assert view.unacked == 0
+    # At most a's own vector record, which a may have published after b's (without b's,
+    # every record a holds would count: 8 here).
+    assert view.unacked <= 1
     (folder / "three").write_bytes(b"3")
     deadline = time.monotonic() + 5
-    while (await member(a, b_id)).unacked == 0:
+    while (await member(a, b_id)).unacked <= view.unacked:
         assert time.monotonic() < deadline, "b's lag did not grow with a's change"
         await asyncio.sleep(0.05)

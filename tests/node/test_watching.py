@@ -53,9 +53,18 @@ async def share(h: NodeHandle, folder: Path, name: str = "lib") -> None:
     await wait_for(lambda: name in d.watch.watched(), 5, f"{name} watched")
 
 
-def own(h: NodeHandle) -> dict[str, IndexedEntry]:
+async def own(h: NodeHandle) -> dict[str, IndexedEntry]:
+    """The node's index, read on its store thread."""
     d = running(h)
-    return {e.entry.path: e for e in d.local.index.entries()}
+    return {e.entry.path: e for e in await d.store(d.local.index.entries)}
+
+
+async def until(check: Callable[[dict[str, IndexedEntry]], bool], h: NodeHandle, what: str) -> None:
+    """Wait (5 s at most) until `h`'s index passes `check`."""
+    deadline = time.monotonic() + 5
+    while not check(await own(h)):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 def folder_with(tmp_path: Path, **files: bytes) -> Path:
@@ -98,17 +107,17 @@ async def test_a_changed_file_is_rehashed_and_an_unchanged_one_is_not(
     folder = folder_with(tmp_path, same=b"same", edited=b"before")
     d = await a.start()
     await share(a, folder)
-    before = own(a)
+    before = await own(a)
     scans = d.watch.scans
 
     (folder / "edited").write_bytes(b"after, longer")
     want = xxhash.xxh3_128_digest(b"after, longer")
-    await wait_for(lambda: own(a)["edited"].entry.hash == want, 5, "edited reindexed")
+    await until(lambda idx: idx["edited"].entry.hash == want, a, "edited reindexed")
 
     assert d.watch.scans == scans + 1
     assert d.watch.last is not None
     assert (d.watch.last.files_hashed, d.watch.last.unchanged) == (1, 1)
-    after = own(a)
+    after = await own(a)
     assert after["same"].seq == before["same"].seq
     assert after["edited"].seq > before["edited"].seq
 
@@ -135,17 +144,17 @@ async def test_a_file_still_being_written_is_not_indexed_half_way(
 
     writer = asyncio.create_task(write_slowly())
     while not writer.done():
-        entry = own(a).get("growing.bin")
+        entry = (await own(a)).get("growing.bin")
         if entry is not None:
             seen.append(entry.entry.hash)
         await asyncio.sleep(0.01)
-    beside_during_write = "beside.txt" in own(a)
+    beside_during_write = "beside.txt" in (await own(a))
     await writer
     final = xxhash.xxh3_128_digest(part * 12)
-    await wait_for(lambda: "growing.bin" in own(a), 5, "growing.bin indexed")
+    await until(lambda idx: "growing.bin" in idx, a, "growing.bin indexed")
     assert seen == []
     assert beside_during_write, "a settled neighbour waited for the growing file"
-    assert own(a)["growing.bin"].entry.hash == final
+    assert (await own(a))["growing.bin"].entry.hash == final
 
 
 async def test_new_folders_removed_folders_and_unshared_libraries(
@@ -159,17 +168,17 @@ async def test_new_folders_removed_folders_and_unshared_libraries(
     (folder / "new" / "deeper").mkdir(parents=True)
     (folder / "new" / "deeper" / "x").write_bytes(b"x")
     (folder / "new" / "y").write_bytes(b"y")
-    await wait_for(lambda: {"new/y", "new/deeper/x"} <= set(own(a)), 5, "new folder indexed")
+    await until(lambda idx: {"new/y", "new/deeper/x"} <= set(idx), a, "new folder indexed")
 
     (folder / "new" / "deeper").rename(tmp_path / "moved-out")
-    await wait_for(lambda: "new/deeper/x" not in own(a), 5, "moved-out folder gone")
-    assert "new/y" in own(a)
+    await until(lambda idx: "new/deeper/x" not in idx, a, "moved-out folder gone")
+    assert "new/y" in (await own(a))
 
     other = tmp_path / "other"
     other.mkdir()
     await share(a, other, "other")
     (other / "o").write_bytes(b"o")
-    await wait_for(lambda: "o" in own(a), 5, "second library watched")
+    await until(lambda idx: "o" in idx, a, "second library watched")
 
     await d.store(d.local.unshare, "other")
     d.watch.libraries_changed()
@@ -191,9 +200,9 @@ async def test_a_library_that_cannot_be_watched_is_polled_with_one_warning(
         await share(a, folder)
         assert d.watch.polled == {"lib"}
         (folder / "sub" / "late").write_bytes(b"late")
-        await wait_for(lambda: "sub/late" in own(a), 5, "polled change indexed")
+        await until(lambda idx: "sub/late" in idx, a, "polled change indexed")
         (folder / "sub" / "later").write_bytes(b"later")
-        await wait_for(lambda: "sub/later" in own(a), 5, "polled change indexed")
+        await until(lambda idx: "sub/later" in idx, a, "polled change indexed")
     warnings = [r for r in caplog.records if "limit of watched folders" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -227,10 +236,10 @@ async def test_a_missing_library_folder_is_polled_until_it_comes_back(
     folder.rmdir()  # an unplugged disk
     d = await a.start()
     await wait_for(lambda: d.watch.polled == {"lib"}, 5, "lib polled")
-    assert "kept" in own(a)  # nothing is taken as deleted while the folder is away
+    assert "kept" in (await own(a))  # nothing is taken as deleted while the folder is away
 
     folder.mkdir()
     (tmp_path / "kept").rename(folder / "kept")
     (folder / "back").write_bytes(b"back")
-    await wait_for(lambda: "back" in own(a), 5, "the folder's files indexed again")
-    assert "kept" in own(a)
+    await until(lambda idx: "back" in idx, a, "the folder's files indexed again")
+    assert "kept" in (await own(a))
