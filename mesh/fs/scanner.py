@@ -16,8 +16,10 @@ to tell the mesh that every file is gone).
 
 A partial scan (a `Scope`, what the library watcher asks for) lists only the folders named,
 without walking into their subfolders: a known folder it did not visit is gone only when
-the nearest folder above it that was listed no longer holds it. Files named in the scope's
-`skip` (still being written) are neither hashed nor taken as gone.
+the nearest folder above it that was listed no longer holds it. Given `load_folder`, it
+loads only what the index has directly in those folders (and the names of their known
+subfolders), and the contents of a subfolder only once it turns out to be gone. Files named
+in the scope's `skip` (still being written) are neither hashed nor taken as gone.
 """
 
 from __future__ import annotations
@@ -110,8 +112,11 @@ class Scanner:
         commit: Callable[[str, ScanBatch], int],
         on_progress: Callable[[ScanProgress], None] | None = None,
         workers: int | None = None,
+        # (library, folder) -> (its known files by name, names of its known subfolders)
+        load_folder: Callable[[str, str], tuple[dict[str, KnownFile], set[str]]] | None = None,
     ) -> None:
         self._load_known = load_known
+        self._load_folder = load_folder
         self._commit = commit
         self._on_progress = on_progress or (lambda _p: None)
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -185,7 +190,16 @@ class _LibraryScan:
         self.scope = scope
         self.progress = scanner.progress
         folders = None if scope.folders is None else sorted(scope.folders)
-        self.by_folder = scanner._load_known(library.name, folders)
+        # Known subfolders of each folder listed, when only those folders were loaded.
+        self.known_children: dict[str, set[str]] | None = None
+        if folders is not None and scanner._load_folder is not None:
+            self.by_folder, self.known_children = {}, {}
+            for folder in folders:
+                files, children = scanner._load_folder(library.name, folder)
+                self.by_folder[folder] = files
+                self.known_children[folder] = children
+        else:
+            self.by_folder = scanner._load_known(library.name, folders)
         self.queue: collections.deque[str] = collections.deque([""] if folders is None else folders)
         self.skip: dict[str, set[str]] = {}
         for path in scope.skip:
@@ -341,9 +355,28 @@ class _LibraryScan:
             self.progress.removed += len(gone)
 
     def _vanished_below_listed(self) -> None:
+        if self.known_children is not None:
+            self._vanished_children()
+            return
         for rel, files in self.by_folder.items():
             if rel in self.visited or not self._left_its_parent(rel):
                 continue
+            gone = [_join(rel, name) for name, k in files.items() if not k[4]]
+            self.batch.gone.extend(gone)
+            self.progress.removed += len(gone)
+
+    def _vanished_children(self) -> None:
+        """Known subfolders that a folder listed here no longer holds: all they held is gone."""
+        assert self.known_children is not None
+        gone_folders = [
+            _join(rel, name)
+            for rel, names in self.known_children.items()
+            if rel in self.subfolders
+            for name in names - self.subfolders[rel]
+        ]
+        if not gone_folders:
+            return
+        for rel, files in self.scanner._load_known(self.library.name, gone_folders).items():
             gone = [_join(rel, name) for name, k in files.items() if not k[4]]
             self.batch.gone.extend(gone)
             self.progress.removed += len(gone)

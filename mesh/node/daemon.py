@@ -606,6 +606,9 @@ class Daemon:
                 load_known=lambda lib, under: self.store_blocking(
                     index.known_by_folder, lib, under
                 ),
+                load_folder=lambda lib, folder: self.store_blocking(
+                    index.known_in_folder, lib, folder
+                ),
                 commit=lambda lib, batch: self.store_blocking(index.apply, lib, batch),
                 on_progress=report,
             )

@@ -436,6 +436,7 @@ class LocalNode:
 
         scanner = Scanner(
             load_known=self.index.known_by_folder,
+            load_folder=self.index.known_in_folder,
             commit=self.index.apply,
             on_progress=on_progress,
             workers=workers,

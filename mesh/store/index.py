@@ -181,6 +181,35 @@ class LibraryIndex:
             files[name] = (size, mtime, inode, content, bool(deleted))
         return grouped
 
+    def known_in_folder(self, library: str, folder: str) -> tuple[dict[str, KnownFile], set[str]]:
+        """What the index has directly in one folder: its files by name, and the names of
+        its subfolders that hold entries. The filtering runs inside SQLite, so listing the
+        root of a big library costs far less than loading all of it."""
+        prefix = f"{folder}/" if folder else ""
+        rest = f"substr(path, {len(prefix) + 1})"
+        where = "library = ?"
+        params: tuple[str, ...] = (library,)
+        if folder:
+            where += " AND path >= ? AND path < ?"  # everything inside the folder
+            params += (prefix, f"{folder}0")
+        files = {
+            name: (size, mtime, inode, content, bool(deleted))
+            for name, size, mtime, inode, content, deleted in self._db.conn.execute(
+                f"SELECT {rest}, size, mtime_ns, inode, hash, deleted FROM entries "  # noqa: S608
+                f"WHERE {where} AND instr({rest}, '/') = 0",
+                params,
+            )
+        }
+        children = {
+            row[0]
+            for row in self._db.conn.execute(
+                f"SELECT DISTINCT substr({rest}, 1, instr({rest}, '/') - 1) FROM entries "  # noqa: S608
+                f"WHERE {where} AND instr({rest}, '/') > 0",
+                params,
+            )
+        }
+        return files, children
+
     def apply(self, library: str, batch: ScanBatch) -> int:
         """Write a batch in one transaction; returns how many writes took a new seq."""
         with self._db.transaction() as conn:

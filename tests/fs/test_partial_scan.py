@@ -3,7 +3,7 @@ files still being written are left alone, and a folder that went away loses its 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,29 @@ def index(tmp_path: Path) -> Iterator[LibraryIndex]:
     db.close()
 
 
+Scan = Callable[..., ScanProgress]
+
+
+@pytest.fixture(params=["folder by folder", "whole subtrees"])
+def scan(request: pytest.FixtureRequest) -> Scan:
+    """Partial scans loading only the folders listed (as the daemon does), or the subtrees
+    below them."""
+    by_folder = request.param == "folder by folder"
+
+    def run(index: LibraryIndex, scope: Scope | None = None) -> ScanProgress:
+        scanner = Scanner(
+            load_known=index.known_by_folder,
+            load_folder=index.known_in_folder if by_folder else None,
+            commit=index.apply,
+            workers=1,
+        )
+        return scanner.scan(index.libraries(), {"lib": scope} if scope else None)
+
+    return run
+
+
 @pytest.fixture
-def root(tmp_path: Path, index: LibraryIndex) -> Path:
+def root(tmp_path: Path, index: LibraryIndex, scan: Scan) -> Path:
     folder = tmp_path / "lib"
     (folder / "a" / "deep").mkdir(parents=True)
     (folder / "b").mkdir()
@@ -41,17 +62,12 @@ def root(tmp_path: Path, index: LibraryIndex) -> Path:
     return folder
 
 
-def scan(index: LibraryIndex, scope: Scope | None = None) -> ScanProgress:
-    scanner = Scanner(load_known=index.known_by_folder, commit=index.apply, workers=1)
-    return scanner.scan(index.libraries(), {"lib": scope} if scope else None)
-
-
 def live(index: LibraryIndex) -> dict[str, int]:
     return {e.entry.path: e.seq for e in index.entries()}
 
 
 def test_lists_only_the_folders_named_and_hashes_only_what_changed(
-    index: LibraryIndex, root: Path
+    index: LibraryIndex, root: Path, scan: Scan
 ) -> None:
     before = live(index)
     (root / "a" / "one.txt").write_bytes(b"one, changed")
@@ -70,7 +86,7 @@ def test_lists_only_the_folders_named_and_hashes_only_what_changed(
 
 
 def test_a_skipped_file_is_neither_indexed_nor_taken_as_gone(
-    index: LibraryIndex, root: Path
+    index: LibraryIndex, root: Path, scan: Scan
 ) -> None:
     before = live(index)
     (root / "a" / "one.txt").write_bytes(b"half writ")
@@ -85,7 +101,7 @@ def test_a_skipped_file_is_neither_indexed_nor_taken_as_gone(
     assert "a/done.txt" in after
 
 
-def test_a_full_scan_skips_too(index: LibraryIndex, root: Path) -> None:
+def test_a_full_scan_skips_too(index: LibraryIndex, root: Path, scan: Scan) -> None:
     (root / "b" / "growing.bin").write_bytes(b"half")
     scan(index, Scope(skip=frozenset({"b/growing.bin"})))
     assert "b/growing.bin" not in live(index)
@@ -94,7 +110,7 @@ def test_a_full_scan_skips_too(index: LibraryIndex, root: Path) -> None:
 
 
 def test_a_removed_folder_is_gone_once_its_parent_is_listed(
-    index: LibraryIndex, root: Path
+    index: LibraryIndex, root: Path, scan: Scan
 ) -> None:
     for f in (root / "a" / "deep").iterdir():
         f.unlink()
@@ -111,7 +127,7 @@ def test_a_removed_folder_is_gone_once_its_parent_is_listed(
 
 
 def test_folders_below_one_listed_are_kept_when_still_there(
-    index: LibraryIndex, root: Path
+    index: LibraryIndex, root: Path, scan: Scan
 ) -> None:
     scan(index, Scope(folders=frozenset({""})))
     assert set(live(index)) == {
@@ -123,8 +139,37 @@ def test_folders_below_one_listed_are_kept_when_still_there(
     }
 
 
-def test_an_empty_scope_looks_at_nothing(index: LibraryIndex, root: Path) -> None:
+def test_an_empty_scope_looks_at_nothing(index: LibraryIndex, root: Path, scan: Scan) -> None:
     (root / "top.txt").unlink()
     result = scan(index, Scope(folders=frozenset()))
     assert (result.files_seen, result.removed) == (0, 0)
     assert "top.txt" in live(index)
+
+
+def test_a_removed_tree_is_gone_whole_and_its_look_alikes_stay(
+    index: LibraryIndex, root: Path, scan: Scan
+) -> None:
+    for name in ("a b", "a0", "ä"):
+        (root / name).mkdir()
+        (root / name / "f").write_bytes(name.encode())
+    scan(index)
+    for f in [*(root / "a").rglob("*")][::-1]:
+        f.unlink() if f.is_file() else f.rmdir()
+    (root / "a").rmdir()
+
+    result = scan(index, Scope(folders=frozenset({""})))
+
+    assert result.removed == 3
+    assert set(live(index)) == {"top.txt", "b/four.txt", "a b/f", "a0/f", "ä/f"}
+
+
+def test_the_index_lists_one_folder_inside_sqlite(index: LibraryIndex, root: Path) -> None:
+    files, children = index.known_in_folder("lib", "")
+    assert set(files) == {"top.txt"} and children == {"a", "b"}
+    files, children = index.known_in_folder("lib", "a")
+    assert set(files) == {"one.txt", "two.txt"} and children == {"deep"}
+    assert files["one.txt"][0] == 3
+    assert index.known_in_folder("lib", "a/deep") == (
+        {"three.txt": index.known_by_folder("lib")["a/deep"]["three.txt"]},
+        set(),
+    )
