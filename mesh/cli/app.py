@@ -16,11 +16,13 @@ from mesh import __version__
 from mesh.cli import (
     config_cmds,
     daemon_cmds,
+    demo_cmds,
     doctor_cmds,
     loan_cmds,
     local,
     mesh_cmds,
     peer_cmds,
+    service_cmds,
     status_cmds,
 )
 from mesh.cli.context import CliContext
@@ -33,12 +35,15 @@ app = typer.Typer(
         "Each computer runs a node; nodes find each other on the LAN, share the index of "
         "their libraries, and a borrower pulls a lent file straight from the nodes that hold "
         "it, verified chunk by chunk.\n\n"
-        "\b\nStart here:\n"
+        "\b\nExamples, to start with:\n"
+        "  mesh demo                   try it on this machine: three nodes, a loan, a recall\n"
         "  mesh init --name tower      make this computer a node\n"
         "  mesh share ~/Movies         share a folder (and index it)\n"
         "  mesh up                     run the node (keep it running)\n"
         "  mesh invite                 let another computer join (it runs `mesh join CODE`)\n"
-        "  mesh lend FILE --to laptop  lend a file; `mesh loans` shows how it goes"
+        "  mesh lend FILE --to laptop  lend a file; `mesh loans` shows how it goes\n"
+        "  mesh service install        run the node at every login\n"
+        "  mesh --install-completion   complete commands with Tab in this shell"
     ),
     no_args_is_help=True,
     add_completion=True,
@@ -82,6 +87,8 @@ peer_cmds.register(app)
 loan_cmds.register(app)
 config_cmds.register(app)
 doctor_cmds.register(app)
+service_cmds.register(app)
+demo_cmds.register(app)
 
 
 def main() -> None:

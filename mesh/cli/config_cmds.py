@@ -12,7 +12,12 @@ from mesh.cli.output import print_json
 from mesh.home import HomeLock
 
 app = typer.Typer(
-    help="Show or change settings (the home's config.toml).",
+    help=(
+        "Show or change settings (the home's config.toml).\n\n"
+        "\b\nExamples:\n"
+        "  mesh config show\n"
+        "  mesh config set borrowing.folder ~/Borrowed"
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-import unicodedata
 from typing import Any
+
+from mesh.core.text import shown
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -38,22 +39,7 @@ def human_duration(seconds: float) -> str:
 
 def safe(text: str) -> str:
     """Text from a file name or a peer, with anything that could drive a terminal escaped."""
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if ch == "\\":
-            out.append("\\\\")
-        elif cat[0] == "C" or cat in ("Zl", "Zp"):
-            code = ord(ch)
-            if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by surrogateescape
-                out.append(f"\\x{code - 0xDC00:02x}")
-            elif code < 0x100:
-                out.append(f"\\x{code:02x}")
-            else:
-                out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return shown(text)
 
 
 def print_json(value: Any) -> None:

@@ -13,7 +13,13 @@ from mesh.cli.output import human_duration, print_json, safe
 from mesh.core.errors import InvalidArgumentError
 
 peer_app = typer.Typer(
-    help="Addresses this node dials itself (static peers), for members mDNS cannot find.",
+    help=(
+        "Addresses this node dials itself (static peers), for members mDNS cannot find.\n\n"
+        "\b\nExamples:\n"
+        "  mesh peer add 192.168.2.20\n"
+        "  mesh peer list\n"
+        "  mesh peer remove 192.168.2.20"
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -147,7 +153,12 @@ def remove(
 
 @peer_app.command("list")
 def list_(ctx: typer.Context) -> None:
-    """Print the static peers, one per line."""
+    """Print the static peers, one per line.
+
+    \b
+    Examples:
+      mesh peer list
+    """
     for peer in config.load(_ctx(ctx).home.config_file).static_peers:
         typer.echo(safe(peer))
 

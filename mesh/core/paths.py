@@ -4,6 +4,10 @@ A path inside a library is a '/'-separated sequence of names. Every name is non-
 '.' or '..', holds no '/', '\\' or NUL, and fits in 255 UTF-8 bytes; the whole path is valid
 UTF-8. Anything else cannot name a file under a root, so it is refused before it reaches
 the file system, whoever sent it.
+
+Names that are ordinary on POSIX but mean something else to Windows (CON, NUL, COM1, a
+trailing dot, a colon) pass `check_name`: a Linux lender may well have `aux.c`. Where a
+borrowed copy would land on Windows, `check_portable_name` refuses them as well.
 """
 
 from __future__ import annotations
@@ -12,6 +16,12 @@ from mesh.core.errors import InvalidPathError
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
+# Windows opens a device for these whatever the extension ("nul.txt" is NUL too).
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{dev}{n}" for dev in ("COM", "LPT") for n in [*"123456789", "¹", "²", "³"]}
+)
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 
 
 def check_name(name: str) -> str:
@@ -69,3 +79,17 @@ def check_relative(path: str) -> str:
 def split(path: str) -> list[str]:
     """The names of a checked relative path."""
     return check_relative(path).split("/")
+
+
+def check_portable_name(name: str) -> str:
+    """`check_name`, and also refuse what Windows would not take as a plain file name."""
+    check_name(name)
+    stem = name.split(".", 1)[0].rstrip(" ").upper()
+    if stem in _WINDOWS_DEVICES:
+        raise InvalidPathError(f"file name {name!r} names a device on Windows")
+    if name[-1] in ". ":
+        raise InvalidPathError(f"file name {name!r} ends with {name[-1]!r}, which Windows drops")
+    bad = sorted({ch for ch in name if ch in _WINDOWS_FORBIDDEN or ord(ch) < 32})
+    if bad:
+        raise InvalidPathError(f"file name {name!r} holds {''.join(bad)!r}, not allowed on Windows")
+    return name

@@ -30,6 +30,10 @@ again, so a purged tombstone cannot let the record it deleted come back from a p
 behind: that record's seq is covered. Retired epochs are exactly the epochs older than the
 clock's (epochs are ordered and a clock never moves back), so they need no list of their own.
 
+A batch of an origin that no admission names is refused, unless it holds membership records
+only or its origin is the root (whose genesis admits itself): a member relaying records
+cannot invent origins, each of which would grow every replica and vector for good.
+
 A refused batch stores nothing; the stream goes on, and the peer offers it again next time
 (our clock did not move). Every check that can refuse runs before anything is committed;
 one `Changes` value is committed per batch.
@@ -293,6 +297,12 @@ class Replica:
         kind, body = self._encode(record)
         if kind != kind_of(record):
             raise InvalidArgumentError(f"encode gave kind {kind.name} for a {kind_of(record).name}")
+        try:
+            # Peers decode with the same checks: a record they refuse would hold back
+            # every later record of ours at each of them, so it is never written.
+            self._decode(kind, body)
+        except ProtocolError as exc:
+            raise InvalidArgumentError(f"peers would refuse this record: {exc}") from exc
         stored = self._store.clock(self._id)
         clock = Clock(self._epoch, self._own_clock().seq + 1)
         signature = b""
@@ -536,6 +546,18 @@ class Replica:
             env.kind in MEMBERSHIP_KINDS for env in batch.envelopes
         )
         route = _ROUTES[situation, membership_only]
+        if (
+            route is not _Route.IGNORE
+            and not membership_only
+            and origin != self._root  # its genesis admits itself, in this very batch
+            and origin not in self._membership.certificates
+        ):
+            # Nobody ever admitted this origin: a member relaying it made it up (it would
+            # otherwise grow every replica and vector without bound), or its admission has
+            # not reached us yet, and the batch is offered again once it has.
+            raise ProtocolError(
+                f"no certificate known for {origin.short()}: it was never admitted here"
+            )
         if route is _Route.REFUSE:
             if situation is _Situation.RETIRED:
                 assert clock is not None

@@ -6,9 +6,9 @@ is one atomic link or rename. Everything below the root is reached by walking on
 time from the root's descriptor with O_NOFOLLOW (`os.open(name, dir_fd=...)` and friends),
 never through a joined path: a symbolic link anywhere below the root, planted beforehand or
 swapped in during a pull, is refused instead of followed, so mesh never reads, writes or
-deletes outside the root. Every name is checked with `check_name` before it is used. The
-root's own path is the user's setting and is trusted except for its last name, which must be
-a real folder.
+deletes outside the root. Every name is checked with `check_name` (`check_portable_name`
+where the copy would land on Windows) before it is used. The root's own path is the user's
+setting and is trusted except for its last name, which must be a real folder.
 
 Placing a file; the commit point is step 5:
 1. re-read and hash the whole staging file through its descriptor, compare;
@@ -55,7 +55,8 @@ from mesh.core.errors import (
     PlacementError,
     UserFileInTheWayError,
 )
-from mesh.core.paths import check_name
+from mesh.core.paths import check_name, check_portable_name
+from mesh.core.text import shown
 from mesh.fs.hashing import hash_fd
 
 STAGING = ".mesh-staging"
@@ -105,7 +106,7 @@ class FileId:
 
 def _printable(name: str) -> str:
     # Names come from peers: a terminal escape in an error message must stay inert.
-    return name if name.isprintable() else repr(name)[1:-1]
+    return shown(name)
 
 
 def _os_error(exc: OSError, doing: str) -> PlacementError:
@@ -286,8 +287,10 @@ class BorrowedFolder:
     opened afresh by each call, so a borrowed folder deleted while the daemon runs is made
     again when it is next needed."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, portable: bool = os.name == "nt") -> None:
+        """`portable`: also refuse names Windows would take for a device or change."""
         self.root = root
+        self._check_name = check_portable_name if portable else check_name
         with ExitStack() as stack:
             root_fd = self._root_fd(stack, create=True)
             assert root_fd is not None
@@ -483,7 +486,7 @@ class BorrowedFolder:
             )
         for name in names:
             try:
-                check_name(name)
+                self._check_name(name)
             except InvalidPathError as exc:
                 raise InvalidPathError(f"cannot place a borrowed file there: {exc}") from exc
         if names[0] == STAGING:

@@ -84,6 +84,8 @@ class Lending:
     def __init__(self, local: LocalNode) -> None:
         self.local = local
         self.book = LoanBook(local.db)
+        # Bytes reserved by the pulls in progress, by binding key (see Puller._policy).
+        self.pulling: dict[bytes, int] = {}
 
     # -- reading the records -------------------------------------------------------------
 

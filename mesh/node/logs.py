@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from mesh.core.text import shown
+
 
 class _NodeName(logging.Filter):
     def __init__(self, name: str) -> None:
@@ -16,11 +18,20 @@ class _NodeName(logging.Filter):
         return True
 
 
+class EscapingFormatter(logging.Formatter):
+    """One event, one line: names from peers and files in a message are shown escaped, so
+    none can move the cursor, recolour the terminal or start a forged line of the log."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = shown(record.message)
+        return super().formatMessage(record)
+
+
 def setup(node_name: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_NodeName(node_name))
     handler.setFormatter(
-        logging.Formatter(
+        EscapingFormatter(
             "%(asctime)s.%(msecs)03d %(levelname)-7s [%(node)s] %(message)s", "%H:%M:%S"
         )
     )

@@ -131,6 +131,9 @@ class Invitation:
             except (ProtocolError, PeerUnavailableError, TimeoutError) as exc:
                 log.warning("pairing from %s failed: %s", stream.peer, exc)
                 await _send_error(stream, "pairing failed")
+            except RefusedError as exc:
+                # The joiner sent an error frame: it gave up. Nothing to answer.
+                log.info("pairing from %s ended by the joiner: %s", stream.peer, exc)
 
     async def _exchange(self, stream: PairingStream) -> None:
         inviter = Inviter(self.code)

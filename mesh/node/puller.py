@@ -21,9 +21,11 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import xxhash
@@ -94,16 +96,21 @@ class Puller:
         self._strikes: dict[NodeId, int] = {}
         self._served: dict[NodeId, int] = {}
         self._saving = asyncio.Lock()
+        self._checkpoint: asyncio.Future[None] | None = None
         self._note = ""
+        self._staging_name = self._key_hex
         # Set by _pull_from for the duration of a pull:
         self._plan: PullPlan[NodeId]
         self._verified: Bitmap
         self._changed: asyncio.Event
         self._staging: StagingFile
+        self._writer: ThreadPoolExecutor
 
     @property
     def _key_hex(self) -> str:
-        return self.lent.key.hex()[:40]
+        # A hash of the whole binding key: its first bytes are only its kind and lender,
+        # which loans from one lender share.
+        return hashlib.sha256(self.lent.key).hexdigest()[:40]
 
     async def _status(self, state: LoanState, *, reason: str = "") -> None:
         if state is LoanState.FETCHING and not reason:
@@ -121,18 +128,25 @@ class Puller:
 
     async def run(self) -> bool:
         """Pull until held (True), or until it fails or is refused (False, status says why)."""
-        content = self.lent.binding.content
         why = await self._host.store(self._policy)
         if why:
             log.info("refused the loan of %s: %s", self.lent.binding.path, why)
             await self._status(LoanState.REFUSED, reason=why)
             return False
+        try:
+            return await self._pull_and_place()
+        finally:
+            await self._host.store(self._host.lending.pulling.pop, self.lent.key, None)
+
+    async def _pull_and_place(self) -> bool:
+        content = self.lent.binding.content
         pull = await self._host.store(self._host.lending.book.pull, self.lent.key)
         if pull is not None and pull.hash != content.hash:
             # The lender changed the file: what was verified belongs to the old content.
             await asyncio.to_thread(self._host.borrowed.discard, pull.staging)
             pull = None
         self._pull = pull
+        self._staging_name = pull.staging if pull is not None else self._key_hex
         self._hashes = pull.chunk_hashes if pull is not None else None
         verified = Bitmap(chunk_count(content.size), pull.verified if pull else b"")
         self.bytes_done = sum(
@@ -161,19 +175,26 @@ class Puller:
         return await self._place(hashes)
 
     def _policy(self) -> str:
+        """Why this node may not take the loan now, or "" and its size is reserved: the
+        pulls in progress count against the quota too, or loans arriving together would
+        each fit and all of them would not."""
         s = self._host.settings
         lending, content = self._host.lending, self.lent.binding.content
         held = lending.book.held_bytes()
         old = lending.book.copy(self.lent.key)
         if old is not None:
             held -= old.size  # the new version replaces it
-        return refusal(
+        pulling = sum(n for key, n in lending.pulling.items() if key != self.lent.key)
+        why = refusal(
             content.size,
-            held_bytes=held,
+            held_bytes=held + pulling,
             quota=s.quota,
-            free=self._host.borrowed.free_bytes(),
+            free=self._host.borrowed.free_bytes() - pulling,
             reserve=s.reserve,
         )
+        if not why:
+            lending.pulling[self.lent.key] = content.size
+        return why
 
     def _log_speed(self, seconds: float, nbytes: int) -> None:
         lending = self._host.lending
@@ -198,8 +219,13 @@ class Puller:
         self._plan = PullPlan(verified.missing(), CHUNK_SIZE)
         self._verified = verified
         self._changed = asyncio.Event()
-        staging = await asyncio.to_thread(self._host.borrowed.staging, self._key_hex, content.size)
+        staging = await asyncio.to_thread(
+            self._host.borrowed.staging, self._staging_name, content.size
+        )
         self._staging = staging
+        # One writer per pull: buffered writes to one file from several threads contend
+        # for its inode lock in the kernel and cost more than they overlap.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mesh-pull")
         try:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -210,11 +236,15 @@ class Puller:
             except BaseExceptionGroup as failed:
                 # One source's write failed (a full disk): that ends the pull, not the group.
                 raise failed.exceptions[0] from None
+            await self._settle_checkpoint()
             if self._plan.done and self._hashes is not None:
                 await self._save()
                 return self._hashes
             return None
         finally:
+            if self._checkpoint is not None:
+                await asyncio.gather(self._checkpoint, return_exceptions=True)
+            self._writer.shutdown(wait=False)  # what it still runs was awaited or cancelled
             await asyncio.to_thread(staging.close)
 
     async def _source_loop(self, source: NodeId) -> None:
@@ -270,7 +300,7 @@ class Puller:
             if self._pull is None:
                 self._pull = Pull(
                     binding_key=lent.key,
-                    staging=self._key_hex,
+                    staging=self._staging_name,
                     hash=content.hash,
                     size=content.size,
                     chunk_hashes=manifest.chunk_hashes,
@@ -302,10 +332,13 @@ class Puller:
                 writing.append(
                     (
                         chunk.index,
-                        asyncio.ensure_future(
-                            asyncio.to_thread(
-                                _write_verified, self._staging, chunk.index, chunk.data, want
-                            )
+                        asyncio.get_running_loop().run_in_executor(
+                            self._writer,
+                            _write_verified,
+                            self._staging,
+                            chunk.index,
+                            chunk.data,
+                            want,
                         ),
                     )
                 )
@@ -329,13 +362,21 @@ class Puller:
         size = chunk_span(self.lent.binding.content.size, index)[1]
         self.bytes_done += size
         self._served[source] = self._served.get(source, 0) + size
-        if time.monotonic() - self._last_saved >= self._host.settings.progress_interval_s:
+        due = time.monotonic() - self._last_saved >= self._host.settings.progress_interval_s
+        if due and (self._checkpoint is None or self._checkpoint.done()):
+            # In the background: the chunks keep coming while the disk catches up.
             self._last_saved = time.monotonic()
-            await self._save()
-            await self._status(LoanState.FETCHING)
+            self._checkpoint = asyncio.ensure_future(self._save(report=True))
 
-    async def _save(self) -> None:
-        """Record which chunks are verified, after the bytes of those reached the disk."""
+    async def _settle_checkpoint(self) -> None:
+        """Wait for a checkpoint in flight (it uses the staging file); raise its error."""
+        if self._checkpoint is not None:
+            checkpoint, self._checkpoint = self._checkpoint, None
+            await checkpoint
+
+    async def _save(self, *, report: bool = False) -> None:
+        """Record which chunks are verified, after the bytes of those reached the disk;
+        with `report`, also the loan's progress."""
         async with self._saving:
             bits = bytes(self._verified.bits)  # before the sync: only what it covers
             await asyncio.to_thread(self._staging.sync)
@@ -343,6 +384,8 @@ class Puller:
                 self._pull = dataclasses.replace(self._pull, verified=bits)
                 await self._host.store(self._host.lending.book.save_pull, self._pull)
             self._last_saved = time.monotonic()
+        if report:
+            await self._status(LoanState.FETCHING)
 
     async def _place(self, hashes: bytes) -> bool:
         lent, host = self.lent, self._host
@@ -359,7 +402,7 @@ class Puller:
         try:
             placed = await asyncio.to_thread(
                 host.borrowed.place,
-                self._key_hex,
+                self._staging_name,
                 parts,
                 lent.binding.content.hash,
                 replacing=replacing,
@@ -383,7 +426,7 @@ class Puller:
         )
         await host.store(host.lending.book.placed, copy)
         # Recorded: the staging name may go (until now it kept the copy findable).
-        await asyncio.to_thread(host.borrowed.discard, self._key_hex)
+        await asyncio.to_thread(host.borrowed.discard, self._staging_name)
         self.bytes_done = lent.binding.content.size
         await self._status(LoanState.HELD)
         log.info("holding %s from %s", "/".join(parts[1:]), lender_name)

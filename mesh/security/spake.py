@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import spake2
+from spake2.ed25519_basic import NotOnCurve
 
 from mesh.core.errors import ProtocolError
+
+# A side byte and an Ed25519 point: anything else is refused before the library sees it.
+MESSAGE_BYTES = 33
 
 _JOINER = b"mesh pairing v1: joiner"
 _INVITER = b"mesh pairing v1: inviter"
@@ -19,9 +23,11 @@ class _Side:
 
     def finish(self, peer_message: bytes) -> bytes:
         """The shared key (32 bytes) from the other side's message."""
+        if len(peer_message) != MESSAGE_BYTES:
+            raise ProtocolError(f"a SPAKE2 message of {len(peer_message)} bytes")
         try:
             return bytes(self._impl.finish(peer_message))
-        except (spake2.SPAKEError, ValueError, TypeError) as exc:
+        except (spake2.SPAKEError, NotOnCurve, ValueError, TypeError) as exc:
             raise ProtocolError("malformed SPAKE2 message") from exc
 
 

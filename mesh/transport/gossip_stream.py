@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from mesh.core.errors import PeerUnavailableError
+from mesh.core.errors import PeerUnavailableError, ProtocolError
 from mesh.core.gossip import GossipFrame
 from mesh.core.ids import NodeId
 from mesh.v1 import gossip_pb2
@@ -71,6 +72,10 @@ class GossipStream:
             raise PeerUnavailableError(
                 f"stream from {self.peer.short()} broke: {_why(exc)}"
             ) from exc
+        except DecodeError as exc:
+            # The server side parses as it reads: a frame that is not protobuf is the
+            # peer's protocol error, not a crash of the session.
+            raise ProtocolError(f"a malformed gossip frame from {self.peer.short()}") from exc
         if msg is grpc.aio.EOF or msg is None:
             return None
         return gossip.from_wire(msg)

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from mesh.core.errors import LocalError, PeerUnavailableError
+from mesh.core.errors import LocalError, PeerUnavailableError, ProtocolError
 from mesh.core.pairing import PairingFrame
 from mesh.transport.peer_client import target
 from mesh.v1 import pairing_pb2, pairing_pb2_grpc
@@ -50,6 +51,8 @@ class PairingStream:
             msg = await self._read()
         except _ERRORS as exc:
             raise PeerUnavailableError(f"pairing with {self.peer} broke") from exc
+        except DecodeError as exc:  # parsed as it is read: the peer's error, not ours
+            raise ProtocolError(f"a malformed pairing message from {self.peer}") from exc
         if msg is grpc.aio.EOF or msg is None:
             raise PeerUnavailableError(f"{self.peer} ended the pairing")
         return frame_from_wire(msg)

@@ -49,6 +49,13 @@ def text(value: str, what: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
+def clip(value: str, limit: int = MAX_TEXT) -> str:
+    """Free text this node writes, cut to what peers accept. A reason can quote a peer's
+    path (4096 bytes); written whole, every peer would refuse the record, and with it
+    every later record of this node."""
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def count(value: int, what: str, limit: int = U63) -> int:
     if value > limit:
         raise ProtocolError(f"{what} {value} is over {limit}")

@@ -97,7 +97,7 @@ def record_to_wire(record: Record) -> Message:
                 hash=record.hash,
                 state=int(record.state),  # type: ignore[arg-type]
                 bytes_done=record.bytes_done,
-                reason=record.reason,
+                reason=checks.clip(record.reason),
                 updated_ms=record.updated_ms,
             )
         case BorrowRequest():
@@ -114,7 +114,7 @@ def record_to_wire(record: Record) -> Message:
                 request_seq=record.request_seq,
                 library=record.library,
                 path=record.path,
-                reason=record.reason,
+                reason=checks.clip(record.reason),
             )
         case Admission():
             return pb.Admission(
