@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 from mesh.core.errors import DaemonNotRunningError, HomeBusyError
 from mesh.home import Home, HomeLock
 from mesh.node.api import NodeApi
-from mesh.node.local import LocalNode
 
 if TYPE_CHECKING:
-    # Imported when used: gRPC adds a tenth of a second to commands that do not need it.
+    # Imported when used: gRPC and the store add a tenth of a second each to commands that
+    # do not need them (and `mesh lend` through the daemon needs no store).
+    from mesh.node.local import LocalNode
     from mesh.transport.control_client import ControlClient
 
 
@@ -47,6 +48,8 @@ class CliContext:
             print(f"mesh: waiting: {exc}", file=sys.stderr)
             lock.acquire(wait=True)
         try:
+            from mesh.node.local import LocalNode
+
             node = LocalNode.open(home)
             try:
                 yield node
@@ -71,6 +74,8 @@ class CliContext:
                     yield client
                 return
         try:
+            from mesh.node.local import LocalNode
+
             node = LocalNode.open(home)
             try:
                 yield node

@@ -102,6 +102,8 @@ def _print_loans(lines: list[LoanLine]) -> None:
         )
         if line.reason and line.phase in ("refused", "failed", "declined"):
             typer.echo(f"{'':<9} why: {safe(line.reason)}")
+        elif line.reason and line.phase == "fetching":  # e.g. a source dropped for bad chunks
+            typer.echo(f"{'':<9} note: {safe(line.reason)}")
 
 
 def lend(

@@ -16,7 +16,6 @@ from mesh.core.errors import InvalidArgumentError
 from mesh.core.progress import ScanProgress
 from mesh.home import locked
 from mesh.node.api import NodeApi
-from mesh.node.local import LocalNode
 
 
 def _ctx(ctx: typer.Context) -> CliContext:
@@ -50,6 +49,8 @@ def init(
       mesh init --name laptop-old      # rename
       mesh init --reset                # a new identity, e.g. to join another mesh
     """
+    from mesh.node.local import LocalNode
+
     home = _ctx(ctx).home
     with locked(home, "cli"):
         if reset and home.exists():

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.vector import VersionVector
 
-PROTOCOL_VERSION = 1
+# 2: batches carry their origin's clock proof, and a clock moves only as far as one proves;
+#    Fetch answers with raw chunks on /mesh.v1.Transfer/Fetch.
+PROTOCOL_VERSION = 2
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(1, 2)
+COMPATIBLE_VERSIONS = range(2, 3)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -29,7 +32,9 @@ class VectorFrame:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Batch:
-    """Records of one origin and epoch covering (after_seq, through_seq], ascending."""
+    """Records of one origin and epoch covering (after_seq, through_seq], ascending, with
+    the origin's proof that its writes in that epoch reach at least through_seq (if the
+    sender holds one)."""
 
     origin: NodeId
     epoch: Epoch
@@ -37,6 +42,7 @@ class Batch:
     through_seq: int
     envelopes: tuple[Envelope, ...]
     batch_id: int = 0
+    proof: ClockProof | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,8 +1,9 @@
 """Which source fetches which chunks of one pull, when several may serve it.
 
 Sources pull work rather than being handed it: each takes the next run of missing chunks
-when it is free, sized to what it has been measured to fetch in about a second, so a faster
-source takes more and every source holds a bounded number of chunks at a time. When
+when it is free, sized to what it has been measured to fetch in about a second (and near
+the end to its share, by speed, of what is left), so a faster source takes more and every
+source holds a bounded number of chunks at a time. When
 nothing is left to take, a free source takes the untouched tail of the run that will end
 last (split by the two sources' rates), and the whole rest of a run whose source has gone
 quiet; a source that fails or sends a bad chunk gives its unfinished chunks back. Pure: the
@@ -11,6 +12,7 @@ caller passes the clock in.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -85,10 +87,21 @@ class PullPlan(Generic[S]):
         chunks = int(speed.bytes_per_s * RUN_SECONDS / self.chunk_size)
         return max(MIN_RUN, min(MAX_RUN, chunks))
 
+    def _fair(self, source: S, want: int) -> int:
+        """At most this source's share, by speed, of what is left to deal: near the end,
+        a run sized for a second would leave the other sources idle while it finishes."""
+        # Work still to do, dealt or not, split so that every source would finish together.
+        left = sum(end - first for first, end in self._queue)
+        left += sum(r.left for r in self._runs if r.source != source)
+        sources = {r.source for r in self._runs} | {source}
+        total = sum(max(self.speed(s), 1.0) for s in sources)
+        share = math.ceil(left * max(self.speed(source), 1.0) / total)
+        return max(1, min(want, share))
+
     def take(self, source: S, now: float) -> Run[S] | None:
         """The next run for `source` to fetch, or None if there is nothing it could help
         with now (wait for a change: a failure may give chunks back)."""
-        want = self._want(source)
+        want = self._fair(source, self._want(source))
         while self._queue:
             first, end = self._queue.popleft()
             if end - first > want:

@@ -30,6 +30,13 @@ again, so a purged tombstone cannot let the record it deleted come back from a p
 behind: that record's seq is covered. Retired epochs are exactly the epochs older than the
 clock's (epochs are ordered and a clock never moves back), so they need no list of their own.
 
+A clock moves only as far as its origin signed (mesh/core/clock_proof.py): a batch that
+would move it must carry the origin's clock proof covering the batch's end, or end with a
+record the origin signed. Otherwise a member relaying a batch could announce an epoch or a
+seq the origin never reached, and every node would drop the origin's records or skip its
+next writes. The latest proof verified of each origin is kept and sent on with that
+origin's batches; ours is signed when our clock has moved and our records go out.
+
 A batch of an origin that no admission names is refused, unless it holds membership records
 only or its origin is the root (whose genesis admits itself): a member relaying records
 cannot invent origins, each of which would grow every replica and vector for good.
@@ -69,6 +76,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from mesh.core.clock_proof import ClockProof, proof_bytes
 from mesh.core.envelope import Envelope, signing_bytes
 from mesh.core.epoch import ZERO, Epoch
 from mesh.core.errors import InvalidArgumentError, ProtocolError, StoreError
@@ -231,6 +239,7 @@ class Replica:
         self._verify = verify
         self._encode = encode
         self._sign = sign
+        self._own_proof: ClockProof | None = None  # our last signed clock, while it is current
         own = store.clock(self_id)
         if own is not None and own.epoch > epoch:
             raise StoreError(
@@ -445,7 +454,10 @@ class Replica:
                 after = theirs.seq
             else:
                 continue
-            yield from self._pages(origin, ours.epoch, after, ours.seq, max_bytes, max_records)
+            proof = self._proof_of(origin, ours)
+            yield from self._pages(
+                origin, ours.epoch, after, ours.seq, max_bytes, max_records, proof
+            )
         if relay_membership:
             yield from self.loose_membership(peer)
 
@@ -479,8 +491,10 @@ class Replica:
         through: int,
         max_bytes: int,
         max_records: int,
+        proof: ClockProof | None,
     ) -> Iterator[Batch]:
-        """The store's range as batches; the last one ends at `through` whatever it holds."""
+        """The store's range as batches; the last one ends at `through` whatever it holds.
+        Each carries `proof`, the origin's word that its writes reach `through`."""
 
         def page(start: int) -> Sequence[Envelope]:
             if start >= through:
@@ -499,10 +513,24 @@ class Replica:
                 after_seq=after,
                 through_seq=end,
                 envelopes=tuple(current),
+                proof=proof,
             )
             if not following:
                 return
             after, current = end, following
+
+    def _proof_of(self, origin: NodeId, clock: Clock) -> ClockProof | None:
+        """The proof to send with `origin`'s records up to `clock`: of our own clock, signed
+        here (once per clock); of another origin, the latest one held, if of that epoch."""
+        if origin != self._id:
+            held = self._store.proof(origin)
+            return held if held is not None and held.epoch == clock.epoch else None
+        proof = self._own_proof
+        if proof is None or (proof.epoch, proof.seq) != (clock.epoch, clock.seq):
+            signature = self._sign(proof_bytes(self._id, clock.epoch, clock.seq))
+            proof = ClockProof(epoch=clock.epoch, seq=clock.seq, signature=signature)
+            self._own_proof = proof
+        return proof
 
     # -- applying what a peer sent ---------------------------------------------------------
 
@@ -587,7 +615,11 @@ class Replica:
             careful = bool(fresh) and bool(
                 self._store.envelopes(origin, batch.epoch, floor, MAX_SEQ, max_count=1, max_bytes=0)
             )
-        taken = self._admit_envelopes(origin, fresh, careful)
+        taken, certificate = self._admit_envelopes(origin, fresh, careful)
+        proofs: tuple[tuple[NodeId, ClockProof], ...] = ()
+        if new_clock is not None and new_clock != clock:
+            keep = self._prove_move(batch, new_clock, certificate, taken)
+            proofs = ((origin, keep),) if keep is not None else ()
 
         membership, records = self._membership, self._records
         signed = {
@@ -609,6 +641,7 @@ class Replica:
             drops=drops,
             puts=tuple(puts),
             clocks=((origin, new_clock),) if new_clock is not None and new_clock != clock else (),
+            proofs=proofs,
         )
         membership_changed = membership != self._membership
         if changes:
@@ -628,10 +661,11 @@ class Replica:
 
     def _admit_envelopes(
         self, origin: NodeId, envelopes: Sequence[Envelope], careful: bool
-    ) -> list[tuple[bytes, Envelope, Record]]:
+    ) -> tuple[list[tuple[bytes, Envelope, Record]], bytes | None]:
         """Decode, check and verify the envelopes that would become live (ProtocolError).
 
-        Returns (key, envelope, record) for each, the newest per key.
+        Returns (key, envelope, record) for each, the newest per key, and the certificate
+        that checks the origin's signatures (None if none is known).
         """
         decoded: list[tuple[Envelope, Record]] = []
         own_certificate: bytes | None = None
@@ -667,7 +701,48 @@ class Replica:
                 ):
                     raise ProtocolError(f"record {env.seq} has a bad signature")
             taken[key] = (key, env, record)  # ascending: a later write of a key wins
-        return list(taken.values())
+        return list(taken.values()), own_certificate or self._membership.certificates.get(origin)
+
+    def _prove_move(
+        self,
+        batch: Batch,
+        to: Clock,
+        certificate: bytes | None,
+        taken: Sequence[tuple[bytes, Envelope, Record]],
+    ) -> ClockProof | None:
+        """Check that the origin itself says its writes reach `to` (ProtocolError if not).
+
+        Either the batch's clock proof covers `to`, or the batch ends at `to` with a record
+        the origin signed. Returns the batch's proof if it is to be kept (verified, and
+        newer than the one held); the held one is not verified again.
+        """
+        origin, proof = batch.origin, batch.proof
+        if proof is not None and proof.covers(to.epoch, to.seq):
+            held = self._store.proof(origin)
+            if proof == held:
+                return None
+            if certificate is None or not self._verify(
+                certificate, proof_bytes(origin, proof.epoch, proof.seq), proof.signature
+            ):
+                raise ProtocolError(
+                    f"the clock proof of {origin.short()} ({proof.epoch}/{proof.seq}) has a bad "
+                    "signature"
+                )
+            return proof if proof.newer_than(held) else None
+        last = batch.envelopes[-1] if batch.envelopes else None
+        if last is not None and last.seq == to.seq and last.kind in SIGNED_KINDS:
+            if any(env is last for _, env, _ in taken):
+                return None  # verified with the records
+            if (
+                certificate is not None
+                and last.signature
+                and self._verify(certificate, last.signing_bytes(), last.signature)
+            ):
+                return None
+        raise ProtocolError(
+            f"no signature of {origin.short()} says its writes reach {to.epoch}/{to.seq}: "
+            "its clock cannot move there"
+        )
 
     def signed_by_member(self, env: Envelope) -> bool:
         """Whether `env` carries a valid signature of its origin, a current member (for a

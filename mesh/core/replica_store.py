@@ -6,7 +6,8 @@ cost follows what it returns or changes, never the store's size. In SQLite terms
 are rows keyed by `key` (origin, epoch created_ms, epoch nonce, seq, kind, body, signature,
 deleted), with an index on (origin, epoch created_ms, epoch nonce, seq) for `envelopes` and
 drops, a partial index on it WHERE deleted for `tombstones`, and a partial index WHERE kind
-is an admission or removal (7, 8) for `membership`; clocks are a table keyed by origin.
+is an admission or removal (7, 8) for `membership`; clocks are a table keyed by origin, and
+so are the origins' clock proofs (which the store keeps to relay them, checked already).
 
 Everything an apply or a local write changes goes to `commit` as one `Changes` value, applied
 atomically (one transaction): a crash leaves either all of a batch or none of it, and a
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
@@ -57,9 +59,10 @@ class Changes:
     removes: tuple[bytes, ...] = ()  # keys whose live record goes (purged tombstones)
     puts: tuple[Put, ...] = ()
     clocks: tuple[tuple[NodeId, Clock], ...] = ()  # set as given
+    proofs: tuple[tuple[NodeId, ClockProof], ...] = ()  # set as given (replacing the held one)
 
     def __bool__(self) -> bool:
-        return bool(self.drops or self.removes or self.puts or self.clocks)
+        return bool(self.drops or self.removes or self.puts or self.clocks or self.proofs)
 
 
 class ReplicaStore(Protocol):
@@ -71,6 +74,10 @@ class ReplicaStore(Protocol):
 
     def clock(self, origin: NodeId) -> Clock | None:
         """`origin`'s clock, None if nothing of it was ever applied."""
+        ...
+
+    def proof(self, origin: NodeId) -> ClockProof | None:
+        """The latest clock proof of `origin` committed, None if none was."""
         ...
 
     def get(self, key: bytes) -> Envelope | None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import re
 import stat
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from mesh.core.chunks import chunk_span
+from mesh.core.chunks import CHUNK_SIZE, chunk_span
 from mesh.core.errors import (
     InvalidArgumentError,
     InvalidPathError,
@@ -206,14 +207,55 @@ def _unlink_if_present(parent: int, name: str, where: str) -> None:
         raise _os_error(exc, f"delete {where}") from exc
 
 
-class StagingFile:
-    """The open staging file of one pull; chunks are written and read at their offsets."""
+def _write_all(fd: int, data: bytes | mmap.mmap, offset: int) -> None:
+    with memoryview(data) as whole:
+        view = whole
+        while view:
+            written = os.pwrite(fd, view, offset)
+            if written <= 0:  # pwrite on a regular file writes or fails; never loop forever
+                raise OSError(errno.EIO, "nothing written")
+            view = view[written:]
+            offset += written
+        del view  # its slice of the buffer, before the buffer may be closed
 
-    def __init__(self, fd: int, *, key: str, size: int, where: str) -> None:
+
+def _open_direct(fd: int) -> int:
+    """A second, O_DIRECT descriptor of the file open as `fd`, or -1 where there is none.
+    Reopened through /proc/self/fd, which names the open file itself, so no path is walked
+    again (a name swapped meanwhile cannot redirect it)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return -1  # macOS, Windows
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | flag | os.O_CLOEXEC)
+    except OSError:
+        return -1  # no /proc, or a file system without O_DIRECT (tmpfs on older kernels)
+
+
+class StagingFile:
+    """The open staging file of one pull; chunks are written and read at their offsets.
+
+    Whole chunks go to the disk with O_DIRECT where the file system allows it, through a
+    second descriptor of the same open file: a borrowed file is written once and not read
+    again soon, so the page cache would only cost a copy into freshly allocated pages (the
+    most expensive part of a pull on these machines, FIELD-NOTES.md) and push out what the
+    user is working with. O_DIRECT wants aligned memory, so each chunk is copied into one
+    page-aligned buffer first; the last, shorter chunk goes through the page cache. One
+    thread writes at a time (the buffer is shared).
+    """
+
+    def __init__(self, fd: int, *, key: str, size: int, where: str, direct: bool = True) -> None:
         self._fd = fd
         self.key = key
         self.size = size
         self._where = where
+        self._direct = _open_direct(fd) if direct else -1
+        self._buffer = mmap.mmap(-1, CHUNK_SIZE) if self._direct >= 0 else None
+
+    @property
+    def direct(self) -> bool:
+        """Whether whole chunks bypass the page cache."""
+        return self._direct >= 0
 
     def _fileno(self) -> int:
         if self._fd < 0:
@@ -226,18 +268,27 @@ class StagingFile:
         if len(data) != length:
             raise ValueError(f"chunk {index} of {self._where} is {length} bytes, not {len(data)}")
         fd = self._fileno()
-        view = memoryview(data)
         try:
-            while view:
-                written = os.pwrite(fd, view, offset)
-                if written <= 0:  # pwrite on a regular file writes or fails; never loop forever
-                    raise OSError(errno.EIO, "nothing written")
-                view = view[written:]
-                offset += written
+            if self._buffer is not None and length == CHUNK_SIZE:
+                self._buffer[:] = data
+                try:
+                    _write_all(self._direct, self._buffer, offset)
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self._stop_direct()  # this file system refuses it after all
+            _write_all(fd, data, offset)
         except OSError as exc:
             raise _os_error(exc, f"write chunk {index} to {self._where}") from exc
-        finally:
-            view.release()
+
+    def _stop_direct(self) -> None:
+        if self._direct >= 0:
+            fd, self._direct = self._direct, -1
+            os.close(fd)
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
 
     def read_chunk(self, index: int) -> bytes:
         """Chunk `index` as it is on disk now (shorter if the file was cut short)."""
@@ -264,6 +315,7 @@ class StagingFile:
             raise _os_error(exc, f"flush {self._where} to disk") from exc
 
     def close(self) -> None:
+        self._stop_direct()
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
@@ -357,12 +409,20 @@ class BorrowedFolder:
     # -- placed files --------------------------------------------------------------------
 
     def place(
-        self, key: str, parts: Sequence[str], expected_hash: bytes, *, replacing: FileId | None
+        self,
+        key: str,
+        parts: Sequence[str],
+        expected_hash: bytes,
+        *,
+        replacing: FileId | None,
+        hashed: bytes | None = None,
     ) -> FileId:
         """Put the verified staging file of pull `key` at `parts` (lender, library, path names).
 
-        The whole file is hashed again and must equal `expected_hash` (else PlacementError,
-        and the staging file is kept for the caller to decide). An existing destination is
+        The whole file must hash to `expected_hash` (else PlacementError, and the staging
+        file is kept for the caller to decide): `hashed` is its hash as the caller built it
+        while writing the file (fs/whole_hash.py); without it, the file is read and hashed
+        again here. An existing destination is
         replaced only if it is `replacing`; anything else there raises UserFileInTheWayError
         and nothing is touched. The staging name stays linked to the placed copy until the
         caller, having recorded the returned FileId, calls `discard(key)`."""
@@ -376,10 +436,12 @@ class BorrowedFolder:
             # A second link left by a replacement that died before its rename.
             _unlink_if_present(staging_fd, key + _SWAP, self._shown([STAGING, key + _SWAP]))
             fd = self._open_staged(stack, staging_fd, key)
-            try:
-                content, _packed, _size = hash_fd(fd)
-            except OSError as exc:
-                raise _os_error(exc, f"read the staging file of {shown}") from exc
+            content = hashed
+            if content is None:
+                try:
+                    content, _packed, _size = hash_fd(fd)
+                except OSError as exc:
+                    raise _os_error(exc, f"read the staging file of {shown}") from exc
             if content != expected_hash:
                 raise PlacementError(
                     f"the file fetched for {shown} does not have the content hash it should "

@@ -39,6 +39,7 @@ from mesh.core.pull_plan import PullPlan, Run
 from mesh.core.records import LoanState
 from mesh.core.transfer import FetchRequest, Manifest, ManifestRequest
 from mesh.fs.borrowed import BorrowedFolder, FileId, NoSpaceError, PlacementError, StagingFile
+from mesh.fs.whole_hash import WholeHash
 from mesh.node.channels import Channels
 from mesh.node.lending import Lending, Lent, copy_parts
 from mesh.node.local import now_ms
@@ -105,6 +106,8 @@ class Puller:
         self._changed: asyncio.Event
         self._staging: StagingFile
         self._writer: ThreadPoolExecutor
+        self._whole: WholeHash
+        self._hashed: bytes | None = None
 
     @property
     def _key_hex(self) -> str:
@@ -223,8 +226,10 @@ class Puller:
             self._host.borrowed.staging, self._staging_name, content.size
         )
         self._staging = staging
-        # One writer per pull: buffered writes to one file from several threads contend
-        # for its inode lock in the kernel and cost more than they overlap.
+        present = [i for i in range(verified.count) if i in verified]
+        self._whole = WholeHash(staging, verified.count, present)
+        # One writer per pull: writes to one file from several threads contend for its
+        # inode lock in the kernel and cost more than they overlap; it also feeds the hash.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="mesh-pull")
         try:
             try:
@@ -239,12 +244,16 @@ class Puller:
             await self._settle_checkpoint()
             if self._plan.done and self._hashes is not None:
                 await self._save()
+                loop = asyncio.get_running_loop()
+                self._hashed = await loop.run_in_executor(self._writer, self._whole.digest)
                 return self._hashes
             return None
         finally:
             if self._checkpoint is not None:
                 await asyncio.gather(self._checkpoint, return_exceptions=True)
-            self._writer.shutdown(wait=False)  # what it still runs was awaited or cancelled
+            # A write still running in the writer (its waiter was cancelled) must end before
+            # the descriptor closes: a number reused by another open would take its bytes.
+            await asyncio.to_thread(self._writer.shutdown, wait=True, cancel_futures=True)
             await asyncio.to_thread(staging.close)
 
     async def _source_loop(self, source: NodeId) -> None:
@@ -322,6 +331,7 @@ class Puller:
             count=run.end - run.first,
             binding=lent.envelope,
         )
+        log.debug("asking %s for chunks %d-%d", run.source.short(), run.first, run.end - 1)
         try:
             async for chunk in channel.fetch(request):
                 if not plan.received(run, chunk.index, time.monotonic()):
@@ -336,6 +346,7 @@ class Puller:
                             self._writer,
                             _write_verified,
                             self._staging,
+                            self._whole,
                             chunk.index,
                             chunk.data,
                             want,
@@ -380,12 +391,29 @@ class Puller:
         async with self._saving:
             bits = bytes(self._verified.bits)  # before the sync: only what it covers
             await asyncio.to_thread(self._staging.sync)
-            if self._pull is not None:
-                self._pull = dataclasses.replace(self._pull, verified=bits)
-                await self._host.store(self._host.lending.book.save_pull, self._pull)
+            pull = self._pull = (
+                dataclasses.replace(self._pull, verified=bits) if self._pull is not None else None
+            )
+            lending, lent = self._host.lending, self.lent
+
+            def write() -> None:
+                # One transaction (one fsync of the store) for both: the store thread is
+                # what control calls wait for.
+                with lending.local.db.transaction():
+                    if pull is not None:
+                        lending.book.save_pull(pull)
+                    if report:
+                        lending.write_status(
+                            lent.lender,
+                            lent.binding,
+                            LoanState.FETCHING,
+                            now_ms(),
+                            bytes_done=self.bytes_done,
+                            reason=self._note,
+                        )
+
+            await self._host.store(write)
             self._last_saved = time.monotonic()
-        if report:
-            await self._status(LoanState.FETCHING)
 
     async def _place(self, hashes: bytes) -> bool:
         lent, host = self.lent, self._host
@@ -406,6 +434,7 @@ class Puller:
                 parts,
                 lent.binding.content.hash,
                 replacing=replacing,
+                hashed=self._hashed,
             )
         except PlacementError as exc:
             log.warning("cannot place %s: %s", "/".join(parts), exc)
@@ -441,10 +470,13 @@ def _check_manifest(manifest: Manifest, lent: Lent) -> None:
         raise ProtocolError("its chunk list does not match the loan's chunk root")
 
 
-def _write_verified(staging: StagingFile, index: int, data: bytes, expected: bytes) -> None:
+def _write_verified(
+    staging: StagingFile, whole: WholeHash, index: int, data: bytes, expected: bytes
+) -> None:
     if xxhash.xxh3_128_digest(data) != expected:
         raise ProtocolError(f"chunk {index} does not match its hash")
     staging.write_chunk(index, data)
+    whole.add(index, data)
 
 
 __all__ = ["Bitmap", "Puller"]

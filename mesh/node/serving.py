@@ -127,9 +127,9 @@ class Serving:
                 await self._host.limits.serve.take(len(data))
                 yield Chunk(index=index, data=data)
         finally:
-            if not ahead.done():
-                ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
+            # Let a read still running in its thread finish (cancelling only stops waiting
+            # for it) before the descriptor closes and its number can be reused.
+            await asyncio.gather(ahead, return_exceptions=True)
             os.close(fd)
 
     def _open(self, source: _Source) -> int:

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
@@ -129,6 +130,15 @@ class SqliteReplicaStore:
             "SELECT epoch_ms, epoch_nonce, seq FROM clocks WHERE origin = ?", (origin.raw,)
         ).fetchone()
         return None if row is None else Clock(Epoch(row[0], row[1]), row[2])
+
+    def proof(self, origin: NodeId) -> ClockProof | None:
+        row = self._db.conn.execute(
+            "SELECT epoch_ms, epoch_nonce, seq, signature FROM clock_proofs WHERE origin = ?",
+            (origin.raw,),
+        ).fetchone()
+        if row is None:
+            return None
+        return ClockProof(epoch=Epoch(row[0], row[1]), seq=row[2], signature=row[3])
 
     def get(self, key: bytes) -> Envelope | None:
         own = self._own_entry_key(key)
@@ -274,4 +284,14 @@ class SqliteReplicaStore:
             "ON CONFLICT (origin) DO UPDATE SET epoch_ms = excluded.epoch_ms, "
             "epoch_nonce = excluded.epoch_nonce, seq = excluded.seq",
             [(o.raw, c.epoch.created_ms, c.epoch.nonce, c.seq) for o, c in changes.clocks],
+        )
+        conn.executemany(
+            "INSERT INTO clock_proofs (origin, epoch_ms, epoch_nonce, seq, signature) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET "
+            "epoch_ms = excluded.epoch_ms, epoch_nonce = excluded.epoch_nonce, "
+            "seq = excluded.seq, signature = excluded.signature",
+            [
+                (o.raw, p.epoch.created_ms, p.epoch.nonce, p.seq, p.signature)
+                for o, p in changes.proofs
+            ],
         )

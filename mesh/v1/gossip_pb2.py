@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mesh.v1 import records_pb2 as mesh_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/gossip.proto\x12\x07mesh.v1\x1a\x15mesh/v1/records.proto\"_\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x1d\n\x05\x65poch\x18\x02 \x01(\x0b\x32\x0e.mesh.v1.Epoch\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x96\x01\n\x05\x42\x61tch\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x1d\n\x05\x65poch\x18\x02 \x01(\x0b\x32\x0e.mesh.v1.Epoch\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\x12\x13\n\x0bthrough_seq\x18\x04 \x01(\x04\x12$\n\tenvelopes\x18\x05 \x03(\x0b\x32\x11.mesh.v1.Envelope\x12\x10\n\x08\x62\x61tch_id\x18\x06 \x01(\x04\"`\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12&\n\x06vector\x18\x02 \x01(\x0b\x32\x16.mesh.v1.VersionVector\x12\x0f\n\x07refused\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"#\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x0c\n\x04pong\x18\x02 \x01(\x08\",\n\x0bGossipError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xe5\x01\n\x0bGossipFrame\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.mesh.v1.HelloH\x00\x12(\n\x06vector\x18\x02 \x01(\x0b\x32\x16.mesh.v1.VersionVectorH\x00\x12\x1f\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32\x0e.mesh.v1.BatchH\x00\x12\x1b\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0c.mesh.v1.AckH\x00\x12\x1d\n\x04ping\x18\x05 \x01(\x0b\x32\r.mesh.v1.PingH\x00\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.mesh.v1.GossipErrorH\x00\x42\x07\n\x05\x66rameb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/gossip.proto\x12\x07mesh.v1\x1a\x15mesh/v1/records.proto\"_\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x1d\n\x05\x65poch\x18\x02 \x01(\x0b\x32\x0e.mesh.v1.Epoch\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\t\",\n\nClockProof\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xba\x01\n\x05\x42\x61tch\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x1d\n\x05\x65poch\x18\x02 \x01(\x0b\x32\x0e.mesh.v1.Epoch\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\x12\x13\n\x0bthrough_seq\x18\x04 \x01(\x04\x12$\n\tenvelopes\x18\x05 \x03(\x0b\x32\x11.mesh.v1.Envelope\x12\x10\n\x08\x62\x61tch_id\x18\x06 \x01(\x04\x12\"\n\x05proof\x18\x07 \x01(\x0b\x32\x13.mesh.v1.ClockProof\"`\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12&\n\x06vector\x18\x02 \x01(\x0b\x32\x16.mesh.v1.VersionVector\x12\x0f\n\x07refused\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"#\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x0c\n\x04pong\x18\x02 \x01(\x08\",\n\x0bGossipError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xe5\x01\n\x0bGossipFrame\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.mesh.v1.HelloH\x00\x12(\n\x06vector\x18\x02 \x01(\x0b\x32\x16.mesh.v1.VersionVectorH\x00\x12\x1f\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32\x0e.mesh.v1.BatchH\x00\x12\x1b\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0c.mesh.v1.AckH\x00\x12\x1d\n\x04ping\x18\x05 \x01(\x0b\x32\r.mesh.v1.PingH\x00\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.mesh.v1.GossipErrorH\x00\x42\x07\n\x05\x66rameb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HELLO']._serialized_start=56
   _globals['_HELLO']._serialized_end=151
-  _globals['_BATCH']._serialized_start=154
-  _globals['_BATCH']._serialized_end=304
-  _globals['_ACK']._serialized_start=306
-  _globals['_ACK']._serialized_end=402
-  _globals['_PING']._serialized_start=404
-  _globals['_PING']._serialized_end=439
-  _globals['_GOSSIPERROR']._serialized_start=441
-  _globals['_GOSSIPERROR']._serialized_end=485
-  _globals['_GOSSIPFRAME']._serialized_start=488
-  _globals['_GOSSIPFRAME']._serialized_end=717
+  _globals['_CLOCKPROOF']._serialized_start=153
+  _globals['_CLOCKPROOF']._serialized_end=197
+  _globals['_BATCH']._serialized_start=200
+  _globals['_BATCH']._serialized_end=386
+  _globals['_ACK']._serialized_start=388
+  _globals['_ACK']._serialized_end=484
+  _globals['_PING']._serialized_start=486
+  _globals['_PING']._serialized_end=521
+  _globals['_GOSSIPERROR']._serialized_start=523
+  _globals['_GOSSIPERROR']._serialized_end=567
+  _globals['_GOSSIPFRAME']._serialized_start=570
+  _globals['_GOSSIPFRAME']._serialized_end=799
 # @@protoc_insertion_point(module_scope)

@@ -49,8 +49,37 @@ class Hello(_message.Message):
 Global___Hello: _TypeAlias = Hello  # noqa: Y015
 
 @_typing.final
+class ClockProof(_message.Message):
+    """The origin's signature that its writes in the batch's epoch reach at least `seq`
+    (ECDSA P-256 over "mesh clock v1", NUL, origin, epoch, seq): a clock moves no further.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClockProof: _TypeAlias = ClockProof  # noqa: Y015
+
+@_typing.final
 class Batch(_message.Message):
-    """Records of one origin, ascending: accepted when after_seq is at most what the receiver holds."""
+    """Records of one origin, ascending: accepted when after_seq is at most what the receiver holds,
+    and, if they move its clock, when the origin's proof (or its signed last record) covers
+    through_seq. Relays pass the proof on unchanged.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -60,6 +89,7 @@ class Batch(_message.Message):
     THROUGH_SEQ_FIELD_NUMBER: _builtins.int
     ENVELOPES_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
     origin: _builtins.bytes
     after_seq: _builtins.int
     through_seq: _builtins.int
@@ -68,6 +98,8 @@ class Batch(_message.Message):
     def epoch(self) -> _records_pb2.Epoch: ...
     @_builtins.property
     def envelopes(self) -> _containers.RepeatedCompositeFieldContainer[_records_pb2.Envelope]: ...
+    @_builtins.property
+    def proof(self) -> Global___ClockProof: ...
     def __init__(
         self,
         *,
@@ -77,10 +109,11 @@ class Batch(_message.Message):
         through_seq: _builtins.int = ...,
         envelopes: _abc.Iterable[_records_pb2.Envelope] | None = ...,
         batch_id: _builtins.int = ...,
+        proof: Global___ClockProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proof", b"proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "batch_id", b"batch_id", "envelopes", b"envelopes", "epoch", b"epoch", "origin", b"origin", "through_seq", b"through_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "batch_id", b"batch_id", "envelopes", b"envelopes", "epoch", b"epoch", "origin", b"origin", "proof", b"proof", "through_seq", b"through_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.errors import ProtocolError
 from mesh.core.gossip import Ack, Batch, GossipError, GossipFrame, Hello, Ping, VectorFrame
 from mesh.v1 import gossip_pb2 as pb
@@ -53,6 +54,12 @@ def _batch_to_wire(frame: Batch) -> pb.Batch:
         through_seq=frame.through_seq,
         batch_id=frame.batch_id,
     )
+    proof = frame.proof
+    # The proof's epoch is the batch's on the wire: a proof of another epoch proves nothing
+    # about this batch, so it is not sent.
+    if proof is not None and proof.epoch == frame.epoch:
+        msg.proof.seq = proof.seq
+        msg.proof.signature = proof.signature
     add = msg.envelopes.add
     raw, stamp = frame.origin.raw, frame.epoch
     for e in frame.envelopes:
@@ -91,6 +98,13 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
             envelopes.append(envelope.from_wire(e, origin, epoch))
         else:
             envelopes.append(envelope.from_wire(e))
+    proof = None
+    if b.HasField("proof"):
+        if len(b.proof.signature) > envelope.MAX_SIGNATURE:
+            raise ProtocolError("a clock proof's signature too long to be ECDSA P-256")
+        proof = ClockProof(
+            epoch=epoch, seq=checks.count(b.proof.seq, "proof seq"), signature=b.proof.signature
+        )
     return Batch(
         origin=origin,
         epoch=epoch,
@@ -98,6 +112,7 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
         through_seq=through,
         envelopes=tuple(envelopes),
         batch_id=checks.count(b.batch_id, "batch id"),
+        proof=proof,
     )
 
 

@@ -17,8 +17,8 @@ Each baseline runs in fresh processes with the default allocator. Also measured:
   resume    the laptop's daemon SIGKILLed when half the file is verified and started again:
             the time from its restart (and from it answering the CLI) until it holds the
             copy, against a full pull. Target <= 0.6x.
-  latency   while the mesh pulls, both daemons answer a control call (`loans`) every 50 ms:
-            the slowest answer. Target <= 100 ms.
+  latency   while the mesh pulls, both daemons answer the control calls behind `mesh loans`
+            and `mesh status` every 50 ms: the slowest answer. Target <= 100 ms.
 Targets: mesh >= 0.7x rsync and >= 1.6x grpc. Medians over the rounds, (min-max) after.
 `--quick` is a smoke run (64 MiB, one round) that checks the machinery end to end.
 """
@@ -174,10 +174,11 @@ class Responsiveness:
         try:
             while not self._stop.wait(0.05):
                 for client in clients:
-                    began = time.monotonic()
-                    client.loans()
-                    self.worst = max(self.worst, time.monotonic() - began)
-                    self.calls += 1
+                    for call in (client.loans, client.status):  # `mesh loans`, `mesh status`
+                        began = time.monotonic()
+                        call()
+                        self.worst = max(self.worst, time.monotonic() - began)
+                        self.calls += 1
         finally:
             for client in clients:
                 client.close()

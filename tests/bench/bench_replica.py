@@ -51,6 +51,8 @@ def replica(signer: FakeSigner, nonce: int) -> Replica:
 def build(records: int) -> tuple[Replica, float]:
     """The origin's replica after writing `records` entries (and a tenth rewritten)."""
     source = replica(ORIGIN, 1)
+    # Its genesis: peers check its clock proofs (and signed records) with its certificate.
+    source.admit(ORIGIN.certificate, "origin", 1)
     started = time.perf_counter()
     for i in range(records):
         source.write(

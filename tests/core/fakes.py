@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
@@ -68,6 +69,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._clocks: dict[NodeId, Clock] = {}
+        self._proofs: dict[NodeId, ClockProof] = {}
         self._live: dict[bytes, tuple[Envelope, bool]] = {}
         self._streams: dict[tuple[NodeId, Epoch], _SeqIndex] = {}
         self._tombstones: dict[tuple[NodeId, Epoch], _SeqIndex] = {}
@@ -81,6 +83,9 @@ class MemoryStore:
 
     def clock(self, origin: NodeId) -> Clock | None:
         return self._clocks.get(origin)
+
+    def proof(self, origin: NodeId) -> ClockProof | None:
+        return self._proofs.get(origin)
 
     def get(self, key: bytes) -> Envelope | None:
         held = self._live.get(key)
@@ -150,6 +155,8 @@ class MemoryStore:
                 self._membership[put.key] = env
         for origin, clock in changes.clocks:
             self._clocks[origin] = clock
+        for origin, proof in changes.proofs:
+            self._proofs[origin] = proof
 
     def _forget(self, key: bytes) -> None:
         held = self._live.pop(key, None)
@@ -191,6 +198,9 @@ class RecordingStore:
 
     def clock(self, origin: NodeId) -> Clock | None:
         return self.inner.clock(origin)
+
+    def proof(self, origin: NodeId) -> ClockProof | None:
+        return self.inner.proof(origin)
 
     def get(self, key: bytes) -> Envelope | None:
         return self.inner.get(key)

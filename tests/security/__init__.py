@@ -16,7 +16,11 @@ Tests marked xfail(strict) record a hole still open; each says what the fix is.
      altered or forged under another origin is refused and logged: test_relayed_records.py::
      test_a_member_relaying_altered_or_forged_signed_records_is_refused_and_logged;
      origins nobody admitted: test_records_of_origins_nobody_admitted_are_refused;
-     another member's clock: test_a_member_cannot_move_another_members_clock (xfail)
+     another member's clock: test_a_member_cannot_move_another_members_clock (and, rule by
+     rule, tests/core/test_replica.py::
+     test_a_relayed_batch_moves_a_clock_only_as_far_as_its_origin_signed); records a relay
+     leaves out: tests/core/test_replica.py::
+     test_a_relay_cannot_leave_out_records_its_origin_wrote (xfail)
    - records of a node's own origin arriving from others are ignored:
      tests/core/test_replica.py::test_records_of_our_own_origin_from_others_are_ignored
    - a removed member's streams end within a second:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
+from mesh.core.clock_proof import ClockProof, proof_bytes
 from mesh.core.envelope import Envelope, signing_bytes
 from mesh.core.epoch import Epoch
 from mesh.core.gossip import PROTOCOL_VERSION, Ack, Batch, Hello, VectorFrame
@@ -29,7 +30,7 @@ from mesh.core.records import (
     LibraryRecord,
     Record,
 )
-from mesh.core.vector import VersionVector
+from mesh.core.vector import Clock, VersionVector
 from mesh.security import identity as ident
 from mesh.security.identity import Identity
 from mesh.transport.gossip_stream import GossipStream
@@ -49,6 +50,12 @@ def envelope(origin: NodeId, record: Record, signer: Identity | None, seq: int =
     return Envelope(origin=origin, epoch=EPOCH, seq=seq, kind=kind, body=body, signature=signature)
 
 
+def clock_proof(signer: Identity, seq: int) -> ClockProof:
+    """`signer`'s word that its writes in EPOCH reach `seq`, as it signs it itself."""
+    signature = signer.sign(proof_bytes(signer.node_id, EPOCH, seq))
+    return ClockProof(epoch=EPOCH, seq=seq, signature=signature)
+
+
 class Member:
     """b's end of a gossip stream to a, driven by hand."""
 
@@ -63,7 +70,7 @@ class Member:
         )
         await self.stream.send(VectorFrame(vector=VersionVector()))
 
-    async def offer(self, env: Envelope) -> Ack:
+    async def offer(self, env: Envelope, proof: ClockProof | None = None) -> Ack:
         """Send one record as a batch of its own (from the origin's start); a's ack of it."""
         batch_id = next(self._ids)
         await self.stream.send(
@@ -74,6 +81,7 @@ class Member:
                 through_seq=env.seq,
                 envelopes=(env,),
                 batch_id=batch_id,
+                proof=proof,
             )
         )
         while True:  # a's own batches and pings come in between: skip them
@@ -93,7 +101,8 @@ async def test_a_member_relaying_altered_or_forged_signed_records_is_refused_and
     with c.local() as node:
         c_id = node.identity
     with d.local() as node:
-        d_node = node.node_id
+        d_id = node.identity
+    d_node = d_id.node_id
     await a.start()
     assert a.daemon is not None
     c_node = c_id.node_id
@@ -151,9 +160,12 @@ async def test_a_member_relaying_altered_or_forged_signed_records_is_refused_and
             ack = await member.offer(genuine_ask)
             assert not ack.refused, ack.reason
             assert replica.clock(c_node) is not None
-        # Unsigned kinds are trusted as far as the member that relays them (README).
-        ack = await member.offer(envelope(d_node, LibraryRecord(name="Movies"), None))
-        assert not ack.refused
+        # Unsigned kinds are trusted as far as the member that relays them (README), within
+        # the history their origin signed (d's clock proof: its writes reach seq 1).
+        made_up = envelope(d_node, LibraryRecord(name="Movies"), None)
+        assert (await member.offer(made_up)).refused
+        ack = await member.offer(made_up, clock_proof(d_id, 1))
+        assert not ack.refused, ack.reason
         member.stream.close()
     finally:
         await channel.close()
@@ -196,18 +208,14 @@ async def test_records_of_origins_nobody_admitted_are_refused(
         await channel.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an origin's clock moves on an unsigned batch (a new epoch is announced by an "
-    "empty one), so any member can move another's clock past everything it will write "
-    "(fix: clock moves proven by the origin's signature; see the report)",
-)
-@pytest.mark.parametrize("how", ["a far epoch", "a far seq"])
-async def test_a_member_cannot_move_another_members_clock(nodes: Make, how: str) -> None:
+@pytest.mark.parametrize("how", ["a far epoch", "a far seq", "a made-up record at a far seq"])
+async def test_a_member_cannot_move_another_members_clock(
+    nodes: Make, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Under c's origin, b announces an epoch from the far future (every node would drop
     c's records, its bindings too, so the loans it lent end, and refuse c's real epoch as
     retired), or says c's current epoch runs to the last seq (every node would skip all c
-    writes from then on)."""
+    writes from then on), with or without an unsigned record of c's at that seq."""
     a, b, c = nodes("a"), nodes("b"), nodes("c")
     mesh_of(a, b, c)
     with b.local() as node:
@@ -237,13 +245,29 @@ async def test_a_member_cannot_move_another_members_clock(nodes: Make, how: str)
             epoch=Epoch(far, 0) if how == "a far epoch" else EPOCH,
             after_seq=0 if how == "a far epoch" else 1,
             through_seq=0 if how == "a far epoch" else far,
-            envelopes=(),
+            envelopes=(
+                (envelope(c_id.node_id, LibraryRecord(name="Junk"), None, seq=far),)
+                if how == "a made-up record at a far seq"
+                else ()
+            ),
             batch_id=99,
         )
-        await member.stream.send(doom)
-        while not isinstance(frame := await member.stream.recv(), Ack) or frame.batch_id != 99:
-            assert frame is not None
+        with caplog.at_level(logging.WARNING, logger="mesh.node.session"):
+            await member.stream.send(doom)
+            while not isinstance(frame := await member.stream.recv(), Ack) or frame.batch_id != 99:
+                assert frame is not None
         assert frame.refused, f"{how} c never wrote was taken"
+        assert "signature" in frame.reason, frame.reason
+        assert any(
+            "refused records of" in r.getMessage() and "signature" in r.getMessage()
+            for r in caplog.records
+        )
+        replica = a.daemon.local.replica
+        assert replica.clock(c_id.node_id) == Clock(EPOCH, 1)
+        # The stream goes on, and c's next write is taken, not skipped.
+        again = dataclasses.replace(ask, path="again.mkv")
+        assert not (await member.offer(envelope(c_id.node_id, again, c_id, seq=2))).refused
+        assert replica.clock(c_id.node_id) == Clock(EPOCH, 2)
         member.stream.close()
     finally:
         await channel.close()

@@ -3,8 +3,11 @@ the same bytes and the same checked values as encoding each envelope on its own.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.errors import ProtocolError
@@ -69,4 +72,21 @@ def test_an_envelope_with_seq_zero_is_refused_in_a_batch_too() -> None:
     msg = gossip.to_wire(batch(env(1)))
     msg.batch.envelopes[0].seq = 0
     with pytest.raises(ProtocolError):
+        gossip.from_wire(msg)
+
+
+def test_a_clock_proof_travels_with_its_batch_and_only_of_the_batchs_epoch() -> None:
+    proof = ClockProof(epoch=EPOCH, seq=12, signature=b"p" * 71)
+    frame = dataclasses.replace(batch(env(1)), proof=proof)
+    assert gossip.from_wire(gossip.to_wire(frame)) == frame
+    # A proof of another epoch says nothing of this batch: it is not sent.
+    elsewhere = dataclasses.replace(frame, proof=dataclasses.replace(proof, epoch=Epoch(1, 1)))
+    assert gossip.from_wire(gossip.to_wire(elsewhere)) == batch(env(1))
+
+
+def test_a_clock_proof_with_an_oversized_signature_is_refused() -> None:
+    msg = gossip.to_wire(batch(env(1)))
+    msg.batch.proof.seq = 3
+    msg.batch.proof.signature = b"s" * (envelope.MAX_SIGNATURE + 1)
+    with pytest.raises(ProtocolError, match="clock proof"):
         gossip.from_wire(msg)

@@ -4,11 +4,13 @@ ever produce ProtocolError."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mesh.core.clock_proof import ClockProof
 from mesh.core.errors import ProtocolError
 from mesh.core.gossip import Ack, Batch, GossipError, Hello, Ping, VectorFrame
 from mesh.core.pairing import MemberInfo, PairingPayload
@@ -43,6 +45,19 @@ batches = st.builds(
     through_seq=st.integers(1000, 2000),
     envelopes=st.lists(s.envelopes, max_size=4).map(tuple),
     batch_id=st.integers(0, s.U63),
+).flatmap(
+    # With or without its origin's clock proof (of the batch's epoch: that is all the wire
+    # carries).
+    lambda b: st.one_of(
+        st.just(b),
+        st.builds(
+            lambda seq, signature: dataclasses.replace(
+                b, proof=ClockProof(epoch=b.epoch, seq=seq, signature=signature)
+            ),
+            st.integers(0, s.U63),
+            st.binary(max_size=72),
+        ),
+    )
 )
 frames = st.one_of(
     st.builds(

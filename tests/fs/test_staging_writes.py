@@ -1,0 +1,105 @@
+"""Writing a staging file the fast way: whole chunks with O_DIRECT where the file system
+takes it, the rest through the page cache, and the content hash built while writing."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from mesh.core.chunks import CHUNK_SIZE, chunk_count, chunk_span
+from mesh.core.errors import PlacementError
+from mesh.fs.borrowed import BorrowedFolder
+from mesh.fs.whole_hash import WholeHash
+
+SIZE = 3 * CHUNK_SIZE + 12345  # three whole chunks and a short last one
+
+
+def content(size: int = SIZE) -> bytes:
+    block = os.urandom(CHUNK_SIZE)
+    return b"".join(
+        (i.to_bytes(8, "big") + block[8:])[: min(CHUNK_SIZE, size - i * CHUNK_SIZE)]
+        for i in range(chunk_count(size))
+    )
+
+
+def chunk(data: bytes, index: int) -> bytes:
+    offset, length = chunk_span(len(data), index)
+    return data[offset : offset + length]
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_chunks_written_in_any_order_make_the_file_and_its_hash(
+    tmp_path: Path, direct: bool
+) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    data = content()
+    order = list(range(chunk_count(SIZE)))
+    random.Random(7).shuffle(order)
+    with folder.staging("ab12", SIZE) as staging:
+        if not direct:
+            staging._stop_direct()
+        whole = WholeHash(staging, chunk_count(SIZE))
+        for index in order:
+            staging.write_chunk(index, chunk(data, index))
+            whole.add(index, chunk(data, index))
+        digest = whole.digest()
+    assert digest == xxhash.xxh3_128_digest(data)
+    staged = tmp_path / "borrowed" / ".mesh-staging" / "ab12"
+    assert staged.read_bytes() == data
+
+
+def test_whole_chunks_bypass_the_page_cache_where_the_disk_allows_it(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    with folder.staging("cd34", SIZE) as staging:
+        if not staging.direct:
+            pytest.skip("this file system refuses O_DIRECT; writes go through the page cache")
+        data = content()
+        for index in range(chunk_count(SIZE)):
+            staging.write_chunk(index, chunk(data, index))
+        assert staging.direct  # no write fell back
+        assert staging.read_chunk(1) == chunk(data, 1)
+
+
+def test_a_resumed_pull_hashes_the_chunks_it_had_from_the_disk(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    data = content()
+    with folder.staging("ef56", SIZE) as staging:
+        for index in (0, 2):  # verified before the restart
+            staging.write_chunk(index, chunk(data, index))
+    with folder.staging("ef56", SIZE) as staging:
+        whole = WholeHash(staging, chunk_count(SIZE), present=[0, 2])
+        for index in (3, 1):
+            staging.write_chunk(index, chunk(data, index))
+            whole.add(index, chunk(data, index))
+        assert whole.digest() == xxhash.xxh3_128_digest(data)
+
+
+def test_the_hash_is_none_until_every_chunk_went_in(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    data = content()
+    with folder.staging("ab34", SIZE) as staging:
+        whole = WholeHash(staging, chunk_count(SIZE))
+        for index in (0, 1, 3):
+            staging.write_chunk(index, chunk(data, index))
+            whole.add(index, chunk(data, index))
+        assert whole.digest() is None
+
+
+def test_placing_with_a_hash_built_while_writing_still_refuses_a_wrong_one(
+    tmp_path: Path,
+) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    data = content()
+    with folder.staging("ab56", SIZE) as staging:
+        for index in range(chunk_count(SIZE)):
+            staging.write_chunk(index, chunk(data, index))
+    right = xxhash.xxh3_128_digest(data)
+    with pytest.raises(PlacementError, match="content hash"):
+        folder.place("ab56", ["tower", "Films", "a.mkv"], right, replacing=None, hashed=b"x" * 16)
+    placed = folder.place("ab56", ["tower", "Films", "a.mkv"], right, replacing=None, hashed=right)
+    copy = tmp_path / "borrowed" / "tower" / "Films" / "a.mkv"
+    assert copy.read_bytes() == data and copy.stat().st_ino == placed.inode
