@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mesh.core.errors import ConfigError
+from mesh.core.durations import parse_duration
+from mesh.core.errors import ConfigError, InvalidArgumentError
 
 DEFAULT_PORT = 6374  # "mesh" on a phone keypad
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -46,6 +47,17 @@ def format_size(n: int) -> str:
         if n and n % 1000**power == 0:
             return f"{n // 1000**power}{unit}"
     return str(n)
+
+
+def format_interval(seconds: float) -> str:
+    """'5m', '1h', '90s', '0': how the config file spells a duration."""
+    whole = round(seconds)
+    if whole != seconds or not whole:
+        return "0" if not seconds else f"{seconds}s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
 
 
 def parse_peer(text: str) -> tuple[str, int]:
@@ -90,6 +102,9 @@ class Settings:
     lend_ask_first: bool = False
     # [network]
     limit: int = 0  # bytes/s for serving and pulling each; 0: no limit
+    # [libraries]
+    watch: bool = True  # index changes as files settle (events, or polling without them)
+    rescan_interval_s: float = 300.0  # full rescan of every library; 0: never
     # Timings (not in the file): seconds.
     keepalive_s: float = 2.0
     ping_timeout_s: float = 2.0
@@ -97,7 +112,8 @@ class Settings:
     reconnect_max_s: float = 30.0
     shutdown_grace_s: float = 2.0
     progress_interval_s: float = 1.0
-    rescan_interval_s: float = 300.0
+    settle_s: float = 0.5  # a changed file is indexed once quiet this long
+    poll_interval_s: float = 5.0  # how often a library without file-system events is walked
     handshake_timeout_s: float = 5.0
     maintenance_interval_s: float = 30.0
     retry_interval_s: float = 30.0  # a refused or failed pull is tried again after this
@@ -116,6 +132,8 @@ class Settings:
             "handshake_timeout_s": 2.0,
             "maintenance_interval_s": 1.0,
             "retry_interval_s": 1.0,
+            "settle_s": 0.3,
+            "poll_interval_s": 0.5,
             "reserve": 0,
         }
         base.update(overrides)
@@ -184,6 +202,23 @@ def _folder(v: Any) -> str:
     raise ValueError
 
 
+def _interval(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError
+    if isinstance(v, int | float):
+        seconds = float(v)
+    elif isinstance(v, str):
+        try:
+            seconds = 0.0 if v.strip() == "0" else parse_duration(v)
+        except InvalidArgumentError as exc:
+            raise ValueError from exc
+    else:
+        raise ValueError
+    if seconds < 0:
+        raise ValueError
+    return seconds
+
+
 def _address(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError
@@ -230,6 +265,18 @@ KEYS: dict[str, _Key] = {
     ),
     "network.limit": _Key(
         "limit", parse_size, "bytes per second such as 0, 20MB", "cap per direction; 0: none"
+    ),
+    "libraries.watch": _Key(
+        "watch",
+        _bool,
+        "true or false",
+        "index changed files as they settle (file-system events, else polling)",
+    ),
+    "libraries.rescan_interval": _Key(
+        "rescan_interval_s",
+        _interval,
+        "a duration such as 5m, 1h; 0: never",
+        "how often every library is rescanned whole, for changes events missed",
     ),
 }
 
@@ -292,6 +339,8 @@ def display(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, spec.field)
         if spec.parse is parse_size:
             value = format_size(value)
+        elif spec.parse is _interval:
+            value = format_interval(value)
         elif isinstance(value, tuple):
             value = list(value)
         out[key] = value

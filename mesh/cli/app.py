@@ -23,6 +23,7 @@ from mesh.cli import (
     mesh_cmds,
     peer_cmds,
     service_cmds,
+    status_cmds,
 )
 from mesh.cli.context import CliContext
 from mesh.core.errors import InvalidArgumentError, MeshError
@@ -80,6 +81,7 @@ def _global(
 
 local.register(app)
 daemon_cmds.register(app)
+status_cmds.register(app)
 mesh_cmds.register(app)
 peer_cmds.register(app)
 loan_cmds.register(app)

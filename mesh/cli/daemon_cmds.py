@@ -1,4 +1,4 @@
-"""Commands about the daemon: up and status."""
+"""Commands about the daemon: up (`mesh status` is in status_cmds)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import typer
 
 from mesh import config
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_duration, human_size, plural, print_json, safe
 from mesh.core.errors import ConfigError
-from mesh.core.status import NodeStatus
 from mesh.home import HomeLock
 
 if TYPE_CHECKING:
@@ -163,64 +161,5 @@ async def _serve(daemon: Daemon) -> None:
             loop.remove_signal_handler(sig)
 
 
-def status(
-    ctx: typer.Context,
-    json_: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
-) -> None:
-    """Show this node: name, id, whether the daemon runs (port, uptime), libraries.
-
-    \b
-    Examples:
-      mesh status
-      mesh status --json
-    """
-    with _ctx(ctx).node() as node:
-        st = node.status()
-    if json_:
-        print_json(_status_json(st))
-        return
-    typer.echo(f"node      {safe(st.name)}")
-    typer.echo(f"id        {st.node_id}")
-    typer.echo(f"home      {safe(st.home)}")
-    if st.running:
-        typer.echo(
-            f"daemon    running, pid {st.pid}, port {st.port}, up {human_duration(st.uptime_s)}"
-        )
-    else:
-        typer.echo("daemon    not running (start it with `mesh up`)")
-    if not st.libraries:
-        typer.echo("libraries none; share a folder with `mesh share DIR`")
-    for i, lib in enumerate(st.libraries):
-        head = "libraries" if i == 0 else ""
-        typer.echo(
-            f"{head:<9} {safe(lib.name)}: {plural(lib.files, 'file')}, "
-            f"{human_size(lib.bytes)} ({safe(lib.root)})"
-        )
-
-
-def _status_json(st: NodeStatus) -> dict[str, object]:
-    return {
-        "name": st.name,
-        "node_id": str(st.node_id),
-        "home": st.home,
-        "running": st.running,
-        "pid": st.pid if st.running else None,
-        "port": st.port if st.running else None,
-        "uptime_s": round(st.uptime_s, 3) if st.running else None,
-        "version": st.version,
-        "libraries": [
-            {
-                "name": lib.name,
-                "root": lib.root,
-                "open": lib.open,
-                "files": lib.files,
-                "bytes": lib.bytes,
-            }
-            for lib in st.libraries
-        ],
-    }
-
-
 def register(app: typer.Typer) -> None:
     app.command()(up)
-    app.command()(status)

@@ -49,3 +49,31 @@ def print_json(value: Any) -> None:
 
 def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def human_speed(bytes_per_s: float | None) -> str:
+    """340 MB/s; "-" when not known."""
+    if bytes_per_s is None:
+        return "-"
+    return f"{human_size(max(0.0, bytes_per_s))}/s"
+
+
+def human_ago(seconds: float) -> str:
+    """How long ago, as people say it: just now, 42 s ago, 3 min ago, 5 h ago, 3 days ago."""
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 48 * 3600:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """A text progress bar, [#######.............]; empty when the total is unknown."""
+    if total <= 0:
+        return ""
+    filled = min(width, max(0, done * width // total))
+    return "[" + "#" * filled + "." * (width - filled) + "]"

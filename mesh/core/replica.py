@@ -416,6 +416,10 @@ class Replica:
             self._store.commit(Changes(removes=tuple(keys)))
         return tuple(keys)
 
+    def published(self, origin: NodeId) -> VersionVector | None:
+        """The vector `origin` last published (what it held then), if it published one."""
+        return self._published(origin)
+
     def _published(self, origin: NodeId) -> VersionVector | None:
         envelope = self._store.get(vector_key(origin))
         if envelope is None:

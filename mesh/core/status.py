@@ -15,6 +15,8 @@ class LibraryInfo:
     files: int
     bytes: int
     last_seq: int
+    changed_ms: int = 0  # when its entries last changed (wall clock); 0: never
+    watch: str = ""  # how a running node follows it: "events", "polling", "rescans"; "": not
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

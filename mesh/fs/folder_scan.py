@@ -27,12 +27,15 @@ class FolderTask:
     # (folder relative to root, '/'-separated, "" for the root; what the index has in it)
     folders: list[tuple[str, dict[str, KnownFile]]]
     large: int  # files of at least this many bytes are left to the parent
+    # Names of files still being written, per folder: left as the index has them.
+    skip: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class FolderResult:
     rel: str
     listed: bool = True
+    missing: bool = False  # the folder is gone (not merely unreadable)
     subfolders: list[str] = field(default_factory=list)
     new: list[FileRow] = field(default_factory=list)  # no row in the index yet
     revived: list[FileRow] = field(default_factory=list)  # back after being deleted
@@ -66,16 +69,31 @@ def classify(result: FolderResult, path: str, old: KnownFile | None, d: Digest) 
 
 def scan_folders(task: FolderTask) -> list[FolderResult]:
     """Scan each folder of a task (several per task, so the round trips stay few)."""
-    return [scan_folder(task.root, rel, known, task.large) for rel, known in task.folders]
+    return [
+        scan_folder(task.root, rel, known, task.large, task.skip.get(rel, frozenset()))
+        for rel, known in task.folders
+    ]
 
 
-def scan_folder(root: str, rel: str, known: dict[str, KnownFile], large: int) -> FolderResult:
+def scan_folder(
+    root: str,
+    rel: str,
+    known: dict[str, KnownFile],
+    large: int,
+    skip: frozenset[str] = frozenset(),
+) -> FolderResult:
     folder = os.path.join(root, rel) if rel else root
     prefix = f"{rel}/" if rel else ""
     result = FolderResult(rel=rel)
     try:
         with os.scandir(folder) as it:
             entries = list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        # Only a partial scan names a folder its parent did not just list: it went away
+        # since the event that named it, which the parent's own scan will tell.
+        result.listed = False
+        result.missing = True
+        return result
     except OSError as exc:
         result.listed = False
         result.warnings.append(f"cannot list {folder}: {exc.strerror}")
@@ -95,6 +113,9 @@ def scan_folder(root: str, rel: str, known: dict[str, KnownFile], large: int) ->
                 continue
             if entry.is_dir(follow_symlinks=False):
                 result.subfolders.append(name)
+                continue
+            if name in skip:
+                seen.add(name)  # still being written: neither hashed now nor gone
                 continue
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:

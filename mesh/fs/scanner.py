@@ -13,6 +13,13 @@ Deletions: a worker reports the known files missing from a folder it listed; a k
 that no longer exists loses its files at the end. Nothing is deleted under a folder that
 could not be listed, nor in a library whose root is missing (an unplugged disk is no reason
 to tell the mesh that every file is gone).
+
+A partial scan (a `Scope`, what the library watcher asks for) lists only the folders named,
+without walking into their subfolders: a known folder it did not visit is gone only when
+the nearest folder above it that was listed no longer holds it. Given `load_folder`, it
+loads only what the index has directly in those folders (and the names of their known
+subfolders), and the contents of a subfolder only once it turns out to be gone. Files named
+in the scope's `skip` (still being written) are neither hashed nor taken as gone.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.core.entries import Library
@@ -49,6 +57,22 @@ _COMMIT_EVERY = 20_000
 _TASK_FOLDERS = 16
 _TASK_FILES = 2_000
 _COMMIT_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a scan of one library covers: every folder (`folders` is None), or only the
+    files directly in `folders` ("" is the root); `skip` paths are left as they are."""
+
+    folders: frozenset[str] | None = None
+    skip: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def full(self) -> bool:
+        return self.folders is None
+
+
+FULL = Scope()
 
 
 class ScanCancelledError(LocalError):
@@ -83,12 +107,16 @@ class Scanner:
     def __init__(
         self,
         *,
-        load_known: Callable[[str], dict[str, dict[str, KnownFile]]],
+        # (library, folders or None for all) -> what the index has inside those folders
+        load_known: Callable[[str, Sequence[str] | None], dict[str, dict[str, KnownFile]]],
         commit: Callable[[str, ScanBatch], int],
         on_progress: Callable[[ScanProgress], None] | None = None,
         workers: int | None = None,
+        # (library, folder) -> (its known files by name, names of its known subfolders)
+        load_folder: Callable[[str, str], tuple[dict[str, KnownFile], set[str]]] | None = None,
     ) -> None:
         self._load_known = load_known
+        self._load_folder = load_folder
         self._commit = commit
         self._on_progress = on_progress or (lambda _p: None)
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -107,7 +135,10 @@ class Scanner:
         if self._cancelled.is_set():
             raise ScanCancelledError("the scan was cancelled; what it committed is kept")
 
-    def scan(self, libraries: Sequence[Library]) -> ScanProgress:
+    def scan(
+        self, libraries: Sequence[Library], scopes: Mapping[str, Scope] | None = None
+    ) -> ScanProgress:
+        """Scan `libraries`, each in full or as far as `scopes` (by library name) says."""
         try:
             for library in libraries:
                 if not os.path.isdir(library.root):
@@ -116,7 +147,8 @@ class Scanner:
                         "its entries are kept as they were"
                     )
                     continue
-                _LibraryScan(self, library).run()
+                scope = (scopes or {}).get(library.name, FULL)
+                _LibraryScan(self, library, scope).run()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
@@ -152,13 +184,29 @@ class Scanner:
 class _LibraryScan:
     """One library's folders in flight, and the changes found so far."""
 
-    def __init__(self, scanner: Scanner, library: Library) -> None:
+    def __init__(self, scanner: Scanner, library: Library, scope: Scope) -> None:
         self.scanner = scanner
         self.library = library
+        self.scope = scope
         self.progress = scanner.progress
-        self.by_folder = scanner._load_known(library.name)
-        self.queue: collections.deque[str] = collections.deque([""])
+        folders = None if scope.folders is None else sorted(scope.folders)
+        # Known subfolders of each folder listed, when only those folders were loaded.
+        self.known_children: dict[str, set[str]] | None = None
+        if folders is not None and scanner._load_folder is not None:
+            self.by_folder, self.known_children = {}, {}
+            for folder in folders:
+                files, children = scanner._load_folder(library.name, folder)
+                self.by_folder[folder] = files
+                self.known_children[folder] = children
+        else:
+            self.by_folder = scanner._load_known(library.name, folders)
+        self.queue: collections.deque[str] = collections.deque([""] if folders is None else folders)
+        self.skip: dict[str, set[str]] = {}
+        for path in scope.skip:
+            folder, name = _folder_of(path)
+            self.skip.setdefault(folder, set()).add(name)
         self.visited: set[str] = set()
+        self.subfolders: dict[str, set[str]] = {}  # of each folder listed, in a partial scan
         self.unlisted: list[str] = []
         self.batch = ScanBatch()
         self.done: queue.SimpleQueue[cf.Future[Any]] = queue.SimpleQueue()
@@ -212,7 +260,8 @@ class _LibraryScan:
             known = self.by_folder.get(rel, {})
             folders.append((rel, known))
             files += len(known)
-        return FolderTask(root=self.library.root, folders=folders, large=LARGE_FILE)
+        skip = {rel: frozenset(self.skip[rel]) for rel, _ in folders if rel in self.skip}
+        return FolderTask(root=self.library.root, folders=folders, large=LARGE_FILE, skip=skip)
 
     def _track(self, future: cf.Future[Any]) -> None:
         # A done-callback only enqueues: waiting on one queue costs the same however many
@@ -230,11 +279,16 @@ class _LibraryScan:
     def _absorb(self, r: FolderResult) -> None:
         """Take a folder's result: its changes, its subfolders, its large files."""
         p = self.progress
+        if r.missing:
+            return  # gone since the event that named it: its listed parent tells
         self.visited.add(r.rel)
         if not r.listed:
             self.unlisted.append(r.rel)
         p.warnings.extend(r.warnings)
-        self.queue.extend(_join(r.rel, name) for name in r.subfolders)
+        if self.scope.full:
+            self.queue.extend(_join(r.rel, name) for name in r.subfolders)
+        elif r.listed:
+            self.subfolders[r.rel] = set(r.subfolders)
         p.files_seen += r.seen
         p.removed += len(r.gone)
         self.batch.gone.extend(r.gone)
@@ -287,6 +341,9 @@ class _LibraryScan:
 
     def _vanished_folders(self) -> None:
         """Known files in folders that no longer exist (and were not merely unreadable)."""
+        if not self.scope.full:
+            self._vanished_below_listed()
+            return
         if "" in self.unlisted:
             return
         prefixes = tuple(f"{u}/" for u in self.unlisted)
@@ -296,6 +353,47 @@ class _LibraryScan:
             gone = [_join(rel, name) for name, k in files.items() if not k[4]]
             self.batch.gone.extend(gone)
             self.progress.removed += len(gone)
+
+    def _vanished_below_listed(self) -> None:
+        if self.known_children is not None:
+            self._vanished_children()
+            return
+        for rel, files in self.by_folder.items():
+            if rel in self.visited or not self._left_its_parent(rel):
+                continue
+            gone = [_join(rel, name) for name, k in files.items() if not k[4]]
+            self.batch.gone.extend(gone)
+            self.progress.removed += len(gone)
+
+    def _vanished_children(self) -> None:
+        """Known subfolders that a folder listed here no longer holds: all they held is gone."""
+        assert self.known_children is not None
+        gone_folders = [
+            _join(rel, name)
+            for rel, names in self.known_children.items()
+            if rel in self.subfolders
+            for name in names - self.subfolders[rel]
+        ]
+        if not gone_folders:
+            return
+        for rel, files in self.scanner._load_known(self.library.name, gone_folders).items():
+            gone = [_join(rel, name) for name, k in files.items() if not k[4]]
+            self.batch.gone.extend(gone)
+            self.progress.removed += len(gone)
+
+    def _left_its_parent(self, rel: str) -> bool:
+        """Whether the nearest folder above `rel` that this scan listed no longer holds the
+        way down to it."""
+        child = rel
+        while child:
+            parent, name = _folder_of(child)
+            listed = self.subfolders.get(parent)
+            if listed is not None:
+                return name not in listed
+            if parent in self.visited:
+                return False  # visited but not listed: unreadable, so nothing is gone
+            child = parent
+        return False
 
     def _maybe_commit(self) -> None:
         now = time.monotonic()
@@ -325,4 +423,12 @@ class _LibraryScan:
             self.scanner._on_progress(self.progress)
 
 
-__all__ = ["LARGE_FILE", "STAGING_PREFIX", "ScanCancelledError", "ScanProgress", "Scanner"]
+__all__ = [
+    "FULL",
+    "LARGE_FILE",
+    "STAGING_PREFIX",
+    "ScanCancelledError",
+    "ScanProgress",
+    "Scanner",
+    "Scope",
+]

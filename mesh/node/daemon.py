@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from mesh.config import Settings
-from mesh.core.entries import IndexedEntry
+from mesh.core.entries import IndexedEntry, Library
 from mesh.core.epoch import Epoch
 from mesh.core.errors import (
     InvalidArgumentError,
@@ -48,7 +48,7 @@ from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.core.vector import VersionVector, lag
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.borrowed import BorrowedFolder
-from mesh.fs.scanner import Scanner
+from mesh.fs.scanner import Scanner, Scope
 from mesh.home import Home, HomeLock
 from mesh.node.agent import Agent
 from mesh.node.changes import ChangeSignal
@@ -63,6 +63,7 @@ from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
 from mesh.node.serving import Serving
 from mesh.node.session import Session
+from mesh.node.watching import LibraryWatch
 from mesh.security.identity import Identity
 from mesh.transport.control_server import ControlServer
 from mesh.transport.gossip_stream import GossipStream
@@ -105,8 +106,10 @@ class Daemon:
         self.server: PeerServer
         self.peers: PeerManager
         self.discovery = LanDiscovery(self)
-        # Made here, not in _serve: sessions may open as soon as the server listens.
+        # Made here, not in _serve: sessions may open as soon as the server listens, and
+        # `mesh status` may ask about the watch as soon as the control socket does.
         self.agent = Agent(self)
+        self.watch = LibraryWatch(self, exclude=[str(settings.borrowed_path)])
 
     # -- store access --------------------------------------------------------------------
 
@@ -196,12 +199,14 @@ class Daemon:
                 )
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
                 agent = tg.create_task(self.agent.run(), name="lending agent")
+                watch = tg.create_task(self.watch.run(), name="library watch")
                 self.discovery.start()
                 self.started.set()
                 await stop.wait()
                 log.info("stopping")
                 maintenance.cancel()
                 agent.cancel()
+                watch.cancel()
                 await self.discovery.stop()  # goodbyes first: the LAN forgets us at once
                 if self._invitation is not None:
                     await self._invitation.close(InviteState.CANCELLED)
@@ -364,9 +369,22 @@ class Daemon:
 
     async def members(self) -> tuple[NodeId, list[MemberView]]:
         local = self.local
-        views, seen, ours = await self.store(
-            lambda: (local.member_views(), local.addresses.last_seen(), local.replica.vector())
-        )
+
+        def work() -> tuple[
+            list[MemberView],
+            dict[NodeId, tuple[str, int, int]],
+            VersionVector,
+            dict[NodeId, VersionVector],
+        ]:
+            views = local.member_views()
+            published = {
+                v.node_id: vector
+                for v in views
+                if not v.is_self and (vector := local.replica.published(v.node_id)) is not None
+            }
+            return views, local.addresses.last_seen(), local.replica.vector(), published
+
+        views, seen, ours, published = await self.store(work)
         now, wall_ms = time.monotonic(), time.time() * 1000
         out = []
         for view in views:
@@ -380,8 +398,12 @@ class Daemon:
                         view,
                         address=target(host, port) if host else "",
                         last_seen_s=max(0.0, (wall_ms - seen_ms) / 1000) if seen_ms else 0.0,
+                        # What it acknowledged before it went, else what it last published.
                         unacked=lag(
-                            ours, self._acked.get(view.node_id, VersionVector()), view.node_id
+                            ours,
+                            self._acked.get(view.node_id)
+                            or published.get(view.node_id, VersionVector()),
+                            view.node_id,
                         ),
                     )
                 )
@@ -541,9 +563,38 @@ class Daemon:
 
     async def status(self) -> NodeStatus:
         uptime = time.monotonic() - self._start_time
-        return await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
+        found = await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
+        watched, polled = self.watch.watched(), self.watch.polled
+        rescans = "rescans" if self.settings.rescan_interval_s > 0 else ""
+        return dataclasses.replace(
+            found,
+            addresses=tuple(target(h, self.port) for h in self.advertised_hosts()),
+            libraries=tuple(
+                dataclasses.replace(
+                    lib,
+                    watch="polling"
+                    if lib.name in polled
+                    else "events"
+                    if lib.name in watched and self.settings.watch
+                    else rescans,
+                )
+                for lib in found.libraries
+            ),
+        )
 
-    async def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
+    async def libraries(self) -> list[Library]:
+        return await self.store(self.local.index.libraries)
+
+    async def scan_quietly(self, scopes: dict[str, Scope]) -> ScanProgress:
+        """Scan libraries as far as `scopes` says (the watcher's scans); the totals."""
+        last = ScanProgress()
+        async for last in self.scan(list(scopes), scopes):  # noqa: B007
+            pass
+        return last
+
+    async def scan(
+        self, names: list[str], scopes: dict[str, Scope] | None = None
+    ) -> AsyncIterator[ScanProgress]:
         """Scan in a worker thread, streaming progress; one scan at a time."""
         async with self._scan_lock:
             libraries = await self.store(self.local.select_libraries, names)
@@ -556,7 +607,12 @@ class Daemon:
 
             index = self.local.index
             scanner = Scanner(
-                load_known=lambda lib: self.store_blocking(index.known_by_folder, lib),
+                load_known=lambda lib, under: self.store_blocking(
+                    index.known_by_folder, lib, under
+                ),
+                load_folder=lambda lib, folder: self.store_blocking(
+                    index.known_in_folder, lib, folder
+                ),
                 commit=lambda lib, batch: self.store_blocking(index.apply, lib, batch),
                 on_progress=report,
             )
@@ -564,7 +620,7 @@ class Daemon:
 
             def work() -> None:
                 try:
-                    scanner.scan(libraries)
+                    scanner.scan(libraries, scopes)
                 except BaseException as exc:
                     loop.call_soon_threadsafe(updates.put_nowait, exc)
 
@@ -595,10 +651,14 @@ class _Control:
 
     async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo:
         local = self._d.local
-        return await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+        info = await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+        self._d.watch.libraries_changed()
+        return info
 
     async def unshare(self, name: str) -> int:
-        return await self._d.store(self._d.local.unshare, name)
+        count = await self._d.store(self._d.local.unshare, name)
+        self._d.watch.libraries_changed()
+        return count
 
     def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
         return self._d.scan(names)

@@ -366,6 +366,14 @@ class LocalNode:
             raise InvalidArgumentError(
                 f"{real} overlaps this node's home ({self.home.root}); share another folder"
             )
+        # Borrowed copies are the lenders' files: indexing them as this node's own would
+        # publish them as a library of ours.
+        borrowed = config.load(self.home.config_file).borrowed_path.resolve()
+        if _is_within(borrowed, real) or _is_within(real, borrowed):
+            raise InvalidArgumentError(
+                f"{real} overlaps the borrowed folder ({borrowed}), which is not a library; "
+                "share another folder"
+            )
         library = Library(
             name=check_library_name(name or real.name or "root"),
             root=str(real),
@@ -391,6 +399,7 @@ class LocalNode:
             files=stats.files,
             bytes=stats.bytes,
             last_seq=stats.last_seq,
+            changed_ms=stats.changed_ms,
         )
 
     def libraries(self) -> list[LibraryInfo]:
@@ -427,6 +436,7 @@ class LocalNode:
 
         scanner = Scanner(
             load_known=self.index.known_by_folder,
+            load_folder=self.index.known_in_folder,
             commit=self.index.apply,
             on_progress=on_progress,
             workers=workers,

@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mesh.core.chunks import CHUNK_SIZE
 from mesh.core.entries import IndexedEntry, Library, LibraryEntry
@@ -53,6 +55,16 @@ class LibraryStats:
     files: int
     bytes: int
     last_seq: int
+    changed_ms: int = 0  # when an entry last changed; 0: never
+
+
+def _outermost(folders: Iterable[str]) -> list[str]:
+    """The folders not inside another of them."""
+    kept: list[str] = []
+    for folder in sorted(set(folders), key=len):
+        if not any(folder.startswith(k + "/") for k in kept):
+            kept.append(folder)
+    return kept
 
 
 def _is_within(child: str, parent: str) -> bool:
@@ -134,17 +146,33 @@ class LibraryIndex:
         last = self._db.conn.execute(
             "SELECT coalesce(max(seq), 0) FROM entries WHERE library = ?", (name,)
         ).fetchone()
-        return LibraryStats(files=row[0], bytes=row[1], last_seq=last[0])
+        changed = self._db.conn.execute(
+            "SELECT changed_ms FROM libraries WHERE name = ?", (name,)
+        ).fetchone()
+        return LibraryStats(
+            files=row[0], bytes=row[1], last_seq=last[0], changed_ms=changed[0] if changed else 0
+        )
 
     # -- entries -----------------------------------------------------------------------
 
-    def known_by_folder(self, library: str) -> dict[str, dict[str, KnownFile]]:
-        """Every path the index has for a library, grouped by folder ("" is the root)."""
+    def known_by_folder(
+        self, library: str, under: Sequence[str] | None = None
+    ) -> dict[str, dict[str, KnownFile]]:
+        """Every path the index has for a library, grouped by folder ("" is the root); with
+        `under`, only those inside these folders (a partial scan needs no more)."""
         grouped: dict[str, dict[str, KnownFile]] = {}
-        rows = self._db.conn.execute(
-            "SELECT path, size, mtime_ns, inode, hash, deleted FROM entries WHERE library = ?",
-            (library,),
-        )
+        sql = "SELECT path, size, mtime_ns, inode, hash, deleted FROM entries WHERE library = ?"
+        if under is None or "" in under:
+            rows: Iterable[tuple[Any, ...]] = self._db.conn.execute(sql, (library,))
+        else:
+            # 'F/' <= path < 'F0' is everything inside F ('0' follows '/'), a range of the
+            # (library, path) index.
+            rows = itertools.chain.from_iterable(
+                self._db.conn.execute(
+                    sql + " AND path >= ? AND path < ?", (library, f"{folder}/", f"{folder}0")
+                )
+                for folder in _outermost(under)
+            )
         for path, size, mtime, inode, content, deleted in rows:
             folder, _, name = path.rpartition("/")
             files = grouped.get(folder)
@@ -152,6 +180,35 @@ class LibraryIndex:
                 files = grouped[folder] = {}
             files[name] = (size, mtime, inode, content, bool(deleted))
         return grouped
+
+    def known_in_folder(self, library: str, folder: str) -> tuple[dict[str, KnownFile], set[str]]:
+        """What the index has directly in one folder: its files by name, and the names of
+        its subfolders that hold entries. The filtering runs inside SQLite, so listing the
+        root of a big library costs far less than loading all of it."""
+        prefix = f"{folder}/" if folder else ""
+        rest = f"substr(path, {len(prefix) + 1})"
+        where = "library = ?"
+        params: tuple[str, ...] = (library,)
+        if folder:
+            where += " AND path >= ? AND path < ?"  # everything inside the folder
+            params += (prefix, f"{folder}0")
+        files = {
+            name: (size, mtime, inode, content, bool(deleted))
+            for name, size, mtime, inode, content, deleted in self._db.conn.execute(
+                f"SELECT {rest}, size, mtime_ns, inode, hash, deleted FROM entries "  # noqa: S608
+                f"WHERE {where} AND instr({rest}, '/') = 0",
+                params,
+            )
+        }
+        children = {
+            row[0]
+            for row in self._db.conn.execute(
+                f"SELECT DISTINCT substr({rest}, 1, instr({rest}, '/') - 1) FROM entries "  # noqa: S608
+                f"WHERE {where} AND instr({rest}, '/') > 0",
+                params,
+            )
+        }
+        return files, children
 
     def apply(self, library: str, batch: ScanBatch) -> int:
         """Write a batch in one transaction; returns how many writes took a new seq."""
@@ -163,6 +220,11 @@ class LibraryIndex:
     def _write(self, conn: sqlite3.Connection, library: str, batch: ScanBatch) -> int:
         writes = batch.writes()
         first = self._take_seqs(conn, writes) if writes else 0
+        if writes:
+            conn.execute(
+                "UPDATE libraries SET changed_ms = ? WHERE name = ?",
+                (time.time_ns() // 1_000_000, library),
+            )
         seqs = itertools.count(first)
         sql_values = "(size, mtime_ns, inode, hash, chunk_root, seq, library, path) VALUES "
         conn.executemany(

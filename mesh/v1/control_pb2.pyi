@@ -59,12 +59,18 @@ class LibraryInfo(_message.Message):
     FILES_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
+    CHANGED_MS_FIELD_NUMBER: _builtins.int
+    WATCH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     root: _builtins.str
     open: _builtins.bool
     files: _builtins.int
     bytes: _builtins.int
     last_seq: _builtins.int
+    changed_ms: _builtins.int
+    """when its entries last changed; 0: never"""
+    watch: _builtins.str
+    """"events", "polling", "rescans"; empty: not followed"""
     def __init__(
         self,
         *,
@@ -74,10 +80,12 @@ class LibraryInfo(_message.Message):
         files: _builtins.int = ...,
         bytes: _builtins.int = ...,
         last_seq: _builtins.int = ...,
+        changed_ms: _builtins.int = ...,
+        watch: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "files", b"files", "last_seq", b"last_seq", "name", b"name", "open", b"open", "root", b"root"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "changed_ms", b"changed_ms", "files", b"files", "last_seq", b"last_seq", "name", b"name", "open", b"open", "root", b"root", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,6 +24,8 @@ def library_to_wire(info: LibraryInfo) -> pb.LibraryInfo:
         files=info.files,
         bytes=info.bytes,
         last_seq=info.last_seq,
+        changed_ms=info.changed_ms,
+        watch=info.watch,
     )
 
 
@@ -35,6 +37,8 @@ def library_from_wire(msg: pb.LibraryInfo) -> LibraryInfo:
         files=msg.files,
         bytes=msg.bytes,
         last_seq=msg.last_seq,
+        changed_ms=msg.changed_ms,
+        watch=msg.watch,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,8 @@ def test_local_commands_go_through_the_daemon(mesh: Mesh, daemon: Start, tmp_pat
     lib.mkdir()
     (lib / "a").write_bytes(b"a")
     mesh.run("init", "--name", "tower")
+    # Without the watcher, which would index b on its own before `mesh scan` is asked to.
+    mesh.run("config", "set", "libraries.watch", "false")
     d = daemon()
     status = json.loads(mesh.run("status", "--json").stdout)
     assert status["running"] is True and status["pid"] == d.proc.pid and status["port"] > 0
@@ -36,6 +39,21 @@ def test_local_commands_go_through_the_daemon(mesh: Mesh, daemon: Start, tmp_pat
     # The same store, now without the daemon.
     assert len(json.loads(mesh.run("ls", "--json", "--deleted").stdout)) == 2
     assert json.loads(mesh.run("status", "--json").stdout)["running"] is False
+
+
+def test_a_running_node_indexes_a_dropped_file_by_itself(
+    mesh: Mesh, daemon: Start, tmp_path: Path
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    mesh.run("init", "--name", "tower")
+    daemon()
+    mesh.run("share", str(lib))
+    (lib / "dropped.txt").write_bytes(b"dropped")
+    written = time.monotonic()
+    while "dropped.txt" not in mesh.run("ls").stdout:
+        assert time.monotonic() - written < 3, "the dropped file was not indexed"
+        time.sleep(0.05)
 
 
 def test_errors_through_the_daemon_read_the_same(mesh: Mesh, daemon: Start) -> None:

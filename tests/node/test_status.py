@@ -1,0 +1,87 @@
+"""What a running node says about itself for `mesh status`: addresses, how each library is
+followed and when it last changed, and how far behind each member is."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mesh.core.ids import NodeId
+from mesh.core.status import MemberView
+from mesh.node.daemon import Daemon
+from tests.node.conftest import NodeHandle, mesh_of, wait_for
+
+Make = Callable[[str], NodeHandle]
+
+
+def running(h: NodeHandle) -> Daemon:
+    assert h.daemon is not None
+    return h.daemon
+
+
+async def member(h: NodeHandle, node_id: NodeId) -> MemberView:
+    _, views = await running(h).members()
+    return next(v for v in views if v.node_id == node_id)
+
+
+async def test_addresses_libraries_and_lag(nodes: Make, tmp_path: Path) -> None:
+    a, b = nodes("a"), nodes("b")
+    mesh_of(a, b)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "one").write_bytes(b"1")
+    (folder / "two").write_bytes(b"2")
+    da = await a.start()
+    began_ms = time.time() * 1000
+    await da.store(da.local.share, str(folder), "lib")
+    async for _ in da.scan(["lib"]):
+        pass
+    da.watch.libraries_changed()
+    st = await da.status()
+    assert st.addresses == (f"127.0.0.1:{da.port}",)
+    (lib,) = st.libraries
+    assert (lib.files, lib.bytes) == (2, 2)
+    assert began_ms - 1000 <= lib.changed_ms <= time.time() * 1000
+
+    await wait_for(lambda: "lib" in da.watch.watched(), 5, "lib watched")
+    assert (await da.status()).libraries[0].watch == "events"
+
+    db = await b.start(static_peers=(a.address,))
+    b_id = db.node_id
+    in_sync = {"v": False}
+
+    async def b_in_sync() -> bool:
+        view = await member(a, b_id)
+        in_sync["v"] = view.online and view.unacked == 0
+        return in_sync["v"]
+
+    deadline = time.monotonic() + 10
+    while not await b_in_sync():
+        assert time.monotonic() < deadline, "b never caught up"
+        await asyncio.sleep(0.05)
+
+    # A deletion leaves a tombstone, so b publishes the vector that covers it.
+    (folder / "two").unlink()
+    deadline = time.monotonic() + 10
+    while await da.store(da.local.replica.published, b_id) is None:
+        assert time.monotonic() < deadline, "a never got the vector b published"
+        await asyncio.sleep(0.05)
+    await b.halt()
+    port = da.port
+    await a.halt()
+
+    # Restarted (on its port, so it has no new address to tell), a has no acknowledgement
+    # from b: b's published vector tells its lag.
+    da = await a.start(port=port)
+    view = await member(a, b_id)
+    assert not view.online
+    # At most a's own vector record, which a may have published after b's (without b's,
+    # every record a holds would count: 8 here).
+    assert view.unacked <= 1
+    (folder / "three").write_bytes(b"3")
+    deadline = time.monotonic() + 5
+    while (await member(a, b_id)).unacked <= view.unacked:
+        assert time.monotonic() < deadline, "b's lag did not grow with a's change"
+        await asyncio.sleep(0.05)
