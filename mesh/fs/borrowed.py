@@ -227,7 +227,7 @@ def _open_direct(fd: int) -> int:
     if not flag:
         return -1  # macOS, Windows
     try:
-        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | flag | os.O_CLOEXEC)
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDWR | flag | os.O_CLOEXEC)
     except OSError:
         return -1  # no /proc, or a file system without O_DIRECT (tmpfs on older kernels)
 
@@ -306,6 +306,32 @@ class StagingFile:
         except OSError as exc:
             raise _os_error(exc, f"read chunk {index} of {self._where}") from exc
         return b"".join(pieces)
+
+    def read_into(self, index: int, buffer: mmap.mmap) -> int:
+        """Read chunk `index` into `buffer` (a page-aligned mmap of CHUNK_SIZE), past the
+        page cache where the disk allows (what was written that way is not in it, and
+        reading it through the cache would cost fresh pages again); the bytes read."""
+        offset, length = chunk_span(self.size, index)
+        fd = self._direct if self._direct >= 0 else self._fileno()
+        done = 0
+        try:
+            with memoryview(buffer) as view:
+                while done < length:
+                    # O_DIRECT reads whole pages: ask for the rest of the buffer; a short
+                    # file ends the read at its end.
+                    try:
+                        n = os.preadv(fd, [view[done:]], offset + done)
+                    except OSError as exc:
+                        if exc.errno != errno.EINVAL or fd == self._fd:
+                            raise
+                        fd = self._fd  # a read left off mid-page: the rest the usual way
+                        continue
+                    if n <= 0:
+                        break
+                    done += n
+        except OSError as exc:
+            raise _os_error(exc, f"read chunk {index} of {self._where}") from exc
+        return min(done, length)
 
     def sync(self) -> None:
         """Make the chunks written so far durable (before they are recorded as verified)."""
