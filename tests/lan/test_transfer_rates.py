@@ -5,7 +5,6 @@ transfer alone (from its first request to its last verified chunk)."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.harness import write_file
 from tests.lan.meshnodes import LanPeer, dump_logs, init_all, until, up_all
 from tests.lan.netns import MakeLan
 
@@ -46,18 +46,6 @@ def pulled(peer: LanPeer, name: str) -> Pulled | None:
                 sources=sources,
             )
     return None
-
-
-def write_file(path: Path, size: int) -> None:
-    """`size` bytes whose chunks all differ."""
-    block = os.urandom(1 << 20)
-    with path.open("wb") as out:
-        written, n = 0, 0
-        while written < size:
-            piece = (n.to_bytes(8, "big") + block[8:])[: size - written]
-            out.write(piece)
-            written += len(piece)
-            n += 1
 
 
 def phase(peer: LanPeer, loan: str) -> str:
