@@ -64,15 +64,20 @@ class WholeHash:
                         self._reading = False
                         return
                     index = self._next
-                n = self._staging.read_into(index, self._buffer)  # the writer goes on
-                with self._lock, memoryview(self._buffer) as view:
-                    self._ahead.discard(index)
-                    self._hash.update(view[:n])
-                    self._next += 1
+                self._hash_from_disk(index)
         except BaseException as exc:  # kept for digest(): this thread has no one to tell
             with self._lock:
                 self._error = exc
                 self._reading = False
+
+    def _hash_from_disk(self, index: int) -> None:
+        """Read chunk `index`, whose turn it is, back and hash it (the writer goes on
+        meanwhile: the lock is taken only to hash)."""
+        n = self._staging.read_into(index, self._buffer)
+        with self._lock, memoryview(self._buffer) as view:
+            self._ahead.discard(index)
+            self._hash.update(view[:n])
+            self._next += 1
 
     def digest(self) -> bytes | None:
         """The whole file's xxh3-128 once every chunk went in, else None. Waits for the
@@ -81,9 +86,7 @@ class WholeHash:
         if self._error is not None:
             raise self._error
         while self._next in self._ahead:  # left by a failed read-back: finish here
-            self._ahead.discard(self._next)
-            self._hash.update(self._staging.read_chunk(self._next))
-            self._next += 1
+            self._hash_from_disk(self._next)
         return self._hash.digest() if self._next == self._count else None
 
     def close(self) -> None:

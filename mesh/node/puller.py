@@ -87,6 +87,9 @@ class Bitmap:
     def missing(self) -> list[int]:
         return [i for i in range(self.count) if i not in self]
 
+    def present(self) -> list[int]:
+        return [i for i in range(self.count) if i in self]
+
 
 class Puller:
     def __init__(self, host: PullHost, lent: Lent) -> None:
@@ -120,11 +123,14 @@ class Puller:
         return hashlib.sha256(self.lent.key).hexdigest()[:40]
 
     async def _status(self, state: LoanState, *, reason: str = "") -> None:
+        await self._host.store(self._write_status, state, reason)
+
+    def _write_status(self, state: LoanState, reason: str = "") -> None:
+        """The loan's status record with this pull's progress (on the store thread)."""
         if state is LoanState.FETCHING and not reason:
             reason = self._note  # a dropped source stays named while the pull goes on
-        lending, lent = self._host.lending, self.lent
-        await self._host.store(
-            lending.write_status,
+        lent = self.lent
+        self._host.lending.write_status(
             lent.lender,
             lent.binding,
             state,
@@ -156,14 +162,13 @@ class Puller:
         self._staging_name = pull.staging if pull is not None else self._key_hex
         self._hashes = pull.chunk_hashes if pull is not None else None
         verified = Bitmap(chunk_count(content.size), pull.verified if pull else b"")
-        self.bytes_done = sum(
-            chunk_span(content.size, i)[1] for i in range(verified.count) if i in verified
-        )
-        if self.bytes_done:
+        present = verified.present()
+        self.bytes_done = sum(chunk_span(content.size, i)[1] for i in present)
+        if present:
             log.info(
                 "resuming the pull of %s: %d of %d chunks already verified",
                 self.lent.binding.path,
-                verified.count - len(verified.missing()),
+                len(present),
                 verified.count,
             )
         await self._status(LoanState.FETCHING)
@@ -240,8 +245,7 @@ class Puller:
             self._host.borrowed.staging, self._staging_name, content.size
         )
         self._staging = staging
-        present = [i for i in range(verified.count) if i in verified]
-        self._whole = WholeHash(staging, verified.count, present)
+        self._whole = WholeHash(staging, verified.count, verified.present())
         # One writer per pull: writes to one file from several threads contend for its
         # inode lock in the kernel and cost more than they overlap; it also feeds the hash.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="mesh-pull")
@@ -452,7 +456,7 @@ class Puller:
             pull = self._pull = (
                 dataclasses.replace(self._pull, verified=bits) if self._pull is not None else None
             )
-            lending, lent = self._host.lending, self.lent
+            lending = self._host.lending
 
             def write() -> None:
                 # One transaction (one fsync of the store) for both: the store thread is
@@ -461,14 +465,7 @@ class Puller:
                     if pull is not None:
                         lending.book.save_pull(pull)
                     if report:
-                        lending.write_status(
-                            lent.lender,
-                            lent.binding,
-                            LoanState.FETCHING,
-                            now_ms(),
-                            bytes_done=self.bytes_done,
-                            reason=self._note,
-                        )
+                        self._write_status(LoanState.FETCHING)
 
             await self._host.store(write)
             self._last_saved = time.monotonic()
