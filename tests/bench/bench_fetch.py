@@ -48,6 +48,7 @@ from mesh.config import parse_size
 from mesh.home import Home
 from mesh.security import identity as ident
 from mesh.transport.control_client import ControlClient
+from tests.faults.harness import write_file
 
 MiB = 1 << 20
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
@@ -469,18 +470,6 @@ ROLES: dict[str, Callable[..., None]] = {
 
 
 # -- the run -------------------------------------------------------------------------------
-
-
-def write_file(path: Path, size: int) -> None:
-    """`size` bytes whose chunks all differ (so no chunk can stand in for another)."""
-    block = os.urandom(MiB)
-    with path.open("wb") as out:
-        written, n = 0, 0
-        while written < size:
-            piece = (n.to_bytes(8, "big") + block[8:])[: size - written]
-            out.write(piece)
-            written += len(piece)
-            n += 1
 
 
 def spread(values: list[float]) -> str:

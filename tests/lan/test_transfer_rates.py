@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mesh.core.status import LoanLine
 from tests.faults.harness import write_file
 from tests.lan.meshnodes import LanPeer, dump_logs, init_all, until, up_all
 from tests.lan.netns import MakeLan
@@ -48,16 +49,19 @@ def pulled(peer: LanPeer, name: str) -> Pulled | None:
     return None
 
 
-def phase(peer: LanPeer, loan: str) -> str:
+def loan_line(peer: LanPeer, loan: str) -> LoanLine | None:
     with peer.control() as control:
-        lines = [x for x in control.loans() if x.id == loan]
-    return lines[0].phase if lines else ""
+        return next((x for x in control.loans() if x.id == loan), None)
+
+
+def phase(peer: LanPeer, loan: str) -> str:
+    line = loan_line(peer, loan)
+    return line.phase if line is not None else ""
 
 
 def bytes_done(peer: LanPeer, loan: str) -> int:
-    with peer.control() as control:
-        lines = [x for x in control.loans() if x.id == loan]
-    return lines[0].bytes_done if lines else 0
+    line = loan_line(peer, loan)
+    return line.bytes_done if line is not None else 0
 
 
 def lend(lender: LanPeer, path: str, to: str) -> str:
