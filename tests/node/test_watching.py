@@ -113,6 +113,8 @@ async def test_a_changed_file_is_rehashed_and_an_unchanged_one_is_not(
     (folder / "edited").write_bytes(b"after, longer")
     want = xxhash.xxh3_128_digest(b"after, longer")
     await until(lambda idx: idx["edited"].entry.hash == want, a, "edited reindexed")
+    # The index is committed inside the scan; the watch counts the scan once it returns.
+    await wait_for(lambda: d.watch.scans > scans, 5, "the scan counted")
 
     assert d.watch.scans == scans + 1
     assert d.watch.last is not None
