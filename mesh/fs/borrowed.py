@@ -244,10 +244,13 @@ class StagingFile:
     thread writes at a time (the buffer is shared).
     """
 
-    def __init__(self, fd: int, *, key: str, size: int, where: str, direct: bool = True) -> None:
+    def __init__(
+        self, fd: int, *, key: str, size: int, where: str, direct: bool = True, kept: bool = False
+    ) -> None:
         self._fd = fd
         self.key = key
         self.size = size
+        self.kept = kept  # an earlier run's file, reopened: what it verified is still there
         self._where = where
         self._direct = _open_direct(fd) if direct else -1
         self._buffer = mmap.mmap(-1, CHUNK_SIZE) if self._direct >= 0 else None
@@ -307,20 +310,24 @@ class StagingFile:
             raise _os_error(exc, f"read chunk {index} of {self._where}") from exc
         return b"".join(pieces)
 
-    def read_into(self, index: int, buffer: mmap.mmap) -> int:
-        """Read chunk `index` into `buffer` (a page-aligned mmap of CHUNK_SIZE), past the
-        page cache where the disk allows (what was written that way is not in it, and
-        reading it through the cache would cost fresh pages again); the bytes read."""
-        offset, length = chunk_span(self.size, index)
+    def read_into(self, index: int, buffer: mmap.mmap, count: int = 1) -> int:
+        """Read `count` chunks from `index` into `buffer` (a page-aligned mmap at least
+        that long), past the page cache where the disk allows (what was written that way
+        is not in it, and reading it through the cache would cost fresh pages again); the
+        bytes read."""
+        offset, _ = chunk_span(self.size, index)
+        end = sum(chunk_span(self.size, index + count - 1))
+        length = end - offset
+        # O_DIRECT reads whole pages: ask for the span rounded up to them; a short file
+        # ends the read at its end.
+        pages = -(-length // mmap.PAGESIZE) * mmap.PAGESIZE
         fd = self._direct if self._direct >= 0 else self._fileno()
         done = 0
         try:
             with memoryview(buffer) as view:
                 while done < length:
-                    # O_DIRECT reads whole pages: ask for the rest of the buffer; a short
-                    # file ends the read at its end.
                     try:
-                        n = os.preadv(fd, [view[done:]], offset + done)
+                        n = os.preadv(fd, [view[done:pages]], offset + done)
                     except OSError as exc:
                         if exc.errno != errno.EINVAL or fd == self._fd:
                             raise
@@ -392,11 +399,14 @@ class BorrowedFolder:
             staging_fd = self._staging_fd(stack, root_fd)
             fd = self._open_staging_file(staging_fd, key, where)
             try:
+                # A file of this size was left by this pull (it is sized when created); any
+                # other was made just now, or cut short, and holds nothing verified.
+                kept = os.fstat(fd).st_size == size
                 os.ftruncate(fd, size)
             except OSError as exc:
                 os.close(fd)
                 raise _os_error(exc, f"size {where}") from exc
-        return StagingFile(fd, key=key, size=size, where=where)
+        return StagingFile(fd, key=key, size=size, where=where, kept=kept)
 
     def discard(self, key: str) -> None:
         """Delete the staging file of pull `key`; a missing one is fine."""

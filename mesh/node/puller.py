@@ -39,7 +39,7 @@ from mesh.core.pull_plan import PullPlan, Run
 from mesh.core.records import LoanState
 from mesh.core.transfer import FetchRequest, Manifest, ManifestRequest
 from mesh.fs.borrowed import BorrowedFolder, FileId, NoSpaceError, PlacementError, StagingFile
-from mesh.fs.whole_hash import WholeHash
+from mesh.fs.whole_hash import SavedHash, WholeHash
 from mesh.node.channels import Channels
 from mesh.node.lending import Lending, Lent, copy_parts
 from mesh.node.local import now_ms
@@ -53,7 +53,7 @@ _STRIKES = 2  # bad chunks after which a source is dropped for the rest of a pul
 _WRITES_IN_FLIGHT = 2  # chunks received and still being verified and written, per run
 _RUNS_AT_ONCE = 2  # runs asked of one source at a time: the next while the last one ends
 _LOOKAHEAD = 4  # chunks left in a run when the next one is asked for
-_CHECKPOINT_S = 0.25  # at most this often the verified set is saved
+_CHECKPOINT_S = 0.1  # at most this often the verified set is saved
 
 
 class PullHost(Protocol):
@@ -166,10 +166,11 @@ class Puller:
         self.bytes_done = sum(chunk_span(content.size, i)[1] for i in present)
         if present:
             log.info(
-                "resuming the pull of %s: %d of %d chunks already verified",
+                "resuming the pull of %s: %d of %d chunks already verified%s",
                 self.lent.binding.path,
                 len(present),
                 verified.count,
+                f", hash saved over the first {pull.hashed}" if pull and pull.hash_state else "",
             )
         await self._status(LoanState.FETCHING)
         sources = await self._host.store(self._host.lending.holders, self.lent, now_ms())
@@ -238,14 +239,24 @@ class Puller:
             # file here would start it afresh when a place() that died after its commit
             # left it linked to the copy, and place() itself recovers that case.
             return self._hashes
-        self._plan = PullPlan(verified.missing(), CHUNK_SIZE)
-        self._verified = verified
-        self._changed = asyncio.Event()
         staging = await asyncio.to_thread(
             self._host.borrowed.staging, self._staging_name, content.size
         )
         self._staging = staging
-        self._whole = WholeHash(staging, verified.count, verified.present())
+        saved = None
+        if not staging.kept and verified.present():
+            log.warning(
+                "the staging file of %s is gone or cut short: pulling it afresh",
+                self.lent.binding.path,
+            )
+            verified = Bitmap(verified.count)
+            self.bytes_done = 0
+        elif self._pull is not None and self._pull.hash_state:
+            saved = SavedHash(self._pull.hashed, self._pull.hash_state)
+        self._plan = PullPlan(verified.missing(), CHUNK_SIZE)
+        self._verified = verified
+        self._changed = asyncio.Event()
+        self._whole = WholeHash(staging, verified.count, verified.present(), saved)
         # One writer per pull: writes to one file from several threads contend for its
         # inode lock in the kernel and cost more than they overlap; it also feeds the hash.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="mesh-pull")
@@ -451,10 +462,18 @@ class Puller:
         """Record which chunks are verified, after the bytes of those reached the disk;
         with `report`, also the loan's progress."""
         async with self._saving:
-            bits = bytes(self._verified.bits)  # before the sync: only what it covers
+            # Before the sync: only what it covers.
+            bits, saved = bytes(self._verified.bits), self._whole.saved()
             await asyncio.to_thread(self._staging.sync)
             pull = self._pull = (
-                dataclasses.replace(self._pull, verified=bits) if self._pull is not None else None
+                dataclasses.replace(
+                    self._pull,
+                    verified=bits,
+                    hashed=saved.hashed if saved else 0,
+                    hash_state=saved.state if saved else b"",
+                )
+                if self._pull is not None
+                else None
             )
             lending = self._host.lending
 

@@ -40,6 +40,8 @@ class Pull:
     size: int
     chunk_hashes: bytes
     verified: bytes
+    hashed: int = 0  # the chunks before this one are in the whole-file hash saved as:
+    hash_state: bytes = b""
 
 
 _SELECT_COPIES = (
@@ -118,13 +120,13 @@ class LoanBook:
 
     def pull(self, binding_key: bytes) -> Pull | None:
         rows = self._db.read(
-            "SELECT binding_key, staging, hash, size, chunk_hashes, verified FROM pulls "
-            "WHERE binding_key = ?",
+            "SELECT binding_key, staging, hash, size, chunk_hashes, verified, hashed, "
+            "hash_state FROM pulls WHERE binding_key = ?",
             (binding_key,),
         )
         if not rows:
             return None
-        key, staging, h, size, hashes, verified = rows[0]
+        key, staging, h, size, hashes, verified, hashed, hash_state = rows[0]
         return Pull(
             binding_key=bytes(key),
             staging=str(staging),
@@ -132,6 +134,8 @@ class LoanBook:
             size=int(size),
             chunk_hashes=bytes(hashes),
             verified=bytes(verified),
+            hashed=int(hashed),
+            hash_state=bytes(hash_state),
         )
 
     def pulls(self) -> list[bytes]:
@@ -141,7 +145,7 @@ class LoanBook:
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO pulls (binding_key, staging, hash, size, chunk_hashes, "
-                "verified) VALUES (?,?,?,?,?,?)",
+                "verified, hashed, hash_state) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     pull.binding_key,
                     pull.staging,
@@ -149,6 +153,8 @@ class LoanBook:
                     pull.size,
                     pull.chunk_hashes,
                     pull.verified,
+                    pull.hashed,
+                    pull.hash_state,
                 ),
             )
 

@@ -12,8 +12,9 @@ import xxhash
 
 from mesh.core.chunks import CHUNK_SIZE, chunk_count, chunk_span
 from mesh.core.errors import PlacementError
+from mesh.fs import resumable_hash
 from mesh.fs.borrowed import BorrowedFolder
-from mesh.fs.whole_hash import WholeHash
+from mesh.fs.whole_hash import SavedHash, WholeHash
 
 SIZE = 3 * CHUNK_SIZE + 12345  # three whole chunks and a short last one
 
@@ -103,3 +104,78 @@ def test_placing_with_a_hash_built_while_writing_still_refuses_a_wrong_one(
     placed = folder.place("ab56", ["tower", "Films", "a.mkv"], right, replacing=None, hashed=right)
     copy = tmp_path / "borrowed" / "tower" / "Films" / "a.mkv"
     assert copy.read_bytes() == data and copy.stat().st_ino == placed.inode
+
+
+def test_a_resumed_pull_goes_on_from_its_saved_hash_without_reading_back(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    data = content()
+    with folder.staging("ab78", SIZE) as staging:
+        whole = WholeHash(staging, chunk_count(SIZE))
+        for index in (0, 1, 3):  # 3 arrives ahead of its turn: it is on disk, not hashed
+            staging.write_chunk(index, chunk(data, index))
+            whole.add(index, chunk(data, index))
+        saved = whole.saved()
+        whole.close()
+    if saved is None:
+        pytest.skip(f"xxHash {xxhash.XXHASH_VERSION}: its state cannot be saved")
+    assert saved.hashed == 2
+    # Chunk 0 rots on disk after it went into the saved hash: a resume that read it back
+    # would hash the rot, one that goes on from the saved state does not see it.
+    staged = tmp_path / "borrowed" / ".mesh-staging" / "ab78"
+    with staged.open("r+b") as f:
+        f.write(b"ROT")
+    with folder.staging("ab78", SIZE) as staging:
+        whole = WholeHash(staging, chunk_count(SIZE), present=[0, 1, 3], saved=saved)
+        assert whole.hashed == 2
+        staging.write_chunk(2, chunk(data, 2))
+        whole.add(2, chunk(data, 2))
+        assert whole.digest() == xxhash.xxh3_128_digest(data)  # 3 was read back from disk
+        whole.close()
+
+
+def test_a_saved_hash_that_does_not_fit_falls_back_to_reading_back(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    data = content()
+    with folder.staging("ab9a", SIZE) as staging:
+        for index in (0, 1):
+            staging.write_chunk(index, chunk(data, index))
+    damaged = SavedHash(hashed=2, state=b"xxh3-128/0.0.0/" + b"\0" * 576)
+    with folder.staging("ab9a", SIZE) as staging:
+        whole = WholeHash(staging, chunk_count(SIZE), present=[0, 1], saved=damaged)
+        assert whole.hashed == 0
+        for index in (2, 3):
+            staging.write_chunk(index, chunk(data, index))
+            whole.add(index, chunk(data, index))
+        assert whole.digest() == xxhash.xxh3_128_digest(data)
+        whole.close()
+
+
+def test_a_staging_file_says_whether_an_earlier_run_left_it(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    staged = tmp_path / "borrowed" / ".mesh-staging" / "abcd"
+    with folder.staging("abcd", SIZE) as staging:
+        assert not staging.kept  # made just now
+    with folder.staging("abcd", SIZE) as staging:
+        assert staging.kept
+    os.truncate(staged, SIZE // 2)  # cut short: what it verified may be gone
+    with folder.staging("abcd", SIZE) as staging:
+        assert not staging.kept
+    staged.unlink()
+    with folder.staging("abcd", SIZE) as staging:
+        assert not staging.kept
+
+
+def test_where_the_hash_state_cannot_be_saved_the_hash_is_still_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resumable_hash, "_library", lambda: None)  # another xxHash build
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    data = content()
+    with folder.staging("abce", SIZE) as staging:
+        whole = WholeHash(staging, chunk_count(SIZE))
+        for index in (1, 0, 2, 3):
+            staging.write_chunk(index, chunk(data, index))
+            whole.add(index, chunk(data, index))
+        assert whole.saved() is None  # a resume reads back instead
+        assert whole.digest() == xxhash.xxh3_128_digest(data)
+        whole.close()

@@ -4,12 +4,14 @@ verified copy while the binding holds and remove it when it ends."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import xxhash
 
 from mesh.core.status import LoanLine
@@ -279,3 +281,36 @@ async def test_a_holder_of_an_open_library_serves_a_loan_of_the_same_content(
     await tower.halt()
     await start(laptop, tmp_path, static_peers=(nas.address,))
     await until_phase(laptop, line.id, "held")
+
+
+async def test_a_pull_whose_staging_file_went_missing_starts_afresh(
+    nodes: Make, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a pull verified lives in its staging file: with the file gone, its saved verified
+    # set and hash describe nothing, and trusting them would place a file of zeros.
+    tower, laptop = await pair(nodes, tmp_path)
+    await start(laptop, tmp_path, static_peers=(tower.address,), limit=8 << 20)
+    data = os.urandom(24 * 1024 * 1024)
+    folder = await folder_with(tmp_path, "films", {"big.mkv": data})
+    await share_and_scan(tower, folder, "Films")
+    line = await lend(tower, "Films/big.mkv", "laptop")
+
+    async def some_done() -> bool:
+        found = (await loans(laptop)).get(line.id)
+        return found is not None and found.bytes_done >= 4 << 20
+
+    deadline = time.monotonic() + 20
+    while not await some_done():
+        assert time.monotonic() < deadline, "the pull never got going"
+        await asyncio.sleep(0.05)
+    await laptop.halt()  # a graceful stop saves what was verified
+    staging = tmp_path / "laptop-borrowed" / ".mesh-staging"
+    removed = [p for p in staging.iterdir() if p.is_file()]
+    assert removed, "no staging file to lose"
+    for path in removed:
+        path.unlink()
+    with caplog.at_level(logging.WARNING, logger="mesh.node.puller"):
+        await start(laptop, tmp_path, static_peers=(tower.address,))
+        await until_phase(laptop, line.id, "held", within=30)
+    assert copy_of(tmp_path, "Films/big.mkv").read_bytes() == data
+    assert "gone or cut short: pulling it afresh" in caplog.text
