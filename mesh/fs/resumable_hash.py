@@ -72,7 +72,7 @@ class ResumableHash:
     """xxh3-128 of data fed in order; `save()` gives its state as bytes, `create(saved)`
     continues from them. Not thread-safe: one thread at a time, as with xxhash objects."""
 
-    def __init__(self, lib: _Library, saved: bytes | None) -> None:
+    def __init__(self, lib: _Library, saved: bytes | None, length: int | None = None) -> None:
         self._lib = lib
         state = lib.create()
         if not state:
@@ -82,12 +82,16 @@ class ResumableHash:
         if saved is not None:
             fresh = ctypes.string_at(state, _STATE_SIZE)
             body = saved[len(_state_tag()) :]
+            if not _sound(body, fresh, length):
+                self.close()
+                raise ValueError("the saved hash state is from another xxHash build or damaged")
             ctypes.memmove(state, body[:_SECRET_POINTER] + fresh[_SECRET_POINTER:], _STATE_SIZE)
 
     @staticmethod
-    def create(saved: bytes | None = None) -> Hash:
+    def create(saved: bytes | None = None, length: int | None = None) -> Hash:
         """A new hash, or one continuing from `saved` (what `save()` gave, maybe in another
-        process). Raises ValueError for saved bytes this build cannot continue from."""
+        process) after `length` bytes if given. Raises ValueError for saved bytes this
+        build cannot continue from, or that do not hold up."""
         lib = _library()
         if lib is None:
             if saved is not None:
@@ -95,7 +99,7 @@ class ResumableHash:
             return _PlainHash()
         if saved is not None and not usable(saved):
             raise ValueError("the saved hash state is from another xxHash build or damaged")
-        return ResumableHash(lib, saved)
+        return ResumableHash(lib, saved, length)
 
     def _live(self) -> int:
         if self._state is None:
@@ -154,6 +158,27 @@ class _PlainHash:
 
     def close(self) -> None:
         pass
+
+
+# After the 512 bytes of buffers: bufferedSize and useSeed (32 bits each), nbStripesSoFar,
+# totalLen, nbStripesPerBlock, secretLimit, seed and a reserved word (64 bits each).
+_COUNTERS = struct.Struct("<IIQQQQQQ")
+_INPUT_BUFFER = 256
+
+
+def _sound(body: bytes, fresh: bytes, length: int | None) -> bool:
+    """Whether a saved state (without its tag) is safe to hand to xxHash: its counters
+    within their bounds, its fixed settings those of a fresh state, and the bytes it went
+    over `length` where that is known. A damaged store must not become a bad pointer."""
+    buffered, use_seed, stripes, total, per_block, limit, seed, _ = _COUNTERS.unpack_from(body, 512)
+    fixed = _COUNTERS.unpack_from(fresh, 512)
+    return (
+        buffered <= _INPUT_BUFFER
+        and buffered <= total
+        and stripes < per_block
+        and (use_seed, per_block, limit, seed) == (fixed[1], fixed[4], fixed[5], fixed[6])
+        and (length is None or total == length)
+    )
 
 
 def _state_tag() -> bytes:

@@ -53,7 +53,7 @@ class WholeHash:
         self._staging = staging
         self._count = count
         self._lock = threading.Lock()
-        self._hash, self._next = _continue(saved, count)  # the first chunk not in it yet
+        self._hash, self._next = _continue(saved, count, staging.size)  # first not in it
         self._ahead = {i for i in present if i >= self._next}  # on disk, awaiting their turn
         self._reading = False  # the hashing thread owns the hash while it reads back
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="mesh-hash")
@@ -137,11 +137,12 @@ class WholeHash:
         self._hash.close()
 
 
-def _continue(saved: SavedHash | None, count: int) -> tuple[Hash, int]:
+def _continue(saved: SavedHash | None, count: int, size: int) -> tuple[Hash, int]:
     """The hash to go on with and the chunk it is at: from `saved` where it can be."""
     if saved is not None and 0 < saved.hashed <= count:
+        length = min(saved.hashed * CHUNK_SIZE, size)
         try:
-            return ResumableHash.create(saved.state), saved.hashed
+            return ResumableHash.create(saved.state, length), saved.hashed
         except ValueError as exc:
             log.info("the saved hash of a pull does not fit (%s): reading its chunks back", exc)
     return ResumableHash.create(), 0

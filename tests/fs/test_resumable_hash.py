@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 import subprocess
 import sys
 
@@ -102,3 +103,44 @@ def test_a_closed_hash_says_so() -> None:
     h.close()  # twice is fine
     with pytest.raises(ValueError, match="closed"):
         h.update(b"x")
+
+
+def _with_counter(saved: bytes, offset: int, fmt: str, value: int) -> bytes:
+    tag = len(saved) - 576
+    body = bytearray(saved[tag:])
+    struct.pack_into(fmt, body, offset, value)
+    return saved[:tag] + bytes(body)
+
+
+@pytest.mark.parametrize(
+    ("offset", "fmt", "value"),
+    [
+        (512, "<I", 10_000),  # more buffered than the buffer holds
+        (520, "<Q", 1 << 40),  # stripes past the block
+        (536, "<Q", 3),  # another block length
+        (552, "<Q", 42),  # a seed
+    ],
+)
+def test_a_state_whose_counters_do_not_hold_up_is_refused(
+    offset: int, fmt: str, value: int
+) -> None:
+    # A damaged store must give a clear refusal, never a state that sends xxHash out of
+    # its buffers.
+    h = ResumableHash.create()
+    h.update(b"x" * 1000)
+    saved = h.save()
+    h.close()
+    assert saved is not None
+    with pytest.raises(ValueError, match="damaged"):
+        ResumableHash.create(_with_counter(saved, offset, fmt, value))
+
+
+def test_a_state_is_refused_for_another_length_than_it_went_over() -> None:
+    h = ResumableHash.create()
+    h.update(b"y" * 5000)
+    saved = h.save()
+    h.close()
+    assert saved is not None
+    ResumableHash.create(saved, 5000).close()
+    with pytest.raises(ValueError, match="damaged"):
+        ResumableHash.create(saved, 4999)
