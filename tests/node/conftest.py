@@ -16,6 +16,8 @@ from mesh.config import Settings
 from mesh.home import Home
 from mesh.node.daemon import Daemon
 from mesh.node.local import LocalNode
+from mesh.security.identity import Identity
+from mesh.transport.peer_client import PeerChannel
 
 
 async def wait_for(condition: Callable[[], Any], within: float = 10.0, what: str = "") -> Any:
@@ -81,6 +83,15 @@ class NodeHandle:
     def address(self) -> str:
         assert self.daemon is not None
         return f"127.0.0.1:{self.daemon.port}"
+
+    def dial(self, me: Identity) -> PeerChannel:
+        """A channel to this node's running daemon as `me`, pinning its certificate, with
+        the short keepalive of the tests."""
+        assert self.daemon is not None
+        d = self.daemon
+        return PeerChannel(
+            me, d.node_id, d.identity.cert_der, "127.0.0.1", d.port, keepalive_s=1, ping_timeout_s=1
+        )
 
 
 def mesh_of(root: NodeHandle, *others: NodeHandle) -> None:

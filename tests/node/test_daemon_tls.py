@@ -11,7 +11,6 @@ import pytest
 
 from mesh.core.gossip import Ping
 from mesh.security import identity as ident
-from mesh.transport.peer_client import PeerChannel
 from tests.node.conftest import NodeHandle, mesh_of, wait_for
 
 Make = Callable[[str], NodeHandle]
@@ -58,15 +57,7 @@ async def test_a_valid_certificate_that_is_not_a_member_is_refused_at_the_handsh
     await a.start()
     assert a.daemon is not None
     stranger = ident.generate()
-    channel = PeerChannel(
-        stranger,
-        a.daemon.node_id,
-        a.daemon.identity.cert_der,
-        "127.0.0.1",
-        a.daemon.port,
-        keepalive_s=1,
-        ping_timeout_s=1,
-    )
+    channel = a.dial(stranger)
     try:
         stream = channel.gossip()
         with pytest.raises(Exception) as info:

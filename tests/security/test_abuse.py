@@ -31,7 +31,7 @@ from mesh.core.vector import VersionVector
 from mesh.node.local import now_ms
 from mesh.security.identity import Identity
 from mesh.transport import options
-from mesh.transport.peer_client import PeerChannel, target
+from mesh.transport.peer_client import target
 from mesh.transport.tls import client_credentials
 from mesh.v1 import mesh_pb2_grpc
 from mesh.wire import gossip as wire_gossip
@@ -229,15 +229,7 @@ async def test_500_idle_connections_and_50_stalled_handshakes_do_not_stop_a_memb
                 await loop.sock_connect(s, ("127.0.0.1", a.daemon.port))
                 if i >= 500:
                     await loop.sock_sendall(s, stalled)
-            channel = PeerChannel(
-                member,
-                a.daemon.node_id,
-                a.daemon.identity.cert_der,
-                "127.0.0.1",
-                a.daemon.port,
-                keepalive_s=1,
-                ping_timeout_s=1,
-            )
+            channel = a.dial(member)
             began = time.monotonic()
             try:
                 stream = channel.gossip()

@@ -34,7 +34,6 @@ from mesh.core.vector import Clock, VersionVector
 from mesh.security import identity as ident
 from mesh.security.identity import Identity
 from mesh.transport.gossip_stream import GossipStream
-from mesh.transport.peer_client import PeerChannel
 from mesh.wire import records as wire_records
 from tests.node.conftest import NodeHandle, mesh_of
 
@@ -132,15 +131,7 @@ async def test_a_member_relaying_altered_or_forged_signed_records_is_refused_and
         "c's borrow request relabelled as d's": dataclasses.replace(genuine_ask, origin=d_node),
         "c's borrow request without its signature": dataclasses.replace(genuine_ask, signature=b""),
     }
-    channel = PeerChannel(
-        b_id,
-        a.daemon.node_id,
-        a.daemon.identity.cert_der,
-        "127.0.0.1",
-        a.daemon.port,
-        keepalive_s=1,
-        ping_timeout_s=1,
-    )
+    channel = a.dial(b_id)
     replica = a.daemon.local.replica
     try:
         member = Member(b_id, channel.gossip())
@@ -184,15 +175,7 @@ async def test_records_of_origins_nobody_admitted_are_refused(
     assert a.daemon is not None
     replica = a.daemon.local.replica
     before = replica.vector()
-    channel = PeerChannel(
-        b_id,
-        a.daemon.node_id,
-        a.daemon.identity.cert_der,
-        "127.0.0.1",
-        a.daemon.port,
-        keepalive_s=1,
-        ping_timeout_s=1,
-    )
+    channel = a.dial(b_id)
     try:
         member = Member(b_id, channel.gossip())
         await member.open()
@@ -224,15 +207,7 @@ async def test_a_member_cannot_move_another_members_clock(
         c_id = node.identity
     await a.start()
     assert a.daemon is not None
-    channel = PeerChannel(
-        b_id,
-        a.daemon.node_id,
-        a.daemon.identity.cert_der,
-        "127.0.0.1",
-        a.daemon.port,
-        keepalive_s=1,
-        ping_timeout_s=1,
-    )
+    channel = a.dial(b_id)
     try:
         member = Member(b_id, channel.gossip())
         await member.open()
