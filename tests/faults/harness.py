@@ -16,8 +16,7 @@ import stat
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,13 +25,12 @@ import xxhash
 
 from mesh.config import Settings
 from mesh.core.chunks import CHUNK_SIZE
-from mesh.core.errors import MeshError
 from mesh.core.status import LoanLine
 from mesh.fs.borrowed import STAGING
 from mesh.home import Home
 from mesh.node.local import LocalNode
-from mesh.transport.control_client import ControlClient
 from tests.faults.node_process import DIED
+from tests.lan.daemon import DaemonProcess, until
 from tests.lan.netns import REQUIRE_ENV, Lan, NetNode
 from tests.node.conftest import NodeHandle, mesh_of
 
@@ -44,18 +42,6 @@ REPO = Path(__file__).resolve().parents[2]
 KEEPALIVE_S = 1.0
 PING_TIMEOUT_S = 1.0
 KEEPALIVE_WINDOW_S = KEEPALIVE_S + PING_TIMEOUT_S
-
-
-def until(what: str, check: Callable[[], T], timeout: float = 60, every: float = 0.05) -> T:
-    """Poll `check` every `every` s until it returns something true; fail naming `what`
-    after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(every)
 
 
 def write_file(path: Path, size: int) -> str:
@@ -83,7 +69,7 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-class FaultNode:
+class FaultNode(DaemonProcess):
     """One computer of the LAN: a namespace, a home, a borrowed folder, its daemon."""
 
     def __init__(self, host: NetNode, tmp: Path, name: str) -> None:
@@ -130,19 +116,8 @@ class FaultNode:
                 argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True
             )
 
-    def running(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"{self.name}'s daemon exited:\n{self.log.read_text()}")
-        try:
-            with self.control() as control:
-                control.ping(0.2)
-                return control.status().running
-        except MeshError:
-            return False
-
-    def up(self) -> None:
-        self.start()
-        until(f"{self.name} to run", self.running, 20)
+    def control_socket(self) -> Path:
+        return self.home.control_socket
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no cleanup, nothing flushed that was not already."""
@@ -160,14 +135,6 @@ class FaultNode:
         assert self.proc is not None
         code = self.proc.wait(timeout)
         assert code == DIED, f"{self.name} exited with {code}:\n{self.log.read_text()}"
-
-    @contextlib.contextmanager
-    def control(self) -> Iterator[ControlClient]:
-        client = ControlClient(self.home.control_socket)
-        try:
-            yield client
-        finally:
-            client.close()
 
     def loan(self, loan_id: str) -> LoanLine | None:
         with self.control() as control:

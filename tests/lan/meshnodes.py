@@ -8,7 +8,6 @@ second of CPU, and ten of those per poll would slow the nodes being measured."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -16,20 +15,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mesh.core.errors import MeshError
 from mesh.home import Home
-from mesh.transport.control_client import ControlClient
+from tests.lan.daemon import DaemonProcess
+from tests.lan.daemon import until as poll_until
 from tests.lan.netns import NetNode
 
 T = TypeVar("T")
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
 
 
-class LanPeer:
+class LanPeer(DaemonProcess):
     """One computer of the LAN: a node namespace, a home, and its `mesh up` when running."""
 
     def __init__(self, host: NetNode, tmp: Path, name: str, *up_args: str) -> None:
@@ -73,21 +72,6 @@ class LanPeer:
             )
         self.host.lan._track(self.proc)  # the LAN's teardown stops it whatever happens
 
-    def running(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"{self.name}'s mesh up exited: {self.log.read_text()}")
-        # Starting, its control socket is missing, stale or not answering yet: not an error.
-        try:
-            with self.control() as control:
-                control.ping(0.2)
-                return control.status().running
-        except MeshError:
-            return False
-
-    def up(self) -> None:
-        self.start()
-        until(f"{self.name} to run", self.running, 20)
-
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the daemon (SIGKILL: no goodbye at all)."""
         assert self.proc is not None
@@ -96,14 +80,8 @@ class LanPeer:
         if sig != signal.SIGKILL:
             assert self.proc.returncode == 0, self.log.read_text()
 
-    @contextlib.contextmanager
-    def control(self) -> Iterator[ControlClient]:
-        """The daemon's control socket (a file: reachable from outside the namespace)."""
-        client = ControlClient(Home.resolve(self.home).control_socket)
-        try:
-            yield client
-        finally:
-            client.close()
+    def control_socket(self) -> Path:
+        return Home.resolve(self.home).control_socket
 
     def online(self) -> dict[str, str]:
         """The members this node has a session with, and the address of each."""
@@ -118,14 +96,9 @@ class LanPeer:
 
 
 def until(what: str, check: Callable[[], T], timeout: float) -> T:
-    """Poll `check` until it returns something true; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.1)
+    """`tests.lan.daemon.until`, looking every 0.1 s: a look asks every node's daemon, and
+    the nodes of these tests are being measured."""
+    return poll_until(what, check, timeout, every=0.1)
 
 
 def all_online(peers: Sequence[LanPeer]) -> bool:
