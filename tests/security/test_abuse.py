@@ -78,9 +78,9 @@ def identity_of(h: NodeHandle) -> Identity:
         return node.identity
 
 
-async def test_a_message_over_the_size_limit_is_refused_and_other_peers_are_unaffected(
-    nodes: Make,
-) -> None:
+async def beside_a_bystander(nodes: Make) -> tuple[NodeHandle, NodeHandle, Identity]:
+    """a running with c in session with it, and the identity of b, the member that turns
+    hostile: what b does must leave a serving c."""
     a, b, c = nodes("a"), nodes("b"), nodes("c")
     mesh_of(a, b, c)
     hostile = identity_of(b)
@@ -88,6 +88,14 @@ async def test_a_message_over_the_size_limit_is_refused_and_other_peers_are_unaf
     await c.start(static_peers=(a.address,))
     assert a.daemon is not None and c.daemon is not None
     await wait_for(lambda: a.daemon.session(c.daemon.node_id), what="c's stream")  # type: ignore[union-attr]
+    return a, c, hostile
+
+
+async def test_a_message_over_the_size_limit_is_refused_and_other_peers_are_unaffected(
+    nodes: Make,
+) -> None:
+    a, c, hostile = await beside_a_bystander(nodes)
+    assert a.daemon is not None and c.daemon is not None
     kept = a.daemon.session(c.daemon.node_id)
     channel = raw_channel(hostile, a)
     try:
@@ -264,13 +272,8 @@ FLOOD_BUDGET = 32 << 20  # what a busy node may hold of one member's unread fram
 async def test_a_gossip_flood_from_one_member_is_throttled_within_a_bounded_memory_budget(
     nodes: Make, tmp_path: Path
 ) -> None:
-    a, b, c = nodes("a"), nodes("b"), nodes("c")
-    mesh_of(a, b, c)
-    hostile = identity_of(b)
-    await a.start()
-    await c.start(static_peers=(a.address,))
+    a, c, hostile = await beside_a_bystander(nodes)
     assert a.daemon is not None and c.daemon is not None
-    await wait_for(lambda: a.daemon.session(c.daemon.node_id), what="c's stream")  # type: ignore[union-attr]
     # Half a megabyte of junk records per batch, the same bytes again and again.
     envs = tuple(
         Envelope(origin=hostile.node_id, epoch=EPOCH, seq=i, kind=Kind.ENTRY, body=b"y" * 1000)
