@@ -82,7 +82,7 @@ class ResumableHash:
         if saved is not None:
             fresh = ctypes.string_at(state, _STATE_SIZE)
             body = saved[len(_state_tag()) :]
-            if not _sound(body, fresh, length):
+            if not (usable(saved) and _sound(body, fresh, length)):
                 self.close()
                 raise ValueError("the saved hash state is from another xxHash build or damaged")
             ctypes.memmove(state, body[:_SECRET_POINTER] + fresh[_SECRET_POINTER:], _STATE_SIZE)
@@ -97,8 +97,6 @@ class ResumableHash:
             if saved is not None:
                 raise ValueError("this xxhash cannot continue a saved hash")
             return _PlainHash()
-        if saved is not None and not usable(saved):
-            raise ValueError("the saved hash state is from another xxHash build or damaged")
         return ResumableHash(lib, saved, length)
 
     def _live(self) -> int:
