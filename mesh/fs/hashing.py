@@ -12,7 +12,7 @@ import mmap
 import os
 import stat
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import xxhash
 
@@ -30,8 +30,8 @@ def _buffer() -> mmap.mmap:
     return buf
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
+class Digest(NamedTuple):
+    # A tuple, not a dataclass: a first scan makes one per file, and a tuple is made in C.
     size: int
     mtime_ns: int
     inode: int
@@ -88,14 +88,15 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 
-def open_for_reading(path: str) -> int:
-    """Open without following a final symlink, and without touching atime where allowed."""
+def open_for_reading(path: str, dir_fd: int | None = None) -> int:
+    """Open without following a final symlink, and without touching atime where allowed;
+    with `dir_fd`, `path` is a name in that open folder (one lookup, not a walk from /)."""
     if _NOATIME:
         try:
-            return os.open(path, _READ_FLAGS | _NOATIME)
+            return os.open(path, _READ_FLAGS | _NOATIME, dir_fd=dir_fd)
         except PermissionError:
             pass  # O_NOATIME needs ownership of the file; reading still works without it.
-    return os.open(path, _READ_FLAGS)
+    return os.open(path, _READ_FLAGS, dir_fd=dir_fd)
 
 
 def hash_file(path: str, progress: list[int] | None = None) -> Digest:
@@ -105,48 +106,43 @@ def hash_file(path: str, progress: list[int] | None = None) -> Digest:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise IsADirectoryError(0, "not a regular file", path)
-        content, packed, size = hash_fd(fd, progress)
-        after = os.fstat(fd)
+        return digest_open(fd, before, path, progress)
     finally:
         os.close(fd)
+
+
+def hash_one_chunk(fd: int, size: int) -> tuple[bytes, bytes] | None:
+    """(hash, chunk root) of an open file of less than one chunk, or None if it no longer
+    has `size` bytes (then `digest_open` reads it the careful way).
+
+    One pread of the size plus one byte, not of a whole chunk: a 1 MiB buffer per file
+    would be mmap'd and page-faulted in afresh every time (FIELD-NOTES.md). A small file
+    changed in place keeps the fstat's mtime, so the next scan sees it differ and hashes it
+    again (and a source re-checks a file before serving it).
+    """
+    data = os.pread(fd, size + 1, 0)
+    if len(data) != size:
+        return None
+    content = xxhash.xxh3_128_digest(data)
+    return content, chunk_root(content if data else b"")
+
+
+def digest_open(
+    fd: int, before: os.stat_result, path: str, progress: list[int] | None = None
+) -> Digest:
+    """Hash an open regular file from its start, given its fstat from just after it was
+    opened. A file that changes while it is read raises UnstableFileError."""
+    size = before.st_size
+    if size < CHUNK_SIZE:
+        one = hash_one_chunk(fd, size)
+        if one is not None:
+            content, root = one
+            packed = content if size else b""
+            return Digest(size, before.st_mtime_ns, before.st_ino, content, root, packed)
+    content, packed, size = hash_fd(fd, progress)
+    after = os.fstat(fd)
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (
         size != after.st_size
     ):
         raise UnstableFileError(0, "changed while it was read", path)
-    return Digest(
-        size=size,
-        mtime_ns=after.st_mtime_ns,
-        inode=after.st_ino,
-        hash=content,
-        chunk_root=chunk_root(packed),
-        chunk_hashes=packed,
-    )
-
-
-def hash_small(path: str, st: os.stat_result) -> Digest:
-    """`hash_file` for a file of less than one chunk, with the stat the walk just made: one
-    open, one read, one close (the hot path of a first scan of many small files).
-
-    The read asks for the size plus one byte, not a whole chunk: a 1 MiB buffer per file
-    would be mmap'd and page-faulted in afresh every time (FIELD-NOTES.md). A file that
-    changed size since the stat is read again the careful way; one that changed in place
-    keeps the stat's mtime, so the next scan sees it differ and hashes it again (and a
-    source re-checks a file before serving it).
-    """
-    fd = open_for_reading(path)
-    try:
-        data = os.read(fd, st.st_size + 1)
-    finally:
-        os.close(fd)
-    if len(data) != st.st_size:
-        return hash_file(path)
-    content = xxhash.xxh3_128_digest(data)
-    packed = content if data else b""
-    return Digest(
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        inode=st.st_ino,
-        hash=content,
-        chunk_root=chunk_root(packed),
-        chunk_hashes=packed,
-    )
+    return Digest(size, after.st_mtime_ns, after.st_ino, content, chunk_root(packed), packed)

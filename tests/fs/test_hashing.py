@@ -11,7 +11,7 @@ import pytest
 import xxhash
 
 from mesh.core.chunks import CHUNK_SIZE
-from mesh.fs.hashing import hash_file
+from mesh.fs.hashing import UnstableFileError, digest_open, hash_file, hash_one_chunk
 
 SIZES = [0, 1, 4096, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17]
 
@@ -44,3 +44,33 @@ def test_a_symlink_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "target")
     with pytest.raises(OSError):
         hash_file(str(tmp_path / "link"))
+
+
+@pytest.mark.parametrize("size", [s for s in SIZES if s < CHUNK_SIZE])
+def test_one_read_of_a_small_file_gives_what_hash_file_gives(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        one = hash_one_chunk(fd, size)
+    finally:
+        os.close(fd)
+    digest = hash_file(str(path))
+    assert one == (digest.hash, digest.chunk_root)
+
+
+def test_a_small_file_that_grew_since_its_fstat_gets_no_hash(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        before = os.fstat(fd)
+        with path.open("ab") as f:
+            f.write(b"y" * 50)
+        # One read finds 150 bytes where the fstat said 100: no hash of a version that
+        # never was, and the careful read says the file moved.
+        assert hash_one_chunk(fd, before.st_size) is None
+        with pytest.raises(UnstableFileError):
+            digest_open(fd, before, str(path))
+    finally:
+        os.close(fd)
