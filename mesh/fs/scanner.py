@@ -46,6 +46,8 @@ from mesh.fs.folder_scan import (
     FolderTask,
     classify,
     scan_folders,
+    scan_folders_packed,
+    unpack_results,
 )
 from mesh.fs.hashing import Digest, hash_file
 from mesh.store.index import KnownFile, ScanBatch
@@ -54,6 +56,8 @@ LARGE_FILE = 64 << 20
 # Once this much time went into folders scanned here, the rest go to worker processes.
 _INLINE_BUDGET_S = 0.05
 _COMMIT_EVERY = 20_000
+# The least a commit takes while the writer is free; each commit costs an fsync.
+_SLICE_MIN = 2_000
 _TASK_FOLDERS = 16
 _TASK_FILES = 2_000
 _COMMIT_INTERVAL_S = 2.0
@@ -234,7 +238,7 @@ class _LibraryScan:
                         self._absorb(result)
                     self.inline_s += time.monotonic() - started
                 else:
-                    self._track(scanner._process_pool().submit(scan_folders, task))
+                    self._track(scanner._process_pool().submit(scan_folders_packed, task))
             if self.in_flight:
                 try:
                     future = self.done.get(timeout=0.1)
@@ -273,7 +277,7 @@ class _LibraryScan:
         if future in self.large:
             self._absorb_large(future)
             return
-        for result in future.result():
+        for result in unpack_results(future.result()):
             self._absorb(result)
 
     def _absorb(self, r: FolderResult) -> None:
@@ -396,10 +400,17 @@ class _LibraryScan:
         return False
 
     def _maybe_commit(self) -> None:
-        now = time.monotonic()
-        if len(self.batch) >= _COMMIT_EVERY or (
-            len(self.batch) and now - self.last_commit >= _COMMIT_INTERVAL_S
-        ):
+        """Commit once the batch is big or old, or as soon as the writer is free and there
+        is a slice's worth: the writer then keeps pace with the workers, and what is left
+        to commit after the last folder is small."""
+        pending = len(self.batch)
+        if not pending:
+            return
+        big_or_old = (
+            pending >= _COMMIT_EVERY or time.monotonic() - self.last_commit >= _COMMIT_INTERVAL_S
+        )
+        writer_free = self.committing is None or self.committing.done()
+        if big_or_old or (pending >= _SLICE_MIN and writer_free):
             self._commit()
 
     def _commit(self) -> None:

@@ -13,6 +13,7 @@ from mesh.core.entries import Library
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
+from mesh.fs import scanner as scanner_module
 from mesh.fs.scanner import Scanner
 from mesh.store.database import Database
 from mesh.store.index import LibraryIndex
@@ -122,8 +123,15 @@ def test_a_missing_root_keeps_its_entries(index: LibraryIndex, root: Path) -> No
 
 
 def test_many_files_are_hashed_by_worker_processes_with_the_same_result(
-    index: LibraryIndex, root: Path
+    index: LibraryIndex, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every folder goes to the worker processes: none may be scanned in this one.
+    monkeypatch.setattr(scanner_module, "_INLINE_BUDGET_S", 0.0)
+
+    def in_this_process(_task: object) -> None:
+        raise AssertionError("a folder was scanned outside the worker processes")
+
+    monkeypatch.setattr(scanner_module, "scan_folders", in_this_process)
     for i in range(1200):
         sub = root / f"d{i % 7}"
         sub.mkdir(exist_ok=True)
@@ -140,6 +148,21 @@ def test_many_files_are_hashed_by_worker_processes_with_the_same_result(
         data = (root / e.entry.path).read_bytes()
         assert e.entry.hash == xxhash.xxh3_128_digest(data), e.entry.path
     assert result.bytes_hashed == result.bytes_to_hash
+
+    # A rescan by the workers: exactly one change and one deletion come back.
+    before = live(index)
+    (root / "d1" / "f1").write_bytes(b"changed")
+    (root / "d2" / "f2").unlink()
+    result = Scanner(load_known=index.known_by_folder, commit=index.apply, workers=2).scan(
+        index.libraries()
+    )
+    assert (result.changed, result.removed, result.unchanged) == (1, 1, 1199)
+    after = live(index)
+    assert after["d1/f1"][0] == xxhash.xxh3_128_digest(b"changed")
+    assert "d2/f2" not in after
+    assert {p: v for p, v in after.items() if p != "d1/f1"} == {
+        p: v for p, v in before.items() if p not in ("d1/f1", "d2/f2")
+    }
 
 
 def test_an_unreadable_folder_does_not_delete_its_entries(index: LibraryIndex, root: Path) -> None:
