@@ -264,16 +264,17 @@ class SqliteReplicaStore:
             "SET origin = excluded.origin, epoch_ms = excluded.epoch_ms, "
             "epoch_nonce = excluded.epoch_nonce, seq = excluded.seq, kind = excluded.kind, "
             "body = excluded.body, signature = excluded.signature, deleted = excluded.deleted",
+            # bytearray, not bytes: sqlite3 binds it directly (see index.py's _write).
             [
                 (
-                    p.key,
-                    p.envelope.origin.raw,
+                    bytearray(p.key),
+                    bytearray(p.envelope.origin.raw),
                     p.envelope.epoch.created_ms,
                     p.envelope.epoch.nonce,
                     p.envelope.seq,
                     int(p.envelope.kind),
-                    p.envelope.body,
-                    p.envelope.signature,
+                    bytearray(p.envelope.body),
+                    bytearray(p.envelope.signature),
                     int(p.deleted),
                 )
                 for p in puts
