@@ -93,9 +93,11 @@ def unpack_results(packed: bytes) -> list[FolderResult]:
     return [FolderResult(*values) for values in marshal.loads(packed)]  # noqa: S302
 
 
-# The folder itself is not followed if it was swapped for a symlink since its parent was
-# listed: that would walk out of the library.
-_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# A folder inside the library is not followed if it was swapped for a symlink since its
+# parent was listed: that would walk out of the library. The root is followed: a user may
+# well move a library's files elsewhere and leave a symlink where they were.
+_FOLDER_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 
 
 def scan_folder(
@@ -114,7 +116,7 @@ def scan_folder(
     folder = os.path.join(root, rel) if rel else root
     result = FolderResult(rel=rel)
     try:
-        dir_fd = os.open(folder, _FOLDER_FLAGS)
+        dir_fd = os.open(folder, _FOLDER_FLAGS if rel else _ROOT_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         # Only a partial scan names a folder its parent did not just list: it went away
         # since the event that named it, which the parent's own scan will tell.

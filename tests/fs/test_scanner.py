@@ -206,3 +206,20 @@ def test_a_file_replaced_by_a_folder(index: LibraryIndex, root: Path) -> None:
     result = scan(index)
     assert (result.added, result.removed) == (1, 1)
     assert set(live(index)) == {"x/inside"}
+
+
+def test_a_root_moved_behind_a_symlink_keeps_its_entries(
+    index: LibraryIndex, root: Path, tmp_path: Path
+) -> None:
+    (root / "sub").mkdir()
+    (root / "sub" / "a").write_bytes(b"a")
+    (root / "b").write_bytes(b"b")
+    scan(index)
+    before = live(index)
+    # The files move to another disk and a symlink takes the library's place.
+    moved = tmp_path / "elsewhere"
+    root.rename(moved)
+    root.symlink_to(moved)
+    result = scan(index)
+    assert (result.removed, result.unchanged) == (0, 2)
+    assert live(index) == before
