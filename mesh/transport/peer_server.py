@@ -6,9 +6,12 @@ decoded request, and a stream object go to the node's handlers; no policy lives 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import grpc
 
@@ -118,10 +121,17 @@ class _TransferServicer:
 
 
 def _address(peer: str) -> str:
-    """'ipv4:10.0.0.2:51514' or 'ipv6:[fe80::1]:51514' -> the host part."""
-    _, _, rest = peer.partition(":")
+    """gRPC's name of a peer -> its host, as mesh shows and dials it: 'ipv4:10.0.0.2:51514'
+    -> '10.0.0.2'; 'ipv6:%5Bfe80::1%252%5D:51514' (URL-encoded, the zone an interface
+    index) -> 'fe80::1%eth0'."""
+    _, _, rest = unquote(peer).partition(":")
     host, _, _port = rest.rpartition(":")
-    return host.strip("[]") or peer
+    host = host.strip("[]")
+    address, zoned, zone = host.partition("%")
+    if zoned and zone.isdigit():
+        with contextlib.suppress(OSError, OverflowError):
+            host = f"{address}%{socket.if_indextoname(int(zone))}"
+    return host or peer
 
 
 class PeerServer:
