@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -169,6 +170,13 @@ class Lending:
     def _own_file(self, path: str) -> LibraryEntry:
         """The entry of this node's libraries that `path` names: an absolute path under a
         shared folder, or LIBRARY/PATH."""
+        on_disk = os.path.isabs(path)
+        if on_disk and not os.path.lexists(path):
+            raise NotFoundError(f"{path}: no such file")
+        if on_disk and os.path.isdir(path):
+            raise InvalidArgumentError(
+                f"{path} is a folder; mesh lends files, one `mesh lend` for each"
+            )
         for library in self.local.index.libraries():
             root = library.root.rstrip("/") + "/"
             if path.startswith(root):
@@ -183,7 +191,7 @@ class Lending:
         entry = self.local.index.entry(name, rel)
         if entry is not None:
             return entry
-        raise NotFoundError(f"{path} is not indexed yet; run `mesh scan {name}`")
+        raise NotFoundError(f"{path} is not indexed yet; run `mesh scan {shlex.quote(name)}`")
 
     def _write_binding(
         self, entry: LibraryEntry, borrower: NodeId, until_ms: int, now_ms: int

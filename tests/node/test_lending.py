@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
+from mesh.core.errors import MeshError
 from mesh.core.status import LoanLine
 from mesh.node.daemon import Daemon
 from mesh.node.local import now_ms
@@ -314,3 +316,21 @@ async def test_a_pull_whose_staging_file_went_missing_starts_afresh(
         await until_phase(laptop, line.id, "held", within=30)
     assert copy_of(tmp_path, "Films/big.mkv").read_bytes() == data
     assert "gone or cut short: pulling it afresh" in caplog.text
+
+
+async def test_what_cannot_be_lent_says_why(nodes: Make, tmp_path: Path) -> None:
+    tower, _laptop = await pair(nodes, tmp_path)
+    movies = await folder_with(tmp_path, "My Movies", {"heat.mkv": b"h"})
+    (movies / "sub dir").mkdir()
+    await share_and_scan(tower, movies, "My Movies")
+    (movies / "later.mkv").write_bytes(b"not scanned yet")
+    cases = {
+        str(movies / "gone.mkv"): f"{movies / 'gone.mkv'}: no such file",
+        str(movies / "sub dir"): "is a folder; mesh lends files",
+        str(tmp_path / "lend.py"): "is not in a shared folder",
+        str(movies / "later.mkv"): "run `mesh scan 'My Movies'`",
+    }
+    (tmp_path / "lend.py").write_bytes(b"outside")
+    for path, why in cases.items():
+        with pytest.raises(MeshError, match=re.escape(why)):
+            await lend(tower, path, "laptop")
