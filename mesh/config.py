@@ -72,13 +72,19 @@ def parse_peer(text: str) -> tuple[str, int]:
         if rest:
             if not rest.startswith(":"):
                 raise ValueError(f"{text!r}: expected ':PORT' after ']'")
-            port = int(rest[1:])
+            port = _port(text, rest[1:])
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
-        port = int(port_text)
-    if not host or not 0 < port < 65536:
+        port = _port(text, port_text)
+    if not host or any(c.isspace() for c in host) or not 0 < port < 65536:
         raise ValueError(f"{text!r} is not HOST[:PORT]")
     return host, port
+
+
+def _port(text: str, port: str) -> int:
+    if not port.isdigit():
+        raise ValueError(f"{text!r}: the port {port!r} is not a number")
+    return int(port)
 
 
 @dataclass(frozen=True, kw_only=True)
