@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
-from mesh.core.errors import InvalidArgumentError, NotFoundError
+from mesh.core.errors import InvalidArgumentError, MeshError, NotFoundError
 from mesh.core.ids import NodeId
 from mesh.core.loans import (
     Loan,
@@ -217,10 +217,9 @@ class Lending:
 
     def recall(self, what: str, now_ms: int) -> Loan:
         me = self.local.node_id
-        mine = [loan for loan in self.ledger(now_ms) if loan.lender == me]
-        loan = pick(mine, what)
+        loan = self._pick_side(what, now_ms, lent=True)
         if loan.binding.ended is BindingEnd.RECALLED:
-            raise InvalidArgumentError(f"loan {loan.id} is already recalled")
+            raise InvalidArgumentError(f"loan {loan.id} has already ended (recalled)")
         recalled = dataclasses.replace(loan.binding, ended=BindingEnd.RECALLED)
         self.local.replica.write(recalled)
         return make_loan(me, recalled, loan.status, now_ms)
@@ -228,8 +227,36 @@ class Lending:
     # -- the borrower's commands ---------------------------------------------------------
 
     def _to_me(self, what: str, now_ms: int) -> Loan:
+        return self._pick_side(what, now_ms, lent=False)
+
+    def _pick_side(self, what: str, now_ms: int, *, lent: bool) -> Loan:
+        """The loan `what` names among those this node lent (or borrowed); one found on the
+        other side is refused with the command that fits it."""
         me = self.local.node_id
-        return pick([loan for loan in self.ledger(now_ms) if loan.borrower == me], what)
+        ledger = self.ledger(now_ms)
+        try:
+            return pick(
+                [loan for loan in ledger if (loan.lender if lent else loan.borrower) == me], what
+            )
+        except NotFoundError:
+            try:
+                other = pick(
+                    [loan for loan in ledger if (loan.borrower if lent else loan.lender) == me],
+                    what,
+                )
+            except MeshError:
+                other = None
+            if other is None:
+                raise
+        if lent:
+            raise InvalidArgumentError(
+                f"loan {other.id} is one this node borrowed from {self.name_of(other.lender)}: "
+                f"only the lender recalls it; `mesh return {other.id}` gives it back"
+            )
+        raise InvalidArgumentError(
+            f"loan {other.id} is one this node lent to {self.name_of(other.borrower)}: "
+            f"`mesh recall {other.id}` ends it"
+        )
 
     def write_status(
         self,

@@ -76,6 +76,8 @@ async def test_lend_deliver_recall(nodes: Make, tmp_path: Path) -> None:
     await d.store(lambda: d.lending.recall(line.id, now_ms()))
     await wait_for(lambda: not copy.exists(), what="the copy to go")
     await until_phase(tower, line.id, "ended")
+    with pytest.raises(MeshError, match="has already ended"):
+        await d.store(lambda: d.lending.recall(line.id, now_ms()))
 
 
 async def folder_with(tmp: Path, name: str, files: dict[str, bytes]) -> Path:
@@ -148,6 +150,12 @@ async def test_return_and_decline_by_the_borrower(nodes: Make, tmp_path: Path) -
     await until_phase(tower, first.id, "held")
     await until_phase(tower, second.id, "declined")
     assert not copy_of(tmp_path, "Docs/b.txt").exists()
+    # Each side asked for the other side's command is told which one fits.
+    with pytest.raises(MeshError, match=f"borrowed from tower.*`mesh return {first.id}`"):
+        await d.store(lambda: d.lending.recall(first.id, now_ms()))
+    t = running(tower)
+    with pytest.raises(MeshError, match=f"lent to laptop.*`mesh recall {first.id}`"):
+        await t.store(lambda: t.lending.give_back("a.txt", now_ms()))
     await d.store(lambda: d.lending.give_back(first.id, now_ms()))
     await until_phase(tower, first.id, "returned")
     await wait_for(lambda: not copy_of(tmp_path, "Docs/a.txt").exists(), what="the return")
