@@ -136,6 +136,8 @@ def lend(
       mesh lend ~/Movies/heat.mkv --to laptop
       mesh lend Movies/heat.mkv --to laptop --for 3d --wait
       mesh lend ~/Docs/tax.pdf --to tablet --until 2026-12-24T18:00
+      mesh lend --to laptop -- -odd-name.mkv   (options first, then -- before a name
+                                                that starts with a dash)
     """
     local = Path(path).expanduser()
     # The daemon knows shared folders by their real paths; the file itself is not resolved
