@@ -237,6 +237,8 @@ class _LibraryScan:
                     for result in scan_folders(task):
                         self._absorb(result)
                     self.inline_s += time.monotonic() - started
+                    # A scan done here whole still commits in slices.
+                    self._maybe_commit()
                 else:
                     self._track(scanner._process_pool().submit(scan_folders_packed, task))
             if self.in_flight:

@@ -16,7 +16,7 @@ from mesh.core.progress import ScanProgress
 from mesh.fs import scanner as scanner_module
 from mesh.fs.scanner import Scanner
 from mesh.store.database import Database
-from mesh.store.index import LibraryIndex
+from mesh.store.index import LibraryIndex, ScanBatch
 from mesh.store.records import SqliteReplicaStore
 
 
@@ -223,3 +223,22 @@ def test_a_root_moved_behind_a_symlink_keeps_its_entries(
     result = scan(index)
     assert (result.removed, result.unchanged) == (0, 2)
     assert live(index) == before
+
+
+def test_a_scan_done_in_this_process_still_commits_in_slices(
+    index: LibraryIndex, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scanner_module, "_COMMIT_EVERY", 100)
+    for i in range(600):
+        sub = root / f"d{i // 15}"  # 40 folders: a task takes up to 16 of them
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{i}").write_bytes(b"x")
+    slices: list[int] = []
+
+    def commit(library: str, batch: ScanBatch) -> int:
+        slices.append(len(batch))
+        return index.apply(library, batch)
+
+    Scanner(load_known=index.known_by_folder, commit=commit, workers=1).scan(index.libraries())
+    assert sum(slices) == 600
+    assert len(slices) >= 3, slices  # a crash late in the scan keeps the earlier slices
