@@ -70,6 +70,9 @@ class Loan:
     binding: Binding
     status: LoanStatus | None
     phase: Phase
+    # The borrower is no longer a member: it can neither pull the file nor say it let the
+    # copy go, so the loan is over whatever its records say.
+    borrower_removed: bool = False
 
     @property
     def library(self) -> str:
@@ -93,6 +96,8 @@ class Loan:
 
     @property
     def reason(self) -> str:
+        if self.borrower_removed:
+            return "the borrower was removed from the mesh"
         return self.status.reason if self.status is not None else ""
 
     @property
@@ -155,14 +160,22 @@ def phase_of(binding: Binding, status: LoanStatus | None, now_ms: int) -> Phase:
     }.get(status.state, Phase.WAITING)
 
 
-def make_loan(lender: NodeId, binding: Binding, status: LoanStatus | None, now_ms: int) -> Loan:
+def make_loan(
+    lender: NodeId,
+    binding: Binding,
+    status: LoanStatus | None,
+    now_ms: int,
+    *,
+    borrower_removed: bool = False,
+) -> Loan:
     return Loan(
         id=loan_id(lender, binding.borrower, binding.library, binding.path),
         lender=lender,
         borrower=binding.borrower,
         binding=binding,
         status=status,
-        phase=phase_of(binding, status, now_ms),
+        phase=Phase.ENDED if borrower_removed else phase_of(binding, status, now_ms),
+        borrower_removed=borrower_removed,
     )
 
 

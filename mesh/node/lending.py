@@ -119,8 +119,15 @@ class Lending:
 
     def ledger(self, now_ms: int, *, mine: bool = False) -> list[Loan]:
         me = self.local.node_id
+        members = self.local.membership.members
         loans = [
-            make_loan(lent.lender, lent.binding, self.status_of(lent), now_ms)
+            make_loan(
+                lent.lender,
+                lent.binding,
+                self.status_of(lent),
+                now_ms,
+                borrower_removed=lent.binding.borrower not in members,
+            )
             for lent in self.bindings()
             if not mine or me in (lent.lender, lent.binding.borrower)
         ]

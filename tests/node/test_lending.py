@@ -342,3 +342,16 @@ async def test_what_cannot_be_lent_says_why(nodes: Make, tmp_path: Path) -> None
     for path, why in cases.items():
         with pytest.raises(MeshError, match=re.escape(why)):
             await lend(tower, path, "laptop")
+
+
+async def test_a_loan_to_a_removed_member_ends(nodes: Make, tmp_path: Path) -> None:
+    tower, _laptop = await pair(nodes, tmp_path)  # the laptop never comes up
+    await share_and_scan(tower, await folder_with(tmp_path, "docs", {"a.txt": b"a"}), "Docs")
+    line = await lend(tower, "Docs/a.txt", "laptop")
+    assert (await loans(tower))[line.id].phase == "waiting for the borrower"
+    d = running(tower)
+    await d.remove_named("laptop")
+    # Removed, it will neither pull the file nor say it let a copy go: the loan is over.
+    ended = (await loans(tower))[line.id]
+    assert ended.phase == "ended"
+    assert ended.reason == "the borrower was removed from the mesh"
