@@ -121,7 +121,11 @@ def lend(
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option("--wait", help="Show progress until the borrower holds a verified copy."),
+        typer.Option(
+            "--wait",
+            help="Show progress until the borrower holds a verified copy "
+            "(Ctrl-C stops waiting; the loan stays).",
+        ),
     ] = False,
 ) -> None:
     """Lend a file of this node's libraries to another member.
@@ -152,10 +156,10 @@ def lend(
             + (f", ends {_when(line.until_ms)}" if line.until_ms else "")
         )
         if wait:
-            _wait_held(daemon, line.id)
+            _wait_held(daemon, line.id, line.size)
 
 
-def _wait_held(daemon: object, loan: str) -> None:
+def _wait_held(daemon: object, loan: str, size: int) -> None:
     from mesh.transport.control_client import ControlClient
 
     assert isinstance(daemon, ControlClient)
@@ -173,23 +177,36 @@ def _wait_held(daemon: object, loan: str) -> None:
             transient=True,
         )
         bar.start()
-    task = bar.add_task(loan, total=None, state="") if bar is not None else None
+    task = bar.add_task(loan, total=size, state="") if bar is not None else None
+    told = ""
     try:
         while True:
             found = [x for x in daemon.loans() if x.id == loan]
             if not found:
                 raise RefusedError(f"loan {loan} is gone from the ledger")
             line = found[0]
+            state = line.phase
+            if state == "waiting for the borrower":
+                state = f"waiting for {safe(line.borrower_name)} (offline?)"
             if bar is not None and task is not None:
-                bar.update(task, total=line.size, completed=line.bytes_done, state=line.phase)
+                bar.update(task, total=line.size, completed=line.bytes_done, state=state)
+            elif state != told:
+                typer.echo(f"{loan}: {state}", err=True)
+            told = state
             if line.phase == "held":
                 break
-            if line.phase in ("declined", "refused", "recalled", "returned", "expired"):
+            if line.phase in ("declined", "refused", "recalled", "returned", "expired", "ended"):
                 why = f": {line.reason}" if line.reason else ""
                 raise RefusedError(
                     f"{line.borrower_name} did not take loan {loan} ({line.phase}{why})"
                 )
             time.sleep(_WATCH_S)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.stop()
+            bar = None
+        typer.echo(f"stopped waiting; loan {loan} stays (`mesh loans` shows it)", err=True)
+        raise typer.Exit(130) from None
     finally:
         if bar is not None:
             bar.stop()

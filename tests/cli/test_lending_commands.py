@@ -3,10 +3,16 @@ laptop, desk) in one private network namespace."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import queue
 import re
 import signal
 import stat
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -144,3 +150,51 @@ def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> N
         lambda: notes_on_desk.exists() and notes_on_desk.read_text() == "second, edited",
     )
     assert [r["answer"] for r in desk.json("requests")] == ["granted"]
+
+
+def test_lend_wait_on_an_offline_borrower_says_so_and_ctrl_c_keeps_the_loan(
+    three: tuple[Node, Node, Node], tmp_path: Path
+) -> None:
+    tower, laptop, _desk = three
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("a")
+    tower.run("share", str(docs), "--as", "Docs")
+    laptop.down()
+    env = {**os.environ, "MESH_HOME": str(tower.mesh.home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh", "lend", "Docs/a.txt", "--to", "laptop", "--wait"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    told: queue.SimpleQueue[str] = queue.SimpleQueue()
+    assert proc.stderr is not None
+
+    def read_stderr() -> None:
+        for line in proc.stderr or ():
+            told.put(line)
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        lines: list[str] = []
+        while not any("waiting for laptop (offline?)" in line for line in lines):
+            assert time.monotonic() < deadline, f"no word of the offline borrower: {lines}"
+            with contextlib.suppress(queue.Empty):
+                lines.append(told.get(timeout=0.5))
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=10)  # reads stderr too, beside the reader
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=10)
+    while not told.empty():
+        lines.append(told.get())
+    lines.extend(rest.splitlines())
+    assert proc.returncode == 130
+    loan = loan_id(out)
+    assert any(f"stopped waiting; loan {loan} stays" in line for line in lines)
+    assert tower.loan(loan)["state"] == "waiting for the borrower"
