@@ -67,6 +67,10 @@ def invite(
     if cancel:
         typer.echo("invitation closed" if info.cancelled else "no invitation was open")
         return
+    if info.replaced:
+        typer.echo(
+            f"(the invitation open before, {info.replaced}, is closed: its code no longer works)"
+        )
     host = _best_host(info.hosts)
     at = f"[{host}]" if ":" in host else host
     suffix = "" if info.port == PAIRING_PORT else f":{info.port}"

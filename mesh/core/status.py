@@ -40,6 +40,7 @@ class InviteInfo:
     port: int  # the pairing listener's
     expires_ms: int
     cancelled: bool = False
+    replaced: str = ""  # the code of the invitation a new one closed
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -302,6 +302,7 @@ class Daemon:
 
     async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
         current = self._invitation
+        replaced = current.code if current and current.state is InviteState.OPEN else ""
         if current is not None:
             await current.close(InviteState.CANCELLED)
             self._invitation = None
@@ -329,6 +330,7 @@ class Daemon:
             hosts=self.advertised_hosts(),
             port=invitation.port,
             expires_ms=invitation.expires_ms,
+            replaced=replaced,
         )
 
     async def _admit_joiner(self, certificate: bytes, name: str) -> Admitted:

@@ -142,6 +142,7 @@ def invite_to_wire(i: InviteInfo) -> pb.InviteReply:
         port=i.port,
         expires_ms=i.expires_ms,
         cancelled=i.cancelled,
+        replaced=i.replaced,
     )
 
 
@@ -152,6 +153,7 @@ def invite_from_wire(msg: pb.InviteReply) -> InviteInfo:
         port=msg.port,
         expires_ms=msg.expires_ms,
         cancelled=msg.cancelled,
+        replaced=msg.replaced,
     )
 
 

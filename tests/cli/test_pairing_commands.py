@@ -158,3 +158,16 @@ def test_invite_needs_the_daemon(tmp_path: Path) -> None:
     proc = mesh.run("invite", check=False)
     assert proc.returncode == 1
     assert "not running" in proc.stderr and "mesh up" in proc.stderr
+
+
+def test_a_second_invite_says_the_first_code_no_longer_works(
+    node: Callable[..., tuple[Mesh, Daemon]],
+) -> None:
+    tower, _ = node("tower")
+    first, _at = invite(tower)
+    out = tower.run("invite").stdout
+    assert f"the invitation open before, {first}, is closed" in out
+    assert first not in CODE.search(out).group(1)  # type: ignore[union-attr]
+    tower.run("invite", "--cancel")
+    # Once closed, the next invitation replaces nothing.
+    assert "open before" not in tower.run("invite").stdout
