@@ -3,10 +3,10 @@ namespace, where a knows only b and b knows only c (each joined through the othe
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 import xxhash
 
 from tests.cli.conftest import Daemon, Mesh
+from tests.lan.daemon import until as lan_until
 from tests.lan.netns import Lan, MakeLan
 
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
@@ -70,14 +71,8 @@ def join(joiner: Node, inviter: Node) -> None:
     joiner.run("join", found.group(1), "--at", found.group(2))
 
 
-def until(what: str, check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+# Each poll runs a `mesh` command: every 0.2 s is often enough.
+until = functools.partial(lan_until, timeout=20, every=0.2)
 
 
 def entry(node: Node, who: str, path: str, *flags: str) -> dict[str, Any] | None:

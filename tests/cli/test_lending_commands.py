@@ -4,6 +4,7 @@ laptop, desk) in one private network namespace."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import xxhash
 
 from tests.cli.conftest import Daemon, Mesh
 from tests.faults.harness import write_file
+from tests.lan.daemon import until as lan_until
 from tests.lan.netns import MakeLan
 
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
@@ -85,14 +87,8 @@ def three(tmp_path: Path, make_lan: MakeLan) -> Iterator[tuple[Node, Node, Node]
         print(f"--- {node.name}'s log\n" + "\n".join(node.logs))
 
 
-def until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+# Each poll runs a `mesh` command: every 0.2 s is often enough.
+until = functools.partial(lan_until, every=0.2)
 
 
 def loan_id(out: str) -> str:
