@@ -7,6 +7,7 @@ agent (node/agent.py) does the waiting, the pulling and the file work.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -246,13 +247,12 @@ class Lending:
                 [loan for loan in ledger if (loan.lender if lent else loan.borrower) == me], what
             )
         except NotFoundError:
-            try:
+            other = None
+            with contextlib.suppress(MeshError):
                 other = pick(
                     [loan for loan in ledger if (loan.borrower if lent else loan.lender) == me],
                     what,
                 )
-            except MeshError:
-                other = None
             if other is None:
                 raise
         if lent:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mesh.core.clock_proof import ClockProof
@@ -32,19 +33,7 @@ _SELECT = "SELECT origin, epoch_ms, epoch_nonce, seq, kind, body, signature FROM
 _ENTRY_SELECT = "SELECT seq, library, path, size, mtime_ns, hash, chunk_root, deleted FROM entries "
 
 
-def _merged(few: Sequence[Envelope], many: Iterable[Envelope]) -> Iterator[Envelope]:
-    """Two runs ascending by seq, the first short, as one; `many` is read only as far as
-    the caller reads."""
-    rest = iter(few)
-    pending = next(rest, None)
-    for env in many:
-        while pending is not None and pending.seq < env.seq:
-            yield pending
-            pending = next(rest, None)
-        yield env
-    if pending is not None:
-        yield pending
-        yield from rest
+_seq = operator.attrgetter("seq")
 
 
 def _envelope(row: tuple[bytes, int, int, int, int, bytes, bytes]) -> Envelope:
@@ -188,7 +177,7 @@ class SqliteReplicaStore:
             # This node's few other records (library, addresses, ...) are merged in only
             # when there are any, and lazily: the loop below stops at `max_bytes`, long
             # before `limit` entries (sorting both runs whole made 2.5x the envelopes).
-            found = _merged(records, own) if records else own
+            found = heapq.merge(records, own, key=_seq) if records else own
         out: list[Envelope] = []
         total = 0
         for env in found:
