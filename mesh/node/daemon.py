@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import contextlib
 import dataclasses
 import ipaddress
 import itertools
@@ -24,7 +23,6 @@ from mesh.core.entries import IndexedEntry, Library
 from mesh.core.epoch import Epoch
 from mesh.core.errors import (
     InvalidArgumentError,
-    LocalError,
     MeshError,
     PeerUnavailableError,
     RefusedError,
@@ -36,31 +34,28 @@ from mesh.core.progress import ScanProgress
 from mesh.core.records import Addresses, Kind
 from mesh.core.replica import ApplyResult
 from mesh.core.status import (
-    InviteInfo,
-    LibraryInfo,
-    LoanLine,
     MemberView,
     NodeStatus,
     PeerCheck,
-    RequestLine,
 )
 from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
-from mesh.core.vector import VersionVector, lag
+from mesh.core.vector import VersionVector
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.borrowed import BorrowedFolder
-from mesh.fs.scanner import Scanner, Scope
+from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
+from mesh.node import roster
 from mesh.node.agent import Agent
 from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
+from mesh.node.control import ControlHandlers
 from mesh.node.discovery import LanDiscovery
+from mesh.node.joining import Joining
 from mesh.node.lending import Lending
-from mesh.node.local import LocalNode, now_ms
-from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation
-from mesh.node.pairing import State as InviteState
-from mesh.node.pairing import join as pairing_join
+from mesh.node.local import LocalNode
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
+from mesh.node.scanning import Scanning
 from mesh.node.serving import Serving
 from mesh.node.session import Session
 from mesh.node.watching import LibraryWatch
@@ -88,14 +83,11 @@ class Daemon:
         self.changes = ChangeSignal()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
-        self._scan_lock = asyncio.Lock()
-        self._scanners: set[Scanner] = set()
         self._membership = Membership(root=NodeId(bytes(32)))
         self._start_time = time.monotonic()
         self.port = 0
-        self._invitation: Invitation | None = None
         self._group: asyncio.TaskGroup | None = None
-        self._acked: dict[NodeId, VersionVector] = {}
+        self.acked: dict[NodeId, VersionVector] = {}
         self.local: LocalNode
         self.identity: Identity
         self.node_id: NodeId
@@ -106,6 +98,8 @@ class Daemon:
         self.server: PeerServer
         self.peers: PeerManager
         self.discovery = LanDiscovery(self)
+        self.joining = Joining(self)
+        self.scanning = Scanning(self)
         # Made here, not in _serve: sessions may open as soon as the server listens, and
         # `mesh status` may ask about the watch as soon as the control socket does.
         self.agent = Agent(self)
@@ -173,7 +167,7 @@ class Daemon:
         )
         self.port = await self.server.start()
         self.home.ensure()
-        control = ControlServer(_Control(self), self.home.control_socket)
+        control = ControlServer(ControlHandlers(self), self.home.control_socket)
         await control.start()
         self.peers = PeerManager(self, s)
         self._lending = Lending(self.local)
@@ -208,10 +202,8 @@ class Daemon:
                 agent.cancel()
                 watch.cancel()
                 await self.discovery.stop()  # goodbyes first: the LAN forgets us at once
-                if self._invitation is not None:
-                    await self._invitation.close(InviteState.CANCELLED)
-                for scanner in self._scanners:
-                    scanner.cancel()
+                await self.joining.close()
+                self.scanning.cancel_all()
                 await control.stop(s.shutdown_grace_s)
                 await self.server.stop(s.shutdown_grace_s)
                 for session in self.sessions.all():
@@ -300,126 +292,8 @@ class Daemon:
         """Tell the mesh where this node listens (a record, written only if it changed)."""
         await self.store(self.local.publish_addresses, self.advertised_hosts(), self.port)
 
-    async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
-        current = self._invitation
-        replaced = current.code if current and current.state is InviteState.OPEN else ""
-        if current is not None:
-            await current.close(InviteState.CANCELLED)
-            self._invitation = None
-        if cancel:
-            return InviteInfo(
-                code=current.code if current else "",
-                hosts=(),
-                port=0,
-                expires_ms=0,
-                cancelled=current is not None and current.state is InviteState.CANCELLED,
-            )
-        await self.store(self.local.found_mesh)
-        await self.reload_members()
-        await self.publish_addresses()
-        port = self.settings.port + 1 if self.settings.port else 0
-        invitation = Invitation(
-            self._admit_joiner, ttl_s=ttl_s or DEFAULT_TTL_S, host=self.settings.listen, port=port
-        )
-        await invitation.start()
-        self._invitation = invitation
-        await self.discovery.invitation_opened(invitation.port, invitation.closed)
-        log.info("invitation open on port %d until it is used or expires", invitation.port)
-        return InviteInfo(
-            code=invitation.code,
-            hosts=self.advertised_hosts(),
-            port=invitation.port,
-            expires_ms=invitation.expires_ms,
-            replaced=replaced,
-        )
-
-    async def _admit_joiner(self, certificate: bytes, name: str) -> Admitted:
-        await self.store(self.local.admit, certificate, name)
-        await self.reload_members()
-        root, records, members = await self.store(self.local.pairing_answer)
-        return Admitted(
-            certificate=self.identity.cert_der,
-            name=self.name,
-            root=root,
-            records=records,
-            members=members,
-            hosts=self.advertised_hosts(),
-            port=self.port,
-        )
-
-    async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
-        if await self.store(self.local.in_mesh):
-            raise InvalidArgumentError(
-                "this node is already in a mesh; `mesh init --reset` makes a new node to join "
-                "another"
-            )
-        if not host:  # `mesh join CODE` without --at: the invitation announced on the LAN
-            host, port = await self.discovery.find_invitation()
-        joined = await pairing_join(
-            code, host, port, certificate=self.identity.cert_der, name=self.name
-        )
-        await self.store(self.local.join_mesh, joined.root, joined.records)
-        await self.reload_members()
-        await self.publish_addresses()
-        for inviter_host in (host, *joined.hosts):
-            await self.store(
-                self.local.remember_address, joined.inviter_id, inviter_host, joined.port
-            )
-            self.peers.add_address(inviter_host, joined.port)
-        log.info("joined the mesh of %s", joined.inviter_name)
-        return await self.members()
-
     async def members(self) -> tuple[NodeId, list[MemberView]]:
-        local = self.local
-
-        def work() -> tuple[
-            list[MemberView],
-            dict[NodeId, tuple[str, int, int]],
-            VersionVector,
-            dict[NodeId, VersionVector],
-        ]:
-            views = local.member_views()
-            published = {
-                v.node_id: vector
-                for v in views
-                if not v.is_self and (vector := local.replica.published(v.node_id)) is not None
-            }
-            return views, local.addresses.last_seen(), local.replica.vector(), published
-
-        views, seen, ours, published = await self.store(work)
-        now, wall_ms = time.monotonic(), time.time() * 1000
-        out = []
-        for view in views:
-            session = self.sessions.get(view.node_id)
-            if view.is_self:
-                out.append(view)
-            elif session is None or session.peer_hello is None:
-                host, port, seen_ms = seen.get(view.node_id, ("", 0, 0))
-                out.append(
-                    dataclasses.replace(
-                        view,
-                        address=target(host, port) if host else "",
-                        last_seen_s=max(0.0, (wall_ms - seen_ms) / 1000) if seen_ms else 0.0,
-                        # What it acknowledged before it went, else what it last published.
-                        unacked=lag(
-                            ours,
-                            self._acked.get(view.node_id)
-                            or published.get(view.node_id, VersionVector()),
-                            view.node_id,
-                        ),
-                    )
-                )
-            else:
-                out.append(
-                    dataclasses.replace(
-                        view,
-                        online=True,
-                        address=session.address,
-                        last_seen_s=max(0.0, now - session.last_heard),
-                        unacked=session.unacked(ours),
-                    )
-                )
-        return self._membership.root, out
+        return await roster.member_views(self)
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
         return await self.store(self.local.browse, node, pattern)
@@ -553,7 +427,7 @@ class Daemon:
     def release(self, session: Session) -> None:
         if session.peer_vector is not None:
             # What it holds, for `mesh peers` while it is away.
-            self._acked[session.peer] = session.acked
+            self.acked[session.peer] = session.acked
         self.sessions.release(session)
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
@@ -588,160 +462,12 @@ class Daemon:
         return await self.store(self.local.index.libraries)
 
     async def scan_quietly(self, scopes: dict[str, Scope]) -> ScanProgress:
-        """Scan libraries as far as `scopes` says (the watcher's scans); the totals."""
-        last = ScanProgress()
-        async for last in self.scan(list(scopes), scopes):  # noqa: B007
-            pass
-        return last
+        return await self.scanning.scan_quietly(scopes)
 
-    async def scan(
+    def scan(
         self, names: list[str], scopes: dict[str, Scope] | None = None
     ) -> AsyncIterator[ScanProgress]:
-        """Scan in a worker thread, streaming progress; one scan at a time."""
-        async with self._scan_lock:
-            libraries = await self.store(self.local.select_libraries, names)
-            loop = asyncio.get_running_loop()
-            updates: asyncio.Queue[ScanProgress | BaseException] = asyncio.Queue()
-
-            def report(p: ScanProgress) -> None:
-                snapshot = ScanProgress(**{**vars(p), "warnings": list(p.warnings)})
-                loop.call_soon_threadsafe(updates.put_nowait, snapshot)
-
-            index = self.local.index
-            scanner = Scanner(
-                load_known=lambda lib, under: self.store_blocking(
-                    index.known_by_folder, lib, under
-                ),
-                load_folder=lambda lib, folder: self.store_blocking(
-                    index.known_in_folder, lib, folder
-                ),
-                commit=lambda lib, batch: self.store_blocking(index.apply, lib, batch),
-                on_progress=report,
-            )
-            self._scanners.add(scanner)
-
-            def work() -> None:
-                try:
-                    scanner.scan(libraries, scopes)
-                except BaseException as exc:
-                    loop.call_soon_threadsafe(updates.put_nowait, exc)
-
-            worker = asyncio.create_task(asyncio.to_thread(work))
-            try:
-                while True:
-                    item = await updates.get()
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item
-                    if item.done:
-                        break
-            finally:
-                scanner.cancel()
-                with contextlib.suppress(LocalError):
-                    await worker
-                self._scanners.discard(scanner)
-
-
-class _Control:
-    """The Control service's handlers: the daemon's local work, as the CLI asks for it."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._d = daemon
-
-    async def status(self) -> NodeStatus:
-        return await self._d.status()
-
-    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo:
-        local = self._d.local
-        info = await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
-        self._d.watch.libraries_changed()
-        return info
-
-    async def unshare(self, name: str) -> int:
-        count = await self._d.store(self._d.local.unshare, name)
-        self._d.watch.libraries_changed()
-        return count
-
-    def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
-        return self._d.scan(names)
-
-    async def entries(self, include_deleted: bool, libraries: list[str]) -> list[IndexedEntry]:
-        local = self._d.local
-        return await self._d.store(
-            local.entries, include_deleted=include_deleted, libraries=libraries
-        )
-
-    async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
-        return await self._d.invite(ttl_s, cancel)
-
-    async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
-        return await self._d.join(code, host, port)
-
-    async def members(self) -> tuple[NodeId, list[MemberView]]:
-        return await self._d.members()
-
-    async def remove(self, name: str) -> None:
-        await self._d.remove_named(name)
-
-    async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
-        return await self._d.browse(node, pattern)
-
-    async def add_peer(self, host: str, port: int) -> PeerCheck:
-        return await self._d.add_peer(host, port)
-
-    async def lend(self, path: str, to: str, until_ms: int) -> LoanLine:
-        lending = self._d.lending
-        return await self._d.store(lambda: lending.line(lending.lend(path, to, until_ms, now_ms())))
-
-    async def act_on_loan(self, loan: str, action: str) -> LoanLine:
-        lending = self._d.lending
-
-        def work() -> LoanLine:
-            now = now_ms()
-            if action == "recall":
-                found = lending.recall(loan, now)
-            elif action == "return":
-                found = lending.give_back(loan, now)
-            elif action in ("accept", "decline"):
-                found = lending.answer_loan(loan, action == "accept", now)
-            else:
-                raise InvalidArgumentError(f"unknown loan action {action!r}")
-            return lending.line(found)
-
-        return await self._d.store(work)
-
-    async def loans(self, mine: bool) -> list[LoanLine]:
-        lending, agent = self._d.lending, self._d.agent
-
-        def work() -> list[tuple[bytes, LoanLine]]:
-            return [
-                (lending.key_of_loan(loan), lending.line(loan))
-                for loan in lending.ledger(now_ms(), mine=mine)
-            ]
-
-        lines = []
-        for key, found in await self._d.store(work):
-            live = agent.progress(key)  # fresher than the last status, on the borrower
-            if live is not None and found.phase == "fetching":
-                found = dataclasses.replace(found, bytes_done=live)  # noqa: PLW2901
-            lines.append(found)
-        return lines
-
-    async def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine:
-        lending = self._d.lending
-        return await self._d.store(
-            lambda: lending.request_line(lending.borrow(node, path, duration_ms, now_ms()))
-        )
-
-    async def requests(self) -> list[RequestLine]:
-        lending = self._d.lending
-        return await self._d.store(lambda: [lending.request_line(r) for r in lending.requests()])
-
-    async def answer(self, request: str, approve: bool, reason: str) -> RequestLine:
-        lending = self._d.lending
-        return await self._d.store(
-            lambda: lending.request_line(lending.answer_request(request, approve, reason, now_ms()))
-        )
+        return self.scanning.scan(names, scopes)
 
 
 __all__ = ["Daemon"]

@@ -1,0 +1,132 @@
+"""The Control service's handlers: the daemon's local work, as the CLI asks for it.
+
+Each handler is a thin translation: it calls into the daemon's parts (the store thread,
+lending, joining, scanning) and returns core values; control_server.py maps them to the wire.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from mesh.core.entries import IndexedEntry
+from mesh.core.errors import InvalidArgumentError
+from mesh.core.ids import NodeId
+from mesh.core.progress import ScanProgress
+from mesh.core.status import (
+    InviteInfo,
+    LibraryInfo,
+    LoanLine,
+    MemberView,
+    NodeStatus,
+    PeerCheck,
+    RequestLine,
+)
+from mesh.node import roster
+from mesh.node.local import now_ms
+
+if TYPE_CHECKING:
+    from mesh.node.daemon import Daemon
+
+
+class ControlHandlers:
+    """The Control service's handlers: the daemon's local work, as the CLI asks for it."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    async def status(self) -> NodeStatus:
+        return await self._d.status()
+
+    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo:
+        local = self._d.local
+        info = await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+        self._d.watch.libraries_changed()
+        return info
+
+    async def unshare(self, name: str) -> int:
+        count = await self._d.store(self._d.local.unshare, name)
+        self._d.watch.libraries_changed()
+        return count
+
+    def scan(self, names: list[str]) -> AsyncIterator[ScanProgress]:
+        return self._d.scan(names)
+
+    async def entries(self, include_deleted: bool, libraries: list[str]) -> list[IndexedEntry]:
+        local = self._d.local
+        return await self._d.store(
+            local.entries, include_deleted=include_deleted, libraries=libraries
+        )
+
+    async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
+        return await self._d.joining.invite(ttl_s, cancel)
+
+    async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
+        return await self._d.joining.join(code, host, port)
+
+    async def members(self) -> tuple[NodeId, list[MemberView]]:
+        return await roster.member_views(self._d)
+
+    async def remove(self, name: str) -> None:
+        await self._d.remove_named(name)
+
+    async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
+        return await self._d.browse(node, pattern)
+
+    async def add_peer(self, host: str, port: int) -> PeerCheck:
+        return await self._d.add_peer(host, port)
+
+    async def lend(self, path: str, to: str, until_ms: int) -> LoanLine:
+        lending = self._d.lending
+        return await self._d.store(lambda: lending.line(lending.lend(path, to, until_ms, now_ms())))
+
+    async def act_on_loan(self, loan: str, action: str) -> LoanLine:
+        lending = self._d.lending
+
+        def work() -> LoanLine:
+            now = now_ms()
+            if action == "recall":
+                found = lending.recall(loan, now)
+            elif action == "return":
+                found = lending.give_back(loan, now)
+            elif action in ("accept", "decline"):
+                found = lending.answer_loan(loan, action == "accept", now)
+            else:
+                raise InvalidArgumentError(f"unknown loan action {action!r}")
+            return lending.line(found)
+
+        return await self._d.store(work)
+
+    async def loans(self, mine: bool) -> list[LoanLine]:
+        lending, agent = self._d.lending, self._d.agent
+
+        def work() -> list[tuple[bytes, LoanLine]]:
+            return [
+                (lending.key_of_loan(loan), lending.line(loan))
+                for loan in lending.ledger(now_ms(), mine=mine)
+            ]
+
+        lines = []
+        for key, found in await self._d.store(work):
+            live = agent.progress(key)  # fresher than the last status, on the borrower
+            if live is not None and found.phase == "fetching":
+                found = dataclasses.replace(found, bytes_done=live)  # noqa: PLW2901
+            lines.append(found)
+        return lines
+
+    async def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine:
+        lending = self._d.lending
+        return await self._d.store(
+            lambda: lending.request_line(lending.borrow(node, path, duration_ms, now_ms()))
+        )
+
+    async def requests(self) -> list[RequestLine]:
+        lending = self._d.lending
+        return await self._d.store(lambda: [lending.request_line(r) for r in lending.requests()])
+
+    async def answer(self, request: str, approve: bool, reason: str) -> RequestLine:
+        lending = self._d.lending
+        return await self._d.store(
+            lambda: lending.request_line(lending.answer_request(request, approve, reason, now_ms()))
+        )

@@ -1,0 +1,69 @@
+"""The member list as `mesh members` shows it: membership joined with what the sessions and
+the store know of each member (online, where, how far behind)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+from mesh.core.ids import NodeId
+from mesh.core.status import MemberView
+from mesh.core.vector import VersionVector, lag
+from mesh.transport.peer_client import target
+
+if TYPE_CHECKING:
+    from mesh.node.daemon import Daemon
+
+
+async def member_views(daemon: Daemon) -> tuple[NodeId, list[MemberView]]:
+    local = daemon.local
+
+    def work() -> tuple[
+        list[MemberView],
+        dict[NodeId, tuple[str, int, int]],
+        VersionVector,
+        dict[NodeId, VersionVector],
+    ]:
+        views = local.member_views()
+        published = {
+            v.node_id: vector
+            for v in views
+            if not v.is_self and (vector := local.replica.published(v.node_id)) is not None
+        }
+        return views, local.addresses.last_seen(), local.replica.vector(), published
+
+    views, seen, ours, published = await daemon.store(work)
+    now, wall_ms = time.monotonic(), time.time() * 1000
+    out = []
+    for view in views:
+        session = daemon.sessions.get(view.node_id)
+        if view.is_self:
+            out.append(view)
+        elif session is None or session.peer_hello is None:
+            host, port, seen_ms = seen.get(view.node_id, ("", 0, 0))
+            out.append(
+                dataclasses.replace(
+                    view,
+                    address=target(host, port) if host else "",
+                    last_seen_s=max(0.0, (wall_ms - seen_ms) / 1000) if seen_ms else 0.0,
+                    # What it acknowledged before it went, else what it last published.
+                    unacked=lag(
+                        ours,
+                        daemon.acked.get(view.node_id)
+                        or published.get(view.node_id, VersionVector()),
+                        view.node_id,
+                    ),
+                )
+            )
+        else:
+            out.append(
+                dataclasses.replace(
+                    view,
+                    online=True,
+                    address=session.address,
+                    last_seen_s=max(0.0, now - session.last_heard),
+                    unacked=session.unacked(ours),
+                )
+            )
+    return daemon.membership.root, out
