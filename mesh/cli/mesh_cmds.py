@@ -52,8 +52,9 @@ def invite(
 ) -> None:
     """Let another computer join this mesh: prints a one-time code to type there.
 
-    The code works once, for a limited time; five wrong tries close the invitation.
-    Needs the daemon (`mesh up`).
+    The code works once, for a limited time; five wrong tries close the invitation. Its
+    number is announced on the LAN (so that the joiner finds this invitation among several);
+    the two words are the secret. Needs the daemon (`mesh up`).
 
     \b
     Examples:
@@ -92,7 +93,10 @@ def join(
         str | None,
         typer.Option(
             "--at",
-            help=f"The inviting computer, HOST[:PORT] (pairing port, default {PAIRING_PORT}).",
+            help=(
+                "The inviting computer, HOST[:PORT]: its node port (as `mesh status` shows it) "
+                f"or its pairing port (default {PAIRING_PORT})."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -100,9 +104,10 @@ def join(
     """Join the mesh of the computer that ran `mesh invite`.
 
     Run it on the new computer, with the code the inviting one printed. On the same LAN the
-    open invitation is found with mDNS; elsewhere (another subnet, a VPN, mDNS off) give the
-    address `mesh invite` printed with --at. This node must not be in another mesh (see
-    `mesh init --reset`).
+    invitation is found with mDNS, by the code's number, even when several computers invite
+    at once; elsewhere (another subnet, a VPN, mDNS off) give the address `mesh invite`
+    printed with --at. A wrong code says how many tries are left (five close the
+    invitation). This node must not be in another mesh (see `mesh init --reset`).
 
     \b
     Examples:
@@ -139,6 +144,8 @@ def _join_directly(
     cli: CliContext, code: str, host: str, port: int
 ) -> tuple[NodeId, list[MemberView]]:
     from mesh.node.pairing import join as pairing_join
+    from mesh.node.pairing import places_at
+    from mesh.security import invite_code
 
     with cli.local_node() as node:
         if node.in_mesh():
@@ -146,19 +153,19 @@ def _join_directly(
                 "this node is already in a mesh; `mesh init --reset` makes a new node to join "
                 "another"
             )
-        if not host:
-            host, port = _find_invitation(cli)
+        nameplate = invite_code.nameplate(code)
+        places = places_at(host, port) if host else _find_invitation(cli, nameplate)
         joined = asyncio.run(
-            pairing_join(code, host, port, certificate=node.identity.cert_der, name=node.name)
+            pairing_join(code, places, certificate=node.identity.cert_der, name=node.name)
         )
         node.join_mesh(joined.root, joined.records)
-        for h in (host, *joined.hosts):
+        for h in (joined.host, *joined.hosts):
             node.remember_address(joined.inviter_id, h, joined.port)
         return node.membership.root, node.member_views()
 
 
-def _find_invitation(cli: CliContext) -> tuple[str, int]:
-    """The open invitation announced on the LAN, looked for from this process."""
+def _find_invitation(cli: CliContext, nameplate: int) -> list[tuple[str, int]]:
+    """The open invitations for the code announced on the LAN, looked for from this process."""
     settings = config.load(cli.home.config_file)
     if not settings.mdns:
         raise InvalidArgumentError(
@@ -168,8 +175,8 @@ def _find_invitation(cli: CliContext) -> tuple[str, int]:
     from mesh.discovery import invitations
     from mesh.discovery.mdns import find_pairing
 
-    found = asyncio.run(find_pairing(settings.interfaces, invitations.FIND_WAIT_S))
-    return invitations.pick(found)
+    found = asyncio.run(find_pairing(settings.interfaces, invitations.FIND_WAIT_S, nameplate))
+    return invitations.places(found, nameplate)
 
 
 def members(

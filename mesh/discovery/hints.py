@@ -23,3 +23,4 @@ class PairingHint:
     instance: str  # the announcement's name: tells two open invitations apart, nothing more
     hosts: tuple[str, ...]
     port: int
+    nameplate: int | None = None  # the number of its code (None from a node before 0.2)

@@ -1,11 +1,12 @@
-"""Choosing the open invitation that `mesh join CODE` without `--at` pairs with."""
+"""Choosing where `mesh join CODE` without `--at` pairs: the open invitations announced on
+the LAN whose nameplate is the code's number."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
 
-from mesh.core.errors import InvalidArgumentError, PeerUnavailableError
+from mesh.core.errors import PeerUnavailableError
 from mesh.discovery.hints import PairingHint
 
 FIND_WAIT_S = 5.0
@@ -22,25 +23,29 @@ def _rank(host: str) -> tuple[int, str]:
     return (2 if ip.is_link_local else 1), host
 
 
-def pick(found: Sequence[PairingHint], wait_s: float = FIND_WAIT_S) -> tuple[str, int]:
-    """(host, port) of the one invitation found; a plain-words error for none or several.
+def places(
+    found: Sequence[PairingHint], nameplate: int, wait_s: float = FIND_WAIT_S
+) -> list[tuple[str, int]]:
+    """(host, port) of each invitation that may be the code's, best first; a plain-words
+    error when there is none.
 
-    Several open invitations are not tried in turn: a wrong code costs an inviter one of its
-    five attempts, so the person says which computer they mean."""
-    if not found:
+    Only invitations announcing the code's number are tried: any other would cost its
+    inviter one of its five tries. An inviter from before nameplates announces none; it is
+    tried only when it is the one invitation open, as before."""
+    mine = [f for f in found if f.nameplate == nameplate]
+    unknown = [f for f in found if f.nameplate is None]
+    chosen = mine or (unknown if len(found) == 1 else [])
+    if not chosen:
+        others = ""
+        if found:
+            numbers = sorted({str(f.nameplate) for f in found if f.nameplate is not None})
+            others = (
+                f" ({len(found)} other invitation{'s' if len(found) > 1 else ''} open, for "
+                f"codes starting {', '.join(numbers) or 'with another number'}: check the code)"
+            )
         raise PeerUnavailableError(
-            f"found no open invitation on this network within {wait_s:g} s; is `mesh invite` "
-            "running on the other computer, on the same network? Otherwise give its address: "
-            "mesh join CODE --at HOST"
+            f"found no open invitation for a code starting {nameplate} on this network within "
+            f"{wait_s:g} s{others}; is `mesh invite` running on the other computer, on the same "
+            "network? Otherwise give its address: mesh join CODE --at HOST"
         )
-    if len(found) > 1:
-        where = ", ".join(sorted(_best(f.hosts) for f in found))
-        raise InvalidArgumentError(
-            f"{len(found)} invitations are open on this network (at {where}); say which with "
-            "--at HOST"
-        )
-    return _best(found[0].hosts), found[0].port
-
-
-def _best(hosts: Sequence[str]) -> str:
-    return sorted(hosts, key=_rank)[0]
+    return [(host, f.port) for f in chosen for host in sorted(f.hosts, key=_rank)]

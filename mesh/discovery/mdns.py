@@ -33,7 +33,7 @@ SERVICE = "_mesh._tcp.local."
 PAIR_SERVICE = "_mesh-pair._tcp.local."
 _RESOLVE_MS = 3000
 _SETTLE_S = 0.5  # after a netlink wake-up: DHCP removes the old address, then adds the new
-_MORE_INVITATIONS_S = 0.5  # after the first open invitation: is there a second one?
+_MORE_INVITATIONS_S = 0.3  # after one with the code's number: is there a second one?
 
 
 def _packed(addrs: Sequence[LocalAddress]) -> list[bytes]:
@@ -64,6 +64,14 @@ def _dialable(host: str) -> bool:
     except ValueError:
         return False
     return "%" in host or not (ip.version == 6 and ip.is_link_local)
+
+
+def parse_nameplate(properties: dict[bytes, bytes | None]) -> int | None:
+    """The invitation's nameplate a pairing TXT record claims, or None."""
+    raw = properties.get(b"n")
+    if not raw or len(raw) > 3 or not raw.isdigit():
+        return None
+    return int(raw)
 
 
 def parse_txt(properties: dict[bytes, bytes | None]) -> NodeId | None:
@@ -100,6 +108,7 @@ class MdnsDiscovery:
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._pair_port: int | None = None
+        self._pair_nameplate = 0
         self._pair_info: AsyncServiceInfo | None = None
         self._addresses: list[LocalAddress] = []
         self._wakeups = AddressWakeups()
@@ -149,7 +158,7 @@ class MdnsDiscovery:
         await zc.async_register_service(info, allow_name_change=True)
         self._browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[self._on_state_change])
         if self._pair_port is not None:
-            await self._register_pairing(self._pair_port)
+            await self._register_pairing(self._pair_port, self._pair_nameplate)
 
     async def _close(self) -> None:
         browser, zc = self._browser, self._zc
@@ -220,16 +229,19 @@ class MdnsDiscovery:
         self._addresses = now
         await self._open()
 
-    async def advertise_pairing(self, port: int) -> None:
-        """Announce an open invitation's pairing listener (until `withdraw_pairing`)."""
+    async def advertise_pairing(self, port: int, nameplate: int) -> None:
+        """Announce an open invitation's pairing listener and its code's public number
+        (until `withdraw_pairing`)."""
         await self.withdraw_pairing()  # one invitation at a time: a new one replaces the old
-        self._pair_port = port
+        self._pair_port, self._pair_nameplate = port, nameplate
         if self._zc is not None:
-            await self._register_pairing(port)
+            await self._register_pairing(port, nameplate)
 
-    async def _register_pairing(self, port: int) -> None:
+    async def _register_pairing(self, port: int, nameplate: int) -> None:
         assert self._zc is not None
-        info = self._service_info(PAIR_SERVICE, port, {"v": str(PROTOCOL_VERSION)})
+        info = self._service_info(
+            PAIR_SERVICE, port, {"v": str(PROTOCOL_VERSION), "n": str(nameplate)}
+        )
         await self._zc.async_register_service(info, allow_name_change=True)
         self._pair_info = info
 
@@ -240,12 +252,13 @@ class MdnsDiscovery:
             with contextlib.suppress(Exception):
                 await self._zc.async_unregister_service(info)
 
-    async def invitations(self, wait_s: float) -> list[PairingHint]:
-        """Open invitations announced on the LAN, looked for at most `wait_s` seconds."""
+    async def invitations(self, wait_s: float, nameplate: int) -> list[PairingHint]:
+        """Open invitations announced on the LAN, looked for until one with `nameplate`
+        turns up or `wait_s` seconds passed."""
         if self._zc is None:
             return []
         own = f"{self._label}.{PAIR_SERVICE}"
-        found = await _browse_invitations(self._zc, wait_s)
+        found = await _browse_invitations(self._zc, wait_s, nameplate, skip=own)
         return [hint for hint in found if hint.instance != own]
 
     async def stop(self) -> None:
@@ -257,9 +270,11 @@ class MdnsDiscovery:
         await self._close()
 
 
-async def _browse_invitations(zc: AsyncZeroconf, wait_s: float) -> list[PairingHint]:
-    """Browse `_mesh-pair._tcp`: every invitation found before the first one plus a moment
-    (so that two open at once are noticed), or nothing after `wait_s`."""
+async def _browse_invitations(
+    zc: AsyncZeroconf, wait_s: float, nameplate: int, skip: str = ""
+) -> list[PairingHint]:
+    """Browse `_mesh-pair._tcp`: what was found once an invitation for `nameplate` turned
+    up (plus a moment, for a second one with the same number), or after `wait_s`."""
     names: asyncio.Queue[str] = asyncio.Queue()
 
     def found(
@@ -278,22 +293,30 @@ async def _browse_invitations(zc: AsyncZeroconf, wait_s: float) -> list[PairingH
                 name = await asyncio.wait_for(names.get(), left)
             except TimeoutError:
                 break
+            if name == skip:
+                continue
             info = AsyncServiceInfo(PAIR_SERVICE, name)
             if not await info.async_request(zc.zeroconf, _RESOLVE_MS) or not info.port:
                 continue
             hosts = tuple(h for h in info.parsed_scoped_addresses() if _dialable(h))
             if hosts:
-                results[name] = PairingHint(instance=name, hosts=hosts, port=info.port)
-                deadline = min(deadline, loop.time() + _MORE_INVITATIONS_S)
+                plate = parse_nameplate(info.properties)
+                results[name] = PairingHint(
+                    instance=name, hosts=hosts, port=info.port, nameplate=plate
+                )
+                if plate == nameplate:
+                    deadline = min(deadline, loop.time() + _MORE_INVITATIONS_S)
     finally:
         await browser.async_cancel()
     return list(results.values())
 
 
-async def find_pairing(interfaces: Sequence[str], wait_s: float) -> list[PairingHint]:
+async def find_pairing(
+    interfaces: Sequence[str], wait_s: float, nameplate: int
+) -> list[PairingHint]:
     """Open invitations on the LAN, from a process that runs no discovery (the CLI)."""
     zc = _zeroconf(addresses(interfaces))
     try:
-        return await _browse_invitations(zc, wait_s)
+        return await _browse_invitations(zc, wait_s, nameplate)
     finally:
         await zc.async_close()

@@ -178,14 +178,15 @@ class LanDiscovery:
 
     # -- invitations -------------------------------------------------------------------
 
-    async def invitation_opened(self, port: int, closed: asyncio.Event) -> None:
-        """Announce an invitation's pairing listener until `closed` is set."""
+    async def invitation_opened(self, port: int, nameplate: int, closed: asyncio.Event) -> None:
+        """Announce an invitation's pairing listener and its code's number until `closed`
+        is set."""
         mdns = await self._ready()
-        if mdns is None:
+        if mdns is None or closed.is_set():
             return
         self._pairing += 1
         try:
-            await mdns.advertise_pairing(port)
+            await mdns.advertise_pairing(port, nameplate)
         except Exception as exc:
             log.warning("cannot announce the invitation on the LAN (%s); use --at", exc)
             return
@@ -196,8 +197,9 @@ class LanDiscovery:
         if self._mdns is not None and self._pairing == token:
             await self._mdns.withdraw_pairing()
 
-    async def find_invitation(self) -> tuple[str, int]:
-        """Where the one open invitation on the LAN listens (`mesh join` without `--at`)."""
+    async def find_invitation(self, nameplate: int) -> list[tuple[str, int]]:
+        """Where the open invitations for a code with this number listen, best first
+        (`mesh join` without `--at`)."""
         mdns = await self._ready()
         if mdns is None:
             why = "is off on this node" if not self._host.settings.mdns else "could not start"
@@ -205,5 +207,5 @@ class LanDiscovery:
                 f"mDNS {why}, so the invitation cannot be found on the LAN; give the inviting "
                 "computer's address: mesh join CODE --at HOST"
             )
-        found = await mdns.invitations(invitations.FIND_WAIT_S)
-        return invitations.pick(found)
+        found = await mdns.invitations(invitations.FIND_WAIT_S, nameplate)
+        return invitations.places(found, nameplate)

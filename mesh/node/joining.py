@@ -1,8 +1,8 @@
-"""Joining, on the daemon: the invitation this node has open, and joining another's mesh.
+"""Joining, on the daemon: the invitations this node opens, and joining another's mesh.
 
-One invitation at a time: a new `mesh invite` closes the open one. The invitation's own
-life (code, listener, attempts) is node/pairing.py's; this wires it to the store, to
-membership and to the LAN announcement.
+One invitation at a time: a new `mesh invite` replaces the open one. The invitation's own
+life and the pairing listener are node/pairing.py's; this wires them to the store, to
+membership and to the LAN announcement (which goes the moment the invitation closes).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 from mesh.core.errors import InvalidArgumentError
 from mesh.core.ids import NodeId
+from mesh.core.pairing import InvitationState
 from mesh.core.status import InviteInfo, MemberView
 from mesh.node import roster
-from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation
-from mesh.node.pairing import State as InviteState
+from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation, PairingDesk, places_at
 from mesh.node.pairing import join as pairing_join
+from mesh.security import invite_code
 
 if TYPE_CHECKING:
     from mesh.node.daemon import Daemon
@@ -27,81 +28,86 @@ log = logging.getLogger(__name__)
 class Joining:
     def __init__(self, daemon: Daemon) -> None:
         self._d = daemon
-        self._open: Invitation | None = None
+        self._desk: PairingDesk | None = None
+
+    def _the_desk(self) -> PairingDesk:
+        if self._desk is None:
+            # The port after the node's, so that a firewall rule can name both and `--at
+            # HOST:NODEPORT` finds it; when the system chose the node's port, any free one if
+            # the next is taken.
+            s = self._d.settings
+            self._desk = PairingDesk(s.listen, self._d.port + 1, any_port=not s.port)
+        return self._desk
 
     async def close(self) -> None:
-        """At shutdown: the open invitation, if any, is cancelled."""
-        if self._open is not None:
-            await self._open.close(InviteState.CANCELLED)
+        """At shutdown: the open invitation is cancelled and the listener closed."""
+        if self._desk is not None:
+            await self._desk.stop()
 
     async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
-        current = self._open
-        replaced = current.code if current and current.state is InviteState.OPEN else ""
-        if current is not None:
-            await current.close(InviteState.CANCELLED)
-            self._open = None
+        desk = self._the_desk()
+        current = desk.current
+        was_open = current is not None and current.state is InvitationState.OPEN
         if cancel:
+            if current is not None:
+                current.close(InvitationState.CANCELLED)
             return InviteInfo(
                 code=current.code if current else "",
                 hosts=(),
                 port=0,
                 expires_ms=0,
-                cancelled=current is not None and current.state is InviteState.CANCELLED,
+                cancelled=was_open,
             )
         await self._d.store(self._d.local.found_mesh)
         await self._d.reload_members()
         await self._d.publish_addresses()
-        port = self._d.settings.port + 1 if self._d.settings.port else 0
-        invitation = Invitation(
-            self._admit_joiner,
-            ttl_s=ttl_s or DEFAULT_TTL_S,
-            host=self._d.settings.listen,
-            port=port,
+        invitation = Invitation(self._admit_joiner, ttl_s=ttl_s or DEFAULT_TTL_S)
+        await desk.open(invitation)
+        await self._d.discovery.invitation_opened(
+            desk.port, invitation.nameplate, invitation.closed
         )
-        await invitation.start()
-        self._open = invitation
-        await self._d.discovery.invitation_opened(invitation.port, invitation.closed)
-        log.info("invitation open on port %d until it is used or expires", invitation.port)
+        log.info("invitation open on port %d until it is used or expires", desk.port)
         return InviteInfo(
             code=invitation.code,
             hosts=self._d.advertised_hosts(),
-            port=invitation.port,
+            port=desk.port,
             expires_ms=invitation.expires_ms,
-            replaced=replaced,
+            replaced=current.code if current is not None and was_open else "",
         )
 
     async def _admit_joiner(self, certificate: bytes, name: str) -> Admitted:
-        await self._d.store(self._d.local.admit, certificate, name)
-        await self._d.reload_members()
-        root, records, members = await self._d.store(self._d.local.pairing_answer)
+        d = self._d
+        await d.store(d.local.admit, certificate, name)
+        await d.reload_members()
+        root, records, members = await d.store(d.local.pairing_answer)
         return Admitted(
-            certificate=self._d.identity.cert_der,
-            name=self._d.name,
+            certificate=d.identity.cert_der,
+            name=d.name,
             root=root,
             records=records,
             members=members,
-            hosts=self._d.advertised_hosts(),
-            port=self._d.port,
+            hosts=d.advertised_hosts(),
+            port=d.port,
         )
 
     async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
-        if await self._d.store(self._d.local.in_mesh):
+        d = self._d
+        if await d.store(d.local.in_mesh):
             raise InvalidArgumentError(
                 "this node is already in a mesh; `mesh init --reset` makes a new node to join "
                 "another"
             )
-        if not host:  # `mesh join CODE` without --at: the invitation announced on the LAN
-            host, port = await self._d.discovery.find_invitation()
-        joined = await pairing_join(
-            code, host, port, certificate=self._d.identity.cert_der, name=self._d.name
-        )
-        await self._d.store(self._d.local.join_mesh, joined.root, joined.records)
-        await self._d.reload_members()
-        await self._d.publish_addresses()
-        for inviter_host in (host, *joined.hosts):
-            await self._d.store(
-                self._d.local.remember_address, joined.inviter_id, inviter_host, joined.port
-            )
-            self._d.peers.add_address(inviter_host, joined.port)
+        code = invite_code.normalize(code)
+        if host:
+            places = places_at(host, port)
+        else:  # `mesh join CODE` without --at: the invitations announced on the LAN
+            places = await d.discovery.find_invitation(invite_code.nameplate(code))
+        joined = await pairing_join(code, places, certificate=d.identity.cert_der, name=d.name)
+        await d.store(d.local.join_mesh, joined.root, joined.records)
+        await d.reload_members()
+        await d.publish_addresses()
+        for inviter_host in (joined.host, *joined.hosts):
+            await d.store(d.local.remember_address, joined.inviter_id, inviter_host, joined.port)
+            d.peers.add_address(inviter_host, joined.port)
         log.info("joined the mesh of %s", joined.inviter_name)
-        return await roster.member_views(self._d)
+        return await roster.member_views(d)

@@ -28,6 +28,18 @@ _OPTIONS = [
 _ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError)
 
 
+class ListenerBusyError(PeerUnavailableError):
+    """The pairing listener runs another exchange right now (it takes one at a time)."""
+
+
+def _broke(peer: str, exc: Exception) -> PeerUnavailableError:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return ListenerBusyError(f"{peer} is busy with another joiner")
+        return PeerUnavailableError(f"pairing with {peer} broke: {exc.code().name.lower()}")
+    return PeerUnavailableError(f"pairing with {peer} broke")
+
+
 class PairingStream:
     def __init__(
         self,
@@ -43,14 +55,14 @@ class PairingStream:
         try:
             await self._write(frame_to_wire(frame))
         except _ERRORS as exc:
-            raise PeerUnavailableError(f"pairing with {self.peer} broke") from exc
+            raise _broke(self.peer, exc) from exc
 
     async def recv(self) -> PairingFrame:
         """The next frame (ProtocolError if malformed, PeerUnavailableError if it ended)."""
         try:
             msg = await self._read()
         except _ERRORS as exc:
-            raise PeerUnavailableError(f"pairing with {self.peer} broke") from exc
+            raise _broke(self.peer, exc) from exc
         except DecodeError as exc:  # parsed as it is read: the peer's error, not ours
             raise ProtocolError(f"a malformed pairing message from {self.peer}") from exc
         if msg is grpc.aio.EOF or msg is None:

@@ -24,19 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/pairing.proto\x12\x07mesh.v1\"^\n\x0cPairingFrame\x12\x0f\n\x05spake\x18\x01 \x01(\x0cH\x00\x12\x11\n\x07\x63onfirm\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06sealed\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05\x65rror\x18\x04 \x01(\tH\x00\x42\x07\n\x05\x66rame\"@\n\nMemberInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xc0\x01\n\x0ePairingPayload\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x07members\x18\x03 \x03(\x0b\x32\x13.mesh.v1.MemberInfo\x12\x0f\n\x07records\x18\x04 \x03(\x0c\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\x12\x0f\n\x07refusal\x18\x06 \x01(\t\x12\r\n\x05hosts\x18\x07 \x03(\t\x12\x0c\n\x04port\x18\x08 \x01(\r\x12\x0c\n\x04root\x18\t \x01(\x0c\x32\x43\n\x07Pairing\x12\x38\n\x04Pair\x12\x15.mesh.v1.PairingFrame\x1a\x15.mesh.v1.PairingFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/pairing.proto\x12\x07mesh.v1\"\x81\x02\n\x0cPairingFrame\x12\x0f\n\x05spake\x18\x01 \x01(\x0cH\x00\x12\x11\n\x07\x63onfirm\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06sealed\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05\x65rror\x18\x04 \x01(\tH\x00\x12\x16\n\tnameplate\x18\x05 \x01(\rH\x01\x88\x01\x01\x12(\n\x07refusal\x18\x06 \x01(\x0e\x32\x17.mesh.v1.PairingRefusal\x12\x12\n\ntries_left\x18\x07 \x01(\r\x12*\n\x06\x63losed\x18\x08 \x01(\x0e\x32\x1a.mesh.v1.InvitationClosure\x12\x11\n\tclosed_ms\x18\t \x01(\x04\x42\x07\n\x05\x66rameB\x0c\n\n_nameplate\"@\n\nMemberInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xc0\x01\n\x0ePairingPayload\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x07members\x18\x03 \x03(\x0b\x32\x13.mesh.v1.MemberInfo\x12\x0f\n\x07records\x18\x04 \x03(\x0c\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\x12\x0f\n\x07refusal\x18\x06 \x01(\t\x12\r\n\x05hosts\x18\x07 \x03(\t\x12\x0c\n\x04port\x18\x08 \x01(\r\x12\x0c\n\x04root\x18\t \x01(\x0c*\x8d\x01\n\x0ePairingRefusal\x12\x1f\n\x1bPAIRING_REFUSAL_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPAIRING_REFUSAL_WRONG_CODE\x10\x01\x12\x1a\n\x16PAIRING_REFUSAL_CLOSED\x10\x02\x12\x1e\n\x1aPAIRING_REFUSAL_OTHER_CODE\x10\x03*\xd6\x01\n\x11InvitationClosure\x12\"\n\x1eINVITATION_CLOSURE_UNSPECIFIED\x10\x00\x12\x1b\n\x17INVITATION_CLOSURE_USED\x10\x01\x12\x1e\n\x1aINVITATION_CLOSURE_EXPIRED\x10\x02\x12 \n\x1cINVITATION_CLOSURE_CANCELLED\x10\x03\x12\x1f\n\x1bINVITATION_CLOSURE_REPLACED\x10\x04\x12\x1d\n\x19INVITATION_CLOSURE_LOCKED\x10\x05\x32\x43\n\x07Pairing\x12\x38\n\x04Pair\x12\x15.mesh.v1.PairingFrame\x1a\x15.mesh.v1.PairingFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.pairing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAIRINGFRAME']._serialized_start=34
-  _globals['_PAIRINGFRAME']._serialized_end=128
-  _globals['_MEMBERINFO']._serialized_start=130
-  _globals['_MEMBERINFO']._serialized_end=194
-  _globals['_PAIRINGPAYLOAD']._serialized_start=197
-  _globals['_PAIRINGPAYLOAD']._serialized_end=389
-  _globals['_PAIRING']._serialized_start=391
-  _globals['_PAIRING']._serialized_end=458
+  _globals['_PAIRINGREFUSAL']._serialized_start=556
+  _globals['_PAIRINGREFUSAL']._serialized_end=697
+  _globals['_INVITATIONCLOSURE']._serialized_start=700
+  _globals['_INVITATIONCLOSURE']._serialized_end=914
+  _globals['_PAIRINGFRAME']._serialized_start=35
+  _globals['_PAIRINGFRAME']._serialized_end=292
+  _globals['_MEMBERINFO']._serialized_start=294
+  _globals['_MEMBERINFO']._serialized_end=358
+  _globals['_PAIRINGPAYLOAD']._serialized_start=361
+  _globals['_PAIRINGPAYLOAD']._serialized_end=553
+  _globals['_PAIRING']._serialized_start=916
+  _globals['_PAIRING']._serialized_end=983
 # @@protoc_insertion_point(module_scope)

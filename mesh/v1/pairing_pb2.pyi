@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,56 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PairingRefusal:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PairingRefusalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PairingRefusal.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAIRING_REFUSAL_UNSPECIFIED: _PairingRefusal.ValueType  # 0
+    """an error the text says all of"""
+    PAIRING_REFUSAL_WRONG_CODE: _PairingRefusal.ValueType  # 1
+    PAIRING_REFUSAL_CLOSED: _PairingRefusal.ValueType  # 2
+    PAIRING_REFUSAL_OTHER_CODE: _PairingRefusal.ValueType  # 3
+    """this listener's invitation has a code with another number"""
+
+class PairingRefusal(_PairingRefusal, metaclass=_PairingRefusalEnumTypeWrapper): ...
+
+PAIRING_REFUSAL_UNSPECIFIED: PairingRefusal.ValueType  # 0
+"""an error the text says all of"""
+PAIRING_REFUSAL_WRONG_CODE: PairingRefusal.ValueType  # 1
+PAIRING_REFUSAL_CLOSED: PairingRefusal.ValueType  # 2
+PAIRING_REFUSAL_OTHER_CODE: PairingRefusal.ValueType  # 3
+"""this listener's invitation has a code with another number"""
+Global___PairingRefusal: _TypeAlias = PairingRefusal  # noqa: Y015
+
+class _InvitationClosure:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InvitationClosureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvitationClosure.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INVITATION_CLOSURE_UNSPECIFIED: _InvitationClosure.ValueType  # 0
+    INVITATION_CLOSURE_USED: _InvitationClosure.ValueType  # 1
+    INVITATION_CLOSURE_EXPIRED: _InvitationClosure.ValueType  # 2
+    INVITATION_CLOSURE_CANCELLED: _InvitationClosure.ValueType  # 3
+    INVITATION_CLOSURE_REPLACED: _InvitationClosure.ValueType  # 4
+    """a newer `mesh invite` on the same node"""
+    INVITATION_CLOSURE_LOCKED: _InvitationClosure.ValueType  # 5
+    """five wrong codes"""
+
+class InvitationClosure(_InvitationClosure, metaclass=_InvitationClosureEnumTypeWrapper): ...
+
+INVITATION_CLOSURE_UNSPECIFIED: InvitationClosure.ValueType  # 0
+INVITATION_CLOSURE_USED: InvitationClosure.ValueType  # 1
+INVITATION_CLOSURE_EXPIRED: InvitationClosure.ValueType  # 2
+INVITATION_CLOSURE_CANCELLED: InvitationClosure.ValueType  # 3
+INVITATION_CLOSURE_REPLACED: InvitationClosure.ValueType  # 4
+"""a newer `mesh invite` on the same node"""
+INVITATION_CLOSURE_LOCKED: InvitationClosure.ValueType  # 5
+"""five wrong codes"""
+Global___InvitationClosure: _TypeAlias = InvitationClosure  # noqa: Y015
+
 @_typing.final
 class PairingFrame(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -26,6 +77,11 @@ class PairingFrame(_message.Message):
     CONFIRM_FIELD_NUMBER: _builtins.int
     SEALED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    NAMEPLATE_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    TRIES_LEFT_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    CLOSED_MS_FIELD_NUMBER: _builtins.int
     spake: _builtins.bytes
     """SPAKE2 message"""
     confirm: _builtins.bytes
@@ -33,6 +89,19 @@ class PairingFrame(_message.Message):
     sealed: _builtins.bytes
     """ChaCha20-Poly1305 under the derived key: a PairingPayload"""
     error: _builtins.str
+    nameplate: _builtins.int
+    """With the joiner's first (spake) frame: the number of its code. Public: the invitation's
+    mDNS announcement carries it too, so that a joiner finds its inviter among several. An
+    inviter whose code has another number answers OTHER_CODE without counting a try.
+    """
+    refusal: Global___PairingRefusal.ValueType
+    """With an error frame: what kind of refusal it is, for the joiner to explain."""
+    tries_left: _builtins.int
+    """with WRONG_CODE: tries the invitation has left"""
+    closed: Global___InvitationClosure.ValueType
+    """with CLOSED: why the invitation closed"""
+    closed_ms: _builtins.int
+    """with CLOSED: when (Unix ms)"""
     def __init__(
         self,
         *,
@@ -40,13 +109,23 @@ class PairingFrame(_message.Message):
         confirm: _builtins.bytes = ...,
         sealed: _builtins.bytes = ...,
         error: _builtins.str = ...,
+        nameplate: _builtins.int | None = ...,
+        refusal: Global___PairingRefusal.ValueType = ...,
+        tries_left: _builtins.int = ...,
+        closed: Global___InvitationClosure.ValueType = ...,
+        closed_ms: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["confirm", b"confirm", "error", b"error", "frame", b"frame", "sealed", b"sealed", "spake", b"spake"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_nameplate", b"_nameplate", "confirm", b"confirm", "error", b"error", "frame", b"frame", "nameplate", b"nameplate", "sealed", b"sealed", "spake", b"spake"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm", b"confirm", "error", b"error", "frame", b"frame", "sealed", b"sealed", "spake", b"spake"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_nameplate", b"_nameplate", "closed", b"closed", "closed_ms", b"closed_ms", "confirm", b"confirm", "error", b"error", "frame", b"frame", "nameplate", b"nameplate", "refusal", b"refusal", "sealed", b"sealed", "spake", b"spake", "tries_left", b"tries_left"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__nameplate: _TypeAlias = _typing.Literal["nameplate"]  # noqa: Y015
+    _WhichOneofArgType__nameplate: _TypeAlias = _typing.Literal["_nameplate", b"_nameplate"]  # noqa: Y015
     _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["spake", "confirm", "sealed", "error"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__nameplate) -> _WhichOneofReturnType__nameplate | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
 Global___PairingFrame: _TypeAlias = PairingFrame  # noqa: Y015

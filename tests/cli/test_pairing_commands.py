@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from mesh.security.words import WORDS
 from tests.cli.conftest import Daemon, Mesh
 
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
@@ -65,28 +67,60 @@ def test_join_and_both_sides_list_each_other(node: Callable[..., tuple[Mesh, Dae
     wait_online(laptop, "tower")
 
 
-def test_a_wrong_code_fails_and_changes_nothing(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+def _wrong(code: str, k: int = 1) -> str:
+    """A guess with the code's public number and wrong words."""
+    number, first, second = code.split("-")
+    return f"{number}-{first}-{WORDS[(WORDS.index(second) + k) % len(WORDS)]}"
+
+
+def test_a_wrong_code_fails_says_the_tries_left_and_changes_nothing(
+    node: Callable[..., tuple[Mesh, Daemon]],
+) -> None:
     tower, _ = node("tower")
     laptop, _ = node("laptop")
     code, at = invite(tower)
-    number, first, second = code.split("-")
-    wrong = f"{(int(number) + 1) % 1000}-{first}-{second}"
-    proc = laptop.run("join", wrong, "--at", at, check=False)
-    assert proc.returncode == 1 and "wrong code" in proc.stderr
+    proc = laptop.run("join", _wrong(code), "--at", at, check=False)
+    assert proc.returncode == 1
+    assert "wrong code: 4 tries left before the invitation closes" in proc.stderr
     assert set(members(tower)) == {"tower"} and set(members(laptop)) == {"laptop"}
     # The invitation is still open for the right code.
     assert laptop.run("join", code, "--at", at).returncode == 0
 
 
-def test_five_wrong_codes_close_the_invitation(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+def test_a_code_with_another_number_costs_no_try(
+    node: Callable[..., tuple[Mesh, Daemon]],
+) -> None:
     tower, _ = node("tower")
     laptop, _ = node("laptop")
     code, at = invite(tower)
-    for i in range(5):
-        proc = laptop.run("join", f"{i}-zebra-zebra", "--at", at, check=False)
-        assert "wrong code" in proc.stderr
+    number, first, second = code.split("-")
+    for k in range(1, 7):  # more than five: none of them counts
+        proc = laptop.run(
+            "join", f"{(int(number) + k) % 1000}-{first}-{second}", "--at", at, check=False
+        )
+        assert proc.returncode == 1 and "is for another code" in proc.stderr
+    assert laptop.run("join", code, "--at", at).returncode == 0
+
+
+def test_five_wrong_codes_close_the_invitation_and_say_so(
+    node: Callable[..., tuple[Mesh, Daemon]],
+) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    code, at = invite(tower)
+    said = [
+        laptop.run("join", _wrong(code, k), "--at", at, check=False).stderr for k in range(1, 6)
+    ]
+    assert [("4 tries" in s, "3 tries" in s, "2 tries" in s, "1 try " in s) for s in said[:4]] == [
+        (True, False, False, False),
+        (False, True, False, False),
+        (False, False, True, False),
+        (False, False, False, True),
+    ]
+    assert "that was the 5th wrong try, so the invitation is now closed" in said[4]
     proc = laptop.run("join", code, "--at", at, check=False)
-    assert proc.returncode == 1 and "no open invitation" in proc.stderr
+    assert proc.returncode == 1
+    assert "the invitation for this code was closed after 5 wrong codes at" in proc.stderr
     assert set(members(tower)) == {"tower"}
 
 
@@ -97,7 +131,8 @@ def test_a_used_code_fails_for_a_third_node(node: Callable[..., tuple[Mesh, Daem
     code, at = invite(tower)
     laptop.run("join", code, "--at", at)
     proc = phone.run("join", code, "--at", at, check=False)
-    assert proc.returncode == 1 and "no open invitation" in proc.stderr
+    assert proc.returncode == 1
+    assert "the invitation for this code was used: a node joined with it at" in proc.stderr
     assert set(members(tower)) == {"tower", "laptop"}
     assert set(members(phone)) == {"phone"}
 
@@ -106,9 +141,49 @@ def test_an_expired_code_fails(node: Callable[..., tuple[Mesh, Daemon]]) -> None
     tower, _ = node("tower")
     laptop, _ = node("laptop")
     code, at = invite(tower, "--for", "1s")
-    time.sleep(1.5)
+    time.sleep(1.5)  # the invitation's own clock: nothing to poll on the inviter
     proc = laptop.run("join", code, "--at", at, check=False)
-    assert proc.returncode == 1 and "no open invitation" in proc.stderr
+    assert proc.returncode == 1 and "the invitation for this code expired at" in proc.stderr
+
+
+def test_a_cancelled_or_replaced_code_says_so(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
+    tower, _ = node("tower")
+    laptop, _ = node("laptop")
+    first, at = invite(tower)
+    second, _ = invite(tower)
+    proc = laptop.run("join", first, "--at", at, check=False)
+    if first.split("-")[0] != second.split("-")[0]:  # a second code with the same number wins
+        assert "was replaced by a newer `mesh invite` there" in proc.stderr
+    assert tower.run("invite", "--cancel").stdout.strip() == "invitation closed"
+    proc = laptop.run("join", second, "--at", at, check=False)
+    assert "the invitation for this code was cancelled" in proc.stderr
+    assert tower.run("invite", "--cancel").stdout.strip() == "no invitation was open"
+
+
+def test_at_takes_the_nodes_own_port_too(
+    node: Callable[..., tuple[Mesh, Daemon]], tmp_path: Path
+) -> None:
+    tower, _ = node("tower", "--port", str(_two_free_ports()))
+    laptop, _ = node("laptop")
+    code, _at = invite(tower)
+    port = json.loads(tower.run("status", "--json").stdout)["port"]
+    out = laptop.run("join", code, "--at", f"127.0.0.1:{port}").stdout
+    assert "joined the mesh" in out
+
+
+def _two_free_ports() -> int:
+    """A port P with P and P + 1 free now (the node's and its pairing listener's)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no two free ports in a row")
 
 
 def test_a_taken_name_is_refused_and_the_code_stays_good(

@@ -37,7 +37,7 @@ from mesh.core.replica import Outcome
 from mesh.discovery.mdns import parse_txt
 from mesh.home import Home
 from mesh.node.local import LocalNode
-from mesh.node.pairing import Admitted, Invitation, State
+from mesh.node.pairing import Admitted, Invitation, PairingDesk, State
 from mesh.security.pairing import Inviter, Joiner
 from mesh.transport import options
 from mesh.transport.tls import client_credentials
@@ -397,10 +397,11 @@ async def test_fuzz_pairing_listener(caplog: pytest.LogCaptureFixture) -> None:
     """Fuzzed pairing messages against a real invitation's listener: each exchange ends
     with a refusal or a closed stream, never a crash, and the invitation is still open for
     the right code (or locked after five wrong ones, as it should be)."""
-    invitation = Invitation(_admit_nobody, ttl_s=60, host="127.0.0.1", port=0)
-    await invitation.start()
+    desk = PairingDesk("127.0.0.1", 0)
+    invitation = Invitation(_admit_nobody, ttl_s=60)
+    await desk.open(invitation)
     loop = asyncio.get_running_loop()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{invitation.port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{desk.port}")
     pair = channel.stream_stream(
         "/mesh.v1.Pairing/Pair", request_serializer=bytes, response_deserializer=bytes
     )
@@ -435,4 +436,4 @@ async def test_fuzz_pairing_listener(caplog: pytest.LogCaptureFixture) -> None:
         await asyncio.to_thread(run)
     finally:
         await channel.close()
-        await invitation.close(State.CANCELLED)
+        await desk.stop()

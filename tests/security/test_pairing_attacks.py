@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 
 from mesh.core.errors import PeerUnavailableError, ProtocolError
-from mesh.core.pairing import PairingFrame
-from mesh.node.pairing import Admitted, Invitation, State
+from mesh.core.pairing import PairingFrame, Refusal
+from mesh.node.pairing import Admitted, Invitation, PairingDesk
 from mesh.security import invite_code
 from mesh.security.pairing import Inviter, Joiner, WrongCodeError
+from mesh.security.words import WORDS
 from mesh.transport.pairing import PairingClient
 
 
@@ -23,19 +24,22 @@ async def _never_admit(certificate: bytes, name: str) -> Admitted:
 
 
 def _wrong(code: str) -> str:
+    """A guess with the code's public number and a wrong secret (the words)."""
     number, first, second = code.split("-")
-    return f"{(int(number) + 1) % 1000}-{first}-{second}"
+    other = WORDS[(WORDS.index(second) + 1) % len(WORDS)]
+    return f"{number}-{first}-{other}"
 
 
 async def test_a_spake2_exchange_with_a_wrong_code_reveals_nothing_usable() -> None:
-    invitation = Invitation(_never_admit, ttl_s=60, host="127.0.0.1", port=0)
-    await invitation.start()
-    client = PairingClient("127.0.0.1", invitation.port)
+    desk = PairingDesk("127.0.0.1", 0)
+    invitation = Invitation(_never_admit, ttl_s=60)
+    await desk.open(invitation)
+    client = PairingClient("127.0.0.1", desk.port)
     heard: list[PairingFrame] = []
     try:
         attacker = Joiner(_wrong(invitation.code))
         stream = client.open()
-        await stream.send(PairingFrame(spake=attacker.start()))
+        await stream.send(PairingFrame(spake=attacker.start(), nameplate=invitation.nameplate))
         heard.append(await stream.recv())
         await stream.send(PairingFrame(confirm=attacker.on_spake(heard[0].spake)))
         heard.append(await stream.recv())
@@ -43,11 +47,11 @@ async def test_a_spake2_exchange_with_a_wrong_code_reveals_nothing_usable() -> N
             heard.append(await stream.recv())
     finally:
         await client.close()
-        await invitation.close(State.CANCELLED)
+        await desk.stop()
     # The inviter's SPAKE2 message and a refusal: no confirmation, nothing sealed, nothing
     # computed from the key, so there is no value to test candidate codes against offline.
     assert [f for f in heard if f.confirm or f.sealed] == []
-    assert heard[1] == PairingFrame(error="wrong code")
+    assert heard[1] == PairingFrame(error="wrong code", refusal=Refusal.WRONG_CODE, tries_left=4)
     assert invitation.failures == 1
     # And the SPAKE2 message itself rules no code out: every candidate, the right one among
     # them, gives a key and a confirmation, which the attacker has nothing to compare with.
