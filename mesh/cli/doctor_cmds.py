@@ -17,6 +17,7 @@ import typer
 from mesh import config
 from mesh.cli.context import CliContext
 from mesh.cli.output import print_json, safe
+from mesh.cli.status_cmds import removed_line
 from mesh.core.ids import NodeId
 
 
@@ -58,6 +59,7 @@ def doctor(
     known = [diagnosis.Known(host=h, port=p, source="static") for h, p in settings.peers()]
     port = settings.port
     daemon: list[diagnosis.Finding] = []
+    removed = ""
     members: dict[NodeId, str] = {}
     online: list[diagnosis.Finding] = []
     if not home.exists():
@@ -68,6 +70,7 @@ def doctor(
             status = client.status()
             _, views = client.members()
         port, self_id = status.port, status.node_id
+        removed = status.removed_by and removed_line(status)
         daemon.append(diagnosis.Finding(ok=True, text=f"the daemon runs (pid {status.pid})"))
         daemon.append(diagnosis.port_listening(port))
         for v in views:
@@ -97,6 +100,8 @@ def doctor(
         daemon.append(diagnosis.port_free(settings.listen, port))
         with cli.local_node() as node:
             self_id = node.node_id
+            st = node.status()
+            removed = st.removed_by and removed_line(st)
             members = {
                 m.node_id: m.name for m in node.membership.members.values() if m.node_id != self_id
             }
@@ -116,6 +121,8 @@ def doctor(
                 ok=True, text="no other members yet: `mesh invite` here, `mesh join` there"
             )
         )
+    if removed:  # first: nothing else matters until the node is part of a mesh again
+        online.insert(0, diagnosis.Finding(ok=False, text=removed))
     sections["peers"] = online + probed
     tools = [t for t in ("ufw", "firewall-cmd") if shutil.which(t)]
     advice = diagnosis.firewall_advice(port or config.DEFAULT_PORT, tools)

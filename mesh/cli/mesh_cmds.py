@@ -192,6 +192,7 @@ def members(
     """
     with _ctx(ctx).node() as node:
         root, views = node.members()
+        st = node.status()
     if json_:
         print_json(
             [
@@ -204,15 +205,24 @@ def members(
                     "admitted_by": str(v.admitted_by),
                     "admitted_ms": v.admitted_ms,
                     "root": v.node_id == root,
+                    "removed_by": (st.removed_by or None) if v.is_self else None,
+                    "removed_ms": (st.removed_ms or None) if v.is_self else None,
                 }
                 for v in views
             ]
         )
         return
     names = {v.node_id: v.name for v in views}
+    if st.removed_by:
+        from mesh.cli.status_cmds import removed_line
+
+        typer.echo(f"!! {removed_line(st)}\n")
     typer.echo(f"{'NAME':<16} {'ID':<8} {'STATE':<12} {'ADDRESS':<24} ADMITTED BY")
     for v in views:
         state = "this node" if v.is_self else ("online" if v.online else "offline")
+        if v.is_self and st.removed_by:
+            typer.echo(f"{safe(v.name):<16} {v.node_id.short():<8} {'removed':<12} {'-':<24} -")
+            continue
         since = ""
         if v.admitted_ms:
             since = dt.datetime.fromtimestamp(v.admitted_ms / 1000).strftime(" on %Y-%m-%d")

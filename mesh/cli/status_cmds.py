@@ -90,11 +90,24 @@ def render(frame: Frame, rates: Rates, now_s: float) -> list[str]:
     else:
         out.append("daemon    not running (start it with `mesh up`); what the store knows:")
     out.append(f"home      {safe(st.home)}")
+    if st.removed_by:
+        out.append(f"mesh      !! {removed_line(st)}")
     out += ["", *_members(frame)]
     out += ["", *_libraries(st, now_s)]
     if frame.loans is not None:
         out += ["", *_loans(frame, rates)]
     return out
+
+
+def removed_line(st: NodeStatus) -> str:
+    """What a removed node says of itself, in one line."""
+    when = ""
+    if st.removed_ms:
+        when = time.strftime(" on %Y-%m-%d at %H:%M", time.localtime(st.removed_ms / 1000))
+    return (
+        f"this node was removed from the mesh by {safe(st.removed_by)}{when}; its libraries "
+        "and borrowed copies stay. To join a mesh again: `mesh init --reset`, then `mesh join`"
+    )
 
 
 def _members(frame: Frame) -> list[str]:
@@ -198,6 +211,8 @@ def as_json(frame: Frame, rates: Rates) -> dict[str, object]:
         "uptime_s": round(st.uptime_s, 3) if running else None,
         "version": st.version,
         "addresses": list(st.addresses),
+        "removed_by": st.removed_by or None,
+        "removed_ms": st.removed_ms or None,
         "libraries": [
             {
                 "name": lib.name,

@@ -65,6 +65,10 @@ class NoSpaceError(PlacementError):
     """The borrowed folder's disk (or the user's quota on it) is full."""
 
 
+class RemovedFromMeshError(LocalError):
+    """This node was removed from its mesh: what needs the mesh cannot be done."""
+
+
 class RemoteError(MeshError):
     """A peer sent something invalid, or refused us."""
 
@@ -79,3 +83,12 @@ class RefusedError(RemoteError):
 
 class PeerUnavailableError(RemoteError):
     """A peer cannot be reached, or its stream ended."""
+
+
+class RemovalNoticeError(RefusedError):
+    """A member refused this node because it was removed from the mesh. `records` are the
+    membership records that show it (serialized envelopes, unchecked until applied)."""
+
+    def __init__(self, message: str, records: tuple[bytes, ...]) -> None:
+        super().__init__(message)
+        self.records = records

@@ -31,6 +31,8 @@ class NodeStatus:
     version: str
     libraries: tuple[LibraryInfo, ...]
     addresses: tuple[str, ...] = ()
+    removed_by: str = ""  # the member that removed this node from the mesh, if one did
+    removed_ms: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -60,6 +60,7 @@ class ControlHandlers:
         )
 
     async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:
+        await self._d.check_member()
         return await self._d.joining.invite(ttl_s, cancel)
 
     async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
@@ -69,19 +70,23 @@ class ControlHandlers:
         return await roster.member_views(self._d)
 
     async def remove(self, name: str) -> None:
+        await self._d.check_member()
         await self._d.remove_named(name)
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
         return await self._d.browse(node, pattern)
 
     async def add_peer(self, host: str, port: int) -> PeerCheck:
+        await self._d.check_member()
         return await self._d.add_peer(host, port)
 
     async def lend(self, path: str, to: str, until_ms: int) -> LoanLine:
+        await self._d.check_member()
         lending = self._d.lending
         return await self._d.store(lambda: lending.line(lending.lend(path, to, until_ms, now_ms())))
 
     async def act_on_loan(self, loan: str, action: str) -> LoanLine:
+        await self._d.check_member()
         lending = self._d.lending
 
         def work() -> LoanLine:
@@ -116,6 +121,7 @@ class ControlHandlers:
         return lines
 
     async def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine:
+        await self._d.check_member()
         lending = self._d.lending
         return await self._d.store(
             lambda: lending.request_line(lending.borrow(node, path, duration_ms, now_ms()))
@@ -126,6 +132,7 @@ class ControlHandlers:
         return await self._d.store(lambda: [lending.request_line(r) for r in lending.requests()])
 
     async def answer(self, request: str, approve: bool, reason: str) -> RequestLine:
+        await self._d.check_member()
         lending = self._d.lending
         return await self._d.store(
             lambda: lending.request_line(lending.answer_request(request, approve, reason, now_ms()))

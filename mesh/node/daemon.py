@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import ipaddress
 import itertools
@@ -44,7 +45,7 @@ from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.borrowed import BorrowedFolder
 from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
-from mesh.node import roster
+from mesh.node import removal, roster
 from mesh.node.agent import Agent
 from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
@@ -65,6 +66,7 @@ from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.peer_client import target
 from mesh.transport.peer_server import PeerServer
 from mesh.transport.tls import TrustStore, probe_certificate
+from mesh.wire import envelope as wire_envelope
 from mesh.wire import records as wire_records
 from mesh.wire.gossip import MAX_BATCH_RECORDS
 
@@ -188,9 +190,13 @@ class Daemon:
             gossiped = await self.store(self.local.gossiped_addresses)
             async with asyncio.TaskGroup() as tg:
                 self._group = tg
-                self.peers.start(
-                    tg, [(h, p) for n, h, p in [*known, *gossiped] if self.is_member(n)]
-                )
+                removed = await self.store(self.local.removal)
+                if removed is None:
+                    self.peers.start(
+                        tg, [(h, p) for n, h, p in [*known, *gossiped] if self.is_member(n)]
+                    )
+                else:
+                    log.warning("%s; not dialling the members", removal.describe(*removed))
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
                 agent = tg.create_task(self.agent.run(), name="lending agent")
                 watch = tg.create_task(self.watch.run(), name="library watch")
@@ -231,7 +237,11 @@ class Daemon:
         return self._membership.members.get(node_id) if node_id != self.node_id else None
 
     def _certificates(self) -> list[bytes]:
-        return [m.certificate for m in self._membership.members.values()]
+        # Removed nodes too: their handshake succeeds so that every call they make can be
+        # refused with the records of their removal (node/removal.py), not a TLS error.
+        m = self._membership
+        removed = [m.certificates[n] for n in m.removed if n in m.certificates]
+        return [*(member.certificate for member in m.members.values()), *removed]
 
     def session(self, node_id: NodeId) -> Session | None:
         return self.sessions.get(node_id)
@@ -271,6 +281,34 @@ class Daemon:
         """Admit a node to the mesh (a signed admission record), and trust it now."""
         await self.store(self.local.admit, certificate, name)
         await self.reload_members()
+
+    async def farewell(self, node_id: NodeId) -> list[bytes]:
+        """For a removed node that calls: the records that show its removal, serialized."""
+        if node_id not in self._membership.removed:
+            return []
+        records = await self.store(removal.proof, self.local, node_id)
+        return [wire_envelope.to_bytes(e) for e in records]
+
+    async def on_removal_notice(self, records: tuple[bytes, ...], by: NodeId) -> None:
+        """A member refused this node as removed: check its records and, if they show it,
+        stop dialling."""
+        envelopes = []
+        for raw in records:
+            with contextlib.suppress(MeshError):
+                envelopes.append(wire_envelope.from_bytes(raw))
+        removed = await self.store(removal.learn, self.local, envelopes)
+        await self.reload_members()
+        if not removed:
+            log.warning("%s says this node was removed, but its records do not show it", by.short())
+            return
+        found = await self.store(self.local.removal)
+        assert found is not None
+        log.warning("%s; not dialling the members any more", removal.describe(*found))
+        self.peers.halt()
+
+    async def check_member(self) -> None:
+        """RemovedFromMeshError if this node was removed (for what needs the mesh)."""
+        await self.store(removal.check_member, self.local)
 
     async def remove(self, node_id: NodeId) -> None:
         """Remove a member (a signed removal record): its open calls end now."""

@@ -92,6 +92,7 @@ class Joining:
 
     async def join(self, code: str, host: str, port: int) -> tuple[NodeId, list[MemberView]]:
         d = self._d
+        await d.check_member()  # a removed node says so, not "already in a mesh"
         if await d.store(d.local.in_mesh):
             raise InvalidArgumentError(
                 "this node is already in a mesh; `mesh init --reset` makes a new node to join "

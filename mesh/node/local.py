@@ -177,6 +177,15 @@ class LocalNode:
     def membership(self) -> Membership:
         return self.replica.membership
 
+    def removal(self) -> tuple[str, int] | None:
+        """(who removed this node from its mesh, when in Unix ms), if a removal counts."""
+        membership = self.membership
+        found = membership.removed.get(self.node_id)
+        if found is None:
+            return None
+        remover = membership.members.get(found.removed_by)
+        return (remover.name if remover else found.removed_by.short()), found.removed_ms
+
     def in_mesh(self) -> bool:
         """Whether this node belongs to a mesh with other members."""
         return any(m != self.node_id for m in self.membership.members)
@@ -406,7 +415,10 @@ class LocalNode:
         return [self._info(lib) for lib in self.index.libraries()]
 
     def status(self, *, port: int = 0, uptime_s: float = 0.0, running: bool = False) -> NodeStatus:
+        by, at_ms = self.removal() or ("", 0)
         return NodeStatus(
+            removed_by=by,
+            removed_ms=at_ms,
             name=self.name,
             node_id=self.node_id,
             home=str(self.home.root),

@@ -34,6 +34,8 @@ class PeersHost(SessionHost, Protocol):
 
     def member(self, node_id: NodeId) -> Member | None: ...
 
+    async def on_removal_notice(self, records: tuple[bytes, ...], by: NodeId) -> None: ...
+
     def session(self, node_id: NodeId) -> Session | None: ...
 
     def remember_address(self, node_id: NodeId, host: str, port: int) -> None: ...
@@ -143,6 +145,8 @@ class PeerManager:
                     continue
             except PeerUnavailableError as exc:
                 problem = str(exc)
+            if self._stopping:
+                return
             if problem and problem != last_problem:
                 log.warning("%s (retrying)", problem)
             last_problem = problem
@@ -173,6 +177,9 @@ class PeerManager:
                 timeout_s=s.handshake_timeout_s,
             )
             await session.run()
+            if session.removal is not None:
+                await self._host.on_removal_notice(session.removal.records, member.node_id)
+                return False
             if session.peer_hello is None:
                 return False
             self._host.remember_address(member.node_id, host, port)
@@ -180,6 +187,15 @@ class PeerManager:
         finally:
             self._channels.discard(channel)
             await channel.close()
+
+    def halt(self) -> None:
+        """Stop dialling anyone (this node was removed from the mesh); open channels end
+        with their sessions."""
+        self._stopping = True
+        current = asyncio.current_task()
+        for task in self._addresses.values():
+            if task is not current:
+                task.cancel()
 
     async def drop(self, peer: NodeId) -> None:
         """Close every channel to `peer` (it is no longer a member)."""

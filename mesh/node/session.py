@@ -38,7 +38,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from mesh.core.epoch import Epoch
-from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
+from mesh.core.errors import (
+    PeerUnavailableError,
+    ProtocolError,
+    RefusedError,
+    RemovalNoticeError,
+)
 from mesh.core.gossip import (
     COMPATIBLE_VERSIONS,
     PROTOCOL_VERSION,
@@ -137,6 +142,8 @@ class Session:
         self._refusals = 0  # refused batches so far (a page read ahead may be stale)
         self.records_sent = 0
         self.records_received = 0
+        # The peer refused us as removed from the mesh; the dialler acts on it.
+        self.removal: RemovalNoticeError | None = None
 
     @property
     def peer_name(self) -> str:
@@ -164,6 +171,8 @@ class Session:
             log.info("gossip stream with %s closed by this node", self.peer_name)
         except* PeerUnavailableError as group:
             self._log_end(group.exceptions[0])
+        except* RemovalNoticeError as group:
+            self.removal = group.exceptions[0]  # type: ignore[assignment]
         except* ProtocolError as group:
             log.warning("protocol error from %s: %s", self.peer_name, group.exceptions[0])
             await self._refuse("protocol", str(group.exceptions[0]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -21,6 +21,16 @@ from mesh.security.identity import pem_to_der
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Trailing metadata of a refusal to a removed node: one membership record (a serialized
+# envelope) per entry, the records that show the removal.
+REMOVAL_KEY = "mesh-removal-bin"
+# The membership records that show a caller removed, serialized; empty if it was not.
+Farewell = Callable[[NodeId], Awaitable[Sequence[bytes]]]
+
+
+async def _no_farewell(peer: NodeId) -> Sequence[bytes]:
+    return ()
 
 
 def caller_id(context: Any) -> NodeId | None:
@@ -70,16 +80,32 @@ class Guard:
     the caller sees at once (cancelling the handler alone would leave its stream open).
     """
 
-    def __init__(self, is_member: Callable[[NodeId], bool], calls: CallRegistry) -> None:
+    def __init__(
+        self,
+        is_member: Callable[[NodeId], bool],
+        calls: CallRegistry,
+        farewell: Farewell = _no_farewell,
+    ) -> None:
         self._is_member = is_member
         self.calls = calls
+        self._farewell = farewell
+
+    async def _refuse(self, context: Any, peer: NodeId | None, message: str) -> None:
+        if peer is not None and (records := await self._farewell(peer)):
+            log.info("told %s that it was removed from the mesh", peer.short())
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "this node was removed from the mesh",
+                trailing_metadata=tuple((REMOVAL_KEY, r) for r in records),
+            )
+        who = peer.short() if peer else "a caller without a certificate"
+        log.warning("refused a call from %s: not a member", who)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
 
     async def run(self, context: Any, body: Callable[[NodeId], Awaitable[T]]) -> T:
         peer = caller_id(context)
         if peer is None or not self._is_member(peer):
-            who = peer.short() if peer else "a caller without a certificate"
-            log.warning("refused a call from %s: not a member", who)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not a member of this mesh")
+            await self._refuse(context, peer, "not a member of this mesh")
             raise AssertionError("abort returned")  # pragma: no cover - abort raises
         revoked = self.calls.add(peer)
         work = asyncio.ensure_future(body(peer))
@@ -96,5 +122,5 @@ class Guard:
             return work.result()
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no longer a member of this mesh")
+        await self._refuse(context, peer, "no longer a member of this mesh")
         raise AssertionError("abort returned")  # pragma: no cover

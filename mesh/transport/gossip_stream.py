@@ -13,9 +13,10 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from mesh.core.errors import PeerUnavailableError, ProtocolError
+from mesh.core.errors import PeerUnavailableError, ProtocolError, RemovalNoticeError
 from mesh.core.gossip import GossipFrame
 from mesh.core.ids import NodeId
+from mesh.transport.auth import REMOVAL_KEY
 from mesh.v1 import gossip_pb2
 from mesh.wire import gossip
 
@@ -62,14 +63,16 @@ class GossipStream:
             async with self._writing:
                 await self._write(message)
         except _ERRORS as exc:
-            raise PeerUnavailableError(f"stream to {self.peer.short()} broke: {_why(exc)}") from exc
+            raise _removal(exc) or PeerUnavailableError(
+                f"stream to {self.peer.short()} broke: {_why(exc)}"
+            ) from exc
 
     async def recv(self) -> GossipFrame | None:
         """The next frame, or None when the peer ended the stream. ProtocolError if malformed."""
         try:
             msg = await self._read()
         except _ERRORS as exc:
-            raise PeerUnavailableError(
+            raise _removal(exc) or PeerUnavailableError(
                 f"stream from {self.peer.short()} broke: {_why(exc)}"
             ) from exc
         except DecodeError as exc:
@@ -84,6 +87,25 @@ class GossipStream:
         if not self.closed:
             self.closed = True
             self._close()
+
+
+_MAX_RECORDS = 256  # more than any removal needs: the rest is not looked at
+
+
+def _removal(exc: BaseException) -> RemovalNoticeError | None:
+    """A member's refusal that says this node was removed, with the records that show it."""
+    if not isinstance(exc, grpc.aio.AioRpcError):
+        return None
+    if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+        return None
+    records = tuple(
+        value
+        for key, value in (exc.trailing_metadata() or ())
+        if key == REMOVAL_KEY and isinstance(value, bytes)
+    )[:_MAX_RECORDS]
+    if not records:
+        return None
+    return RemovalNoticeError(exc.details() or "removed from the mesh", records)
 
 
 def _why(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from mesh.security.identity import SAN_NAME
 
 MAX_PEER_MESSAGE = 8 << 20  # a 1 MiB chunk or a bounded gossip batch, with room to spare
 MAX_CONTROL_MESSAGE = 64 << 20
+MAX_TRAILERS = 1 << 20  # the records of a removal (see auth.py), a few kB in practice
 
 
 def keepalive(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int]]:
@@ -43,6 +44,9 @@ def channel_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str
         ("grpc.max_send_message_length", MAX_PEER_MESSAGE),
         # One connection per peer, never shared with another channel's subchannel pool.
         ("grpc.use_local_subchannel_pool", 1),
+        # A member that refuses a removed node sends the records that show it as trailers.
+        ("grpc.max_metadata_size", MAX_TRAILERS),
+        ("grpc.absolute_max_metadata_size", MAX_TRAILERS),
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 5000),
         *keepalive(keepalive_s, ping_timeout_s),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -32,6 +32,10 @@ class PeerHandlers(Protocol):
     """What the node does with its members' calls."""
 
     def is_member(self, node_id: NodeId) -> bool: ...
+
+    async def farewell(self, node_id: NodeId) -> Sequence[bytes]:
+        """For a removed node: the serialized membership records that show its removal."""
+        ...
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None: ...
 
@@ -149,7 +153,7 @@ class PeerServer:
     ) -> None:
         self.calls = CallRegistry()
         self._server = grpc.aio.server(options=options.server_options(keepalive_s, ping_timeout_s))
-        guard = Guard(handlers.is_member, self.calls)
+        guard = Guard(handlers.is_member, self.calls, handlers.farewell)
         mesh_pb2_grpc.add_MeshServicer_to_server(_MeshServicer(handlers, guard), self._server)
         self._server.add_generic_rpc_handlers((_TransferServicer(handlers, guard).handler(),))
         self._host = host

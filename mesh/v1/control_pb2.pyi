@@ -104,6 +104,8 @@ class NodeStatus(_message.Message):
     PID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     ADDRESSES_FIELD_NUMBER: _builtins.int
+    REMOVED_BY_FIELD_NUMBER: _builtins.int
+    REMOVED_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     node_id: _builtins.bytes
     port: _builtins.int
@@ -111,6 +113,9 @@ class NodeStatus(_message.Message):
     home: _builtins.str
     pid: _builtins.int
     version: _builtins.str
+    removed_by: _builtins.str
+    """set when this node was removed from its mesh: by whom"""
+    removed_ms: _builtins.int
     @_builtins.property
     def libraries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LibraryInfo]: ...
     @_builtins.property
@@ -127,10 +132,12 @@ class NodeStatus(_message.Message):
         pid: _builtins.int = ...,
         version: _builtins.str = ...,
         addresses: _abc.Iterable[_builtins.str] | None = ...,
+        removed_by: _builtins.str = ...,
+        removed_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "home", b"home", "libraries", b"libraries", "name", b"name", "node_id", b"node_id", "pid", b"pid", "port", b"port", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "home", b"home", "libraries", b"libraries", "name", b"name", "node_id", b"node_id", "pid", b"pid", "port", b"port", "removed_by", b"removed_by", "removed_ms", b"removed_ms", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -53,6 +53,8 @@ def status_to_wire(s: NodeStatus) -> pb.NodeStatus:
         pid=s.pid,
         version=s.version,
         addresses=list(s.addresses),
+        removed_by=s.removed_by,
+        removed_ms=s.removed_ms,
     )
 
 
@@ -68,6 +70,8 @@ def status_from_wire(msg: pb.NodeStatus) -> NodeStatus:
         version=msg.version,
         libraries=tuple(library_from_wire(lib) for lib in msg.libraries),
         addresses=tuple(msg.addresses),
+        removed_by=msg.removed_by,
+        removed_ms=msg.removed_ms,
     )
 
 

@@ -200,20 +200,78 @@ def test_a_taken_name_is_refused_and_the_code_stays_good(
     assert twin.run("join", code, "--at", at).returncode == 0
 
 
-def test_removal_cuts_the_node_off(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
-    tower, _ = node("tower")
+def _removed_by(mesh: Mesh) -> str | None:
+    return json.loads(mesh.run("status", "--json").stdout)["removed_by"]
+
+
+def _until(what: str, check: Callable[[], object], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.1)
+
+
+def test_a_removed_node_is_told_and_stops(
+    node: Callable[..., tuple[Mesh, Daemon]], tmp_path: Path
+) -> None:
+    tower, tower_daemon = node("tower")
     laptop, _ = node("laptop")
     code, at = invite(tower)
     laptop.run("join", code, "--at", at)
+    films = tmp_path / "films"
+    films.mkdir()
+    (films / "mine.txt").write_text("the laptop's own file")
+    laptop.run("share", str(films))
     wait_online(tower, "laptop")
     tower.run("remove", "laptop")
     assert set(members(tower)) == {"tower"}
-    deadline = time.monotonic() + 5
-    while members(laptop)["tower"]["online"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not members(laptop)["tower"]["online"]
-    time.sleep(1)  # the laptop keeps dialling; the tower keeps refusing
-    assert not members(laptop)["tower"]["online"]
+    _until("the laptop learning it was removed", lambda: _removed_by(laptop) == "tower")
+
+    out = laptop.run("members").stdout
+    assert "this node was removed from the mesh by tower on " in out
+    mine = next(line for line in out.splitlines() if line.startswith("laptop "))
+    assert "removed" in mine and "founded" not in mine and "this node" not in mine
+    assert members(laptop)["laptop"]["removed_by"] == "tower"
+    status = laptop.run("status").stdout
+    assert "!! this node was removed from the mesh by tower" in status
+    doctor = laptop.run("doctor", check=False)
+    assert doctor.returncode == 1 and "removed from the mesh by tower" in doctor.stdout
+    for args in (["borrow", "tower:films/x.txt"], ["invite"], ["peer", "add", "127.0.0.1:1"]):
+        proc = laptop.run(*args, check=False)
+        assert proc.returncode == 1, args
+        assert "this node was removed from the mesh by tower" in proc.stderr, (args, proc.stderr)
+        assert "mesh init --reset" in proc.stderr
+    # Its own files stay, and its index with them.
+    assert (films / "mine.txt").read_text() == "the laptop's own file"
+    assert "mine.txt" in laptop.run("ls").stdout
+
+    # It stopped dialling: the tower told it once (once per address it dialled), no more.
+    time.sleep(2)  # a window in which a node still dialling would have called again
+    _, err, _ = tower_daemon.stop()
+    assert 1 <= err.count("that it was removed from the mesh") <= 2, err
+    assert "refused a call" not in err
+
+
+def test_a_node_removed_while_away_learns_it_when_back(
+    node: Callable[..., tuple[Mesh, Daemon]],
+) -> None:
+    tower, _ = node("tower")
+    laptop, laptop_daemon = node("laptop")
+    code, at = invite(tower)
+    laptop.run("join", code, "--at", at)
+    wait_online(tower, "laptop")
+    laptop_daemon.stop()
+    tower.run("remove", "laptop")
+    assert _removed_by(laptop) is None  # away: nobody could tell it yet
+    again = Daemon(laptop)
+    try:
+        again.wait_running()
+        _until("the laptop learning it was removed", lambda: _removed_by(laptop) == "tower")
+    finally:
+        again.stop()
+    # Told once, it knows for good, also with no daemon running.
+    assert "removed from the mesh by tower" in laptop.run("members").stdout
 
 
 def test_invite_and_join_need_no_daemon_on_the_joining_side(
