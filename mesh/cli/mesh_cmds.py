@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from mesh.core.durations import parse_duration
 from mesh.core.errors import InvalidArgumentError
 from mesh.core.ids import NodeId
 from mesh.core.status import MemberView
+
+if TYPE_CHECKING:
+    from mesh.node.pairing import Joined
 
 PAIRING_PORT = config.DEFAULT_PORT + 1
 
@@ -145,7 +148,6 @@ def _join_directly(
 ) -> tuple[NodeId, list[MemberView]]:
     from mesh.node.pairing import join as pairing_join
     from mesh.node.pairing import places_at
-    from mesh.security import invite_code
 
     with cli.local_node() as node:
         if node.in_mesh():
@@ -153,19 +155,21 @@ def _join_directly(
                 "this node is already in a mesh; `mesh init --reset` makes a new node to join "
                 "another"
             )
-        nameplate = invite_code.nameplate(code)
-        places = places_at(host, port) if host else _find_invitation(cli, nameplate)
-        joined = asyncio.run(
-            pairing_join(code, places, certificate=node.identity.cert_der, name=node.name)
-        )
+        me = node.identity.cert_der
+        if host:
+            joined = asyncio.run(
+                pairing_join(code, places_at(host, port), certificate=me, name=node.name)
+            )
+        else:
+            joined = asyncio.run(_join_on_the_lan(cli, code, me, node.name))
         node.join_mesh(joined.root, joined.records)
         for h in (joined.host, *joined.hosts):
             node.remember_address(joined.inviter_id, h, joined.port)
         return node.membership.root, node.member_views()
 
 
-def _find_invitation(cli: CliContext, nameplate: int) -> list[tuple[str, int]]:
-    """The open invitations for the code announced on the LAN, looked for from this process."""
+async def _join_on_the_lan(cli: CliContext, code: str, certificate: bytes, name: str) -> Joined:
+    """Join the invitation for the code announced on the LAN, looked for from this process."""
     settings = config.load(cli.home.config_file)
     if not settings.mdns:
         raise InvalidArgumentError(
@@ -173,10 +177,21 @@ def _find_invitation(cli: CliContext, nameplate: int) -> list[tuple[str, int]]:
             "give the inviting computer's address: mesh join CODE --at HOST"
         )
     from mesh.discovery import invitations
-    from mesh.discovery.mdns import find_pairing
+    from mesh.discovery.mdns import find_nodes, find_pairing
+    from mesh.node.pairing import join_announced_or_closed
+    from mesh.security import invite_code
 
-    found = asyncio.run(find_pairing(settings.interfaces, invitations.FIND_WAIT_S, nameplate))
-    return invitations.places(found, nameplate)
+    nameplate = invite_code.nameplate(code)
+
+    async def find() -> list[tuple[str, int]]:
+        found = await find_pairing(settings.interfaces, invitations.FIND_WAIT_S, nameplate)
+        return invitations.places(found, nameplate)
+
+    async def desks() -> list[tuple[str, int]]:
+        nodes = await find_nodes(settings.interfaces, invitations.NODES_WAIT_S)
+        return invitations.desks(nodes)
+
+    return await join_announced_or_closed(code, find, desks, certificate=certificate, name=name)
 
 
 def members(

@@ -263,7 +263,8 @@ def status(
     daemon, one line says so and the rest is what the store knows.
 
     \b
-    JSON keys: name, node_id, home, running, pid, port, uptime_s, version, addresses;
+    JSON keys: name, node_id, home, running, pid, port, uptime_s, version, addresses,
+    removed_by and removed_ms (who removed this node from the mesh and when, else null);
     libraries: [{name, root, open, files, bytes, changed_ms, watch}];
     members: [{name, node_id, online, address, last_seen_s, lag}];
     loans (null without a daemon): [{id, direction ("in" or "out"), peer, library, path,

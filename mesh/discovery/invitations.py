@@ -7,9 +7,10 @@ import ipaddress
 from collections.abc import Sequence
 
 from mesh.core.errors import PeerUnavailableError
-from mesh.discovery.hints import PairingHint
+from mesh.discovery.hints import Hint, PairingHint
 
 FIND_WAIT_S = 5.0
+NODES_WAIT_S = 1.5  # browsing for nodes, after no invitation was found
 
 
 def _rank(host: str) -> tuple[int, str]:
@@ -49,3 +50,15 @@ def places(
             "network? Otherwise give its address: mesh join CODE --at HOST"
         )
     return [(host, f.port) for f in chosen for host in sorted(f.hosts, key=_rank)]
+
+
+def desks(nodes: Sequence[Hint]) -> list[tuple[str, int]]:
+    """Where the nodes announced on the LAN would listen for pairing (the port after their
+    own): a closed invitation is no longer announced, but its node still says why it
+    closed, to a joiner whose code has its number."""
+    return [
+        (host, n.port + 1)
+        for n in nodes
+        if n.port < 65535
+        for host in sorted(n.hosts, key=_rank)[:1]
+    ]

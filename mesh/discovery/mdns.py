@@ -33,6 +33,7 @@ SERVICE = "_mesh._tcp.local."
 PAIR_SERVICE = "_mesh-pair._tcp.local."
 _RESOLVE_MS = 3000
 _SETTLE_S = 0.5  # after a netlink wake-up: DHCP removes the old address, then adds the new
+MAX_NODES_ASKED = 32  # where a closed invitation may be: the nodes a joiner asks, at most
 _MORE_INVITATIONS_S = 0.3  # after one with the code's number: is there a second one?
 
 
@@ -318,5 +319,46 @@ async def find_pairing(
     zc = _zeroconf(addresses(interfaces))
     try:
         return await _browse_invitations(zc, wait_s, nameplate)
+    finally:
+        await zc.async_close()
+
+
+async def _browse_nodes(zc: AsyncZeroconf, wait_s: float) -> list[Hint]:
+    """The nodes announced on the LAN within `wait_s` seconds (`_mesh._tcp`)."""
+    names: asyncio.Queue[str] = asyncio.Queue()
+
+    def found(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+            names.put_nowait(name)
+
+    browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[found])
+    results: dict[str, Hint] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    try:
+        while (left := deadline - loop.time()) > 0 and len(results) < MAX_NODES_ASKED:
+            try:
+                name = await asyncio.wait_for(names.get(), left)
+            except TimeoutError:
+                break
+            info = AsyncServiceInfo(SERVICE, name)
+            if not await info.async_request(zc.zeroconf, _RESOLVE_MS) or not info.port:
+                continue
+            hosts = tuple(h for h in info.parsed_scoped_addresses() if _dialable(h))
+            if hosts:
+                claimed = parse_txt(info.properties)
+                results[name] = Hint(hosts=hosts, port=info.port, node_id=claimed, source="mdns")
+    finally:
+        await browser.async_cancel()
+    return list(results.values())
+
+
+async def find_nodes(interfaces: Sequence[str], wait_s: float) -> list[Hint]:
+    """The nodes announced on the LAN, from a process that runs no discovery (the CLI)."""
+    zc = _zeroconf(addresses(interfaces))
+    try:
+        return await _browse_nodes(zc, wait_s)
     finally:
         await zc.async_close()

@@ -57,6 +57,7 @@ class LanDiscovery:
         self._host = host
         self._mdns: MdnsDiscovery | None = None
         self._waiting: dict[NodeId, Hint] = {}
+        self._announced: dict[NodeId, Hint] = {}  # every node heard of, members or not
         self._tasks: set[asyncio.Task[None]] = set()
         self._pairing = 0  # which invitation is announced: a late withdrawal spares a newer one
         self._started = asyncio.Event()  # set once starting succeeded or failed
@@ -144,6 +145,8 @@ class LanDiscovery:
         if hint.node_id is None:
             log.debug("mDNS: %s announces no node id; ignored", ", ".join(hint.hosts))
             return
+        if hint.node_id in self._announced or len(self._announced) < _MAX_WAITING:
+            self._announced[hint.node_id] = hint
         if not self._host.is_member(hint.node_id):
             if hint.node_id in self._waiting or len(self._waiting) < _MAX_WAITING:
                 self._waiting[hint.node_id] = hint
@@ -209,3 +212,7 @@ class LanDiscovery:
             )
         found = await mdns.invitations(invitations.FIND_WAIT_S, nameplate)
         return invitations.places(found, nameplate)
+
+    def desks(self) -> list[tuple[str, int]]:
+        """Where the nodes heard of on the LAN would answer for a closed invitation."""
+        return invitations.desks(list(self._announced.values()))

@@ -15,7 +15,14 @@ from mesh.core.ids import NodeId
 from mesh.core.pairing import InvitationState
 from mesh.core.status import InviteInfo, MemberView
 from mesh.node import roster
-from mesh.node.pairing import DEFAULT_TTL_S, Admitted, Invitation, PairingDesk, places_at
+from mesh.node.pairing import (
+    DEFAULT_TTL_S,
+    Admitted,
+    Invitation,
+    PairingDesk,
+    join_announced_or_closed,
+    places_at,
+)
 from mesh.node.pairing import join as pairing_join
 from mesh.security import invite_code
 
@@ -99,11 +106,21 @@ class Joining:
                 "another"
             )
         code = invite_code.normalize(code)
+        me = d.identity.cert_der
         if host:
-            places = places_at(host, port)
+            joined = await pairing_join(code, places_at(host, port), certificate=me, name=d.name)
         else:  # `mesh join CODE` without --at: the invitations announced on the LAN
-            places = await d.discovery.find_invitation(invite_code.nameplate(code))
-        joined = await pairing_join(code, places, certificate=d.identity.cert_der, name=d.name)
+
+            async def desks() -> list[tuple[str, int]]:
+                return d.discovery.desks()
+
+            joined = await join_announced_or_closed(
+                code,
+                lambda: d.discovery.find_invitation(invite_code.nameplate(code)),
+                desks,
+                certificate=me,
+                name=d.name,
+            )
         await d.store(d.local.join_mesh, joined.root, joined.records)
         await d.reload_members()
         await d.publish_addresses()

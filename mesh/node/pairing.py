@@ -427,6 +427,29 @@ async def join(
     raise closed or _nowhere(code, elsewhere)
 
 
+async def join_announced_or_closed(
+    code: str,
+    find: Callable[[], Awaitable[list[tuple[str, int]]]],
+    find_desks: Callable[[], Awaitable[list[tuple[str, int]]]],
+    *,
+    certificate: bytes,
+    name: str,
+) -> Joined:
+    """`mesh join CODE` without an address: the invitations announced for the code's
+    number; when none is, the pairing desks of the nodes on the LAN, one of which may say
+    that the code's invitation closed and why (or hold it open, its announcement missed)."""
+    try:
+        places = await find()
+    except PeerUnavailableError as nothing:
+        try:
+            return await join(code, await find_desks(), certificate=certificate, name=name)
+        except (InvitationClosedError, WrongCodeError):
+            raise
+        except MeshError:
+            raise nothing from None
+    return await join(code, places, certificate=certificate, name=name)
+
+
 def _nowhere(code: str, tried: list[tuple[str, _ElsewhereError]]) -> MeshError:
     others = [where for where, exc in tried if isinstance(exc, _OtherCodeError)]
     if others:

@@ -22,7 +22,7 @@ SELF, LAPTOP, TABLET = NodeId(b"\x01" * 32), NodeId(b"\x02" * 32), NodeId(b"\x03
 NOW = 1_800_000_000.0
 TOP_KEYS = {
     *("name", "node_id", "home", "running", "pid", "port", "uptime_s", "version"),
-    *("addresses", "libraries", "members", "loans"),
+    *("addresses", "libraries", "members", "loans", "removed_by", "removed_ms"),
 }
 
 

@@ -29,6 +29,9 @@ class PingHandlers:
     def is_member(self, node_id: NodeId) -> bool:
         return node_id in self.members
 
+    async def farewell(self, node_id: NodeId) -> list[bytes]:
+        return []  # nobody here was removed
+
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
         self.calls.append(peer)
         await stream.send(Ping(nonce=7))
