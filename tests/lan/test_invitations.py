@@ -202,3 +202,35 @@ def test_the_readme_walkthrough_on_four_hosts_ten_times_without_an_address(
         f"\n{len(joins)} joins without --at: median {joins[len(joins) // 2]:.2f} s, "
         f"slowest {joins[-1]:.2f} s"
     )
+
+
+def test_at_takes_the_host_its_pairing_port_or_its_node_port(lan_peers: MakePeers) -> None:
+    tower, laptop, air, desk = lan_peers(["tower", "laptop", "air", "desk"])
+    up_all([tower, laptop, air, desk])
+    ip = tower.host.ip
+    for joiner, at in ((laptop, ip), (air, f"{ip}:6375"), (desk, f"{ip}:6374")):
+        proc = joiner.cli("join", _invite(tower), "--at", at, check=False)
+        assert proc.returncode == 0, (at, proc.stderr)
+    until("four nodes online with each other", lambda: all_online([tower, laptop, air, desk]), 30)
+
+
+def test_a_removed_node_learns_it_on_the_lan_and_stops_dialling(lan_peers: MakePeers) -> None:
+    tower, laptop, air = lan_peers(["tower", "laptop", "air"])
+    up_all([tower, laptop, air])
+    for joiner in (laptop, air):
+        assert "joined the mesh" in joiner.cli("join", _invite(tower)).stdout
+    until("three nodes online", lambda: all_online([tower, laptop, air]), 30)
+    air.stop()
+    laptop.cli("remove", "air")  # another member than the inviter, while air is away
+    air.start()
+    until("air to run", air.running, 30)
+
+    def removed_by() -> str | None:
+        return air.json("status")["removed_by"]  # type: ignore[no-any-return]
+
+    until("air learning it was removed", lambda: removed_by() == "laptop", 15)
+    assert "removed from the mesh by laptop" in air.cli("members").stdout
+    proc = air.cli("borrow", "tower:Movies/heat.mkv", check=False)
+    assert proc.returncode == 1 and "removed from the mesh by laptop" in proc.stderr
+    # The others see two members, online; air is no longer among them.
+    assert {m["name"] for m in tower.json("members")} == {"tower", "laptop"}
