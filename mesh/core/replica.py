@@ -72,7 +72,6 @@ seq, so nothing it superseded is taken again.
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -104,8 +103,6 @@ from mesh.core.replica_store import (
     ReplicaStore,
 )
 from mesh.core.vector import Clock, VersionVector
-
-_log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_BYTES = 1 << 20
 MAX_BATCH_RECORDS = 10_000
@@ -539,15 +536,7 @@ class Replica:
         try:
             return self._apply(batch, from_peer)
         except ProtocolError as exc:
-            _log.info(
-                "refused batch of %s %s (%d, %d] from %s: %s",
-                batch.origin.short(),
-                batch.epoch,
-                batch.after_seq,
-                batch.through_seq,
-                from_peer.short(),
-                exc,
-            )
+            # The reason travels in the result: the caller logs it with the peer's name.
             return ApplyResult(
                 origin=batch.origin,
                 from_peer=from_peer,
