@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -271,11 +272,25 @@ class MdnsDiscovery:
         await self._close()
 
 
-async def _browse_invitations(
-    zc: AsyncZeroconf, wait_s: float, nameplate: int, skip: str = ""
-) -> list[PairingHint]:
-    """Browse `_mesh-pair._tcp`: what was found once an invitation for `nameplate` turned
-    up (plus a moment, for a second one with the same number), or after `wait_s`."""
+@dataclass(frozen=True, slots=True)
+class _Found:
+    name: str
+    hosts: tuple[str, ...]
+    port: int
+    properties: dict[bytes, bytes | None]
+
+
+async def _browse(
+    zc: AsyncZeroconf,
+    service: str,
+    wait_s: float,
+    *,
+    enough: Callable[[_Found], bool],
+    most: int = 256,
+    skip: str = "",
+) -> list[_Found]:
+    """Browse `service` and resolve what turns up: what was found `wait_s` seconds later,
+    or a moment after `enough` said so of one (a second one may follow), or `most` of them."""
     names: asyncio.Queue[str] = asyncio.Queue()
 
     def found(
@@ -284,32 +299,49 @@ async def _browse_invitations(
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
             names.put_nowait(name)
 
-    browser = AsyncServiceBrowser(zc.zeroconf, PAIR_SERVICE, handlers=[found])
-    results: dict[str, PairingHint] = {}
+    browser = AsyncServiceBrowser(zc.zeroconf, service, handlers=[found])
+    results: dict[str, _Found] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     try:
-        while (left := deadline - loop.time()) > 0:
+        while (left := deadline - loop.time()) > 0 and len(results) < most:
             try:
                 name = await asyncio.wait_for(names.get(), left)
             except TimeoutError:
                 break
             if name == skip:
                 continue
-            info = AsyncServiceInfo(PAIR_SERVICE, name)
+            info = AsyncServiceInfo(service, name)
             if not await info.async_request(zc.zeroconf, _RESOLVE_MS) or not info.port:
                 continue
             hosts = tuple(h for h in info.parsed_scoped_addresses() if _dialable(h))
             if hosts:
-                plate = parse_nameplate(info.properties)
-                results[name] = PairingHint(
-                    instance=name, hosts=hosts, port=info.port, nameplate=plate
-                )
-                if plate == nameplate:
+                results[name] = one = _Found(name, hosts, info.port, dict(info.properties))
+                if enough(one):
                     deadline = min(deadline, loop.time() + _MORE_INVITATIONS_S)
     finally:
         await browser.async_cancel()
     return list(results.values())
+
+
+async def _browse_invitations(
+    zc: AsyncZeroconf, wait_s: float, nameplate: int, skip: str = ""
+) -> list[PairingHint]:
+    """Browse `_mesh-pair._tcp`: what was found once an invitation for `nameplate` turned
+    up (plus a moment, for a second one with the same number), or after `wait_s`."""
+    found = await _browse(
+        zc,
+        PAIR_SERVICE,
+        wait_s,
+        enough=lambda f: parse_nameplate(f.properties) == nameplate,
+        skip=skip,
+    )
+    return [
+        PairingHint(
+            instance=f.name, hosts=f.hosts, port=f.port, nameplate=parse_nameplate(f.properties)
+        )
+        for f in found
+    ]
 
 
 async def find_pairing(
@@ -325,34 +357,11 @@ async def find_pairing(
 
 async def _browse_nodes(zc: AsyncZeroconf, wait_s: float) -> list[Hint]:
     """The nodes announced on the LAN within `wait_s` seconds (`_mesh._tcp`)."""
-    names: asyncio.Queue[str] = asyncio.Queue()
-
-    def found(
-        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
-    ) -> None:
-        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
-            names.put_nowait(name)
-
-    browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[found])
-    results: dict[str, Hint] = {}
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    try:
-        while (left := deadline - loop.time()) > 0 and len(results) < MAX_NODES_ASKED:
-            try:
-                name = await asyncio.wait_for(names.get(), left)
-            except TimeoutError:
-                break
-            info = AsyncServiceInfo(SERVICE, name)
-            if not await info.async_request(zc.zeroconf, _RESOLVE_MS) or not info.port:
-                continue
-            hosts = tuple(h for h in info.parsed_scoped_addresses() if _dialable(h))
-            if hosts:
-                claimed = parse_txt(info.properties)
-                results[name] = Hint(hosts=hosts, port=info.port, node_id=claimed, source="mdns")
-    finally:
-        await browser.async_cancel()
-    return list(results.values())
+    found = await _browse(zc, SERVICE, wait_s, enough=lambda f: False, most=MAX_NODES_ASKED)
+    return [
+        Hint(hosts=f.hosts, port=f.port, node_id=parse_txt(f.properties), source="mdns")
+        for f in found
+    ]
 
 
 async def find_nodes(interfaces: Sequence[str], wait_s: float) -> list[Hint]:

@@ -330,7 +330,10 @@ class LocalNode:
             with self.db.transaction() as conn:
                 self.state.set_root(conn, root)
                 self.replica = self._replica()
-                self._adopt(membership_records)
+                refused = self.adopt_membership(membership_records)
+                if refused:
+                    reason = refused[0][1]
+                    raise ProtocolError(f"a bad membership record from the inviter: {reason}")
                 if not self.membership.is_member(self.node_id):
                     raise ProtocolError("the inviter's records do not admit this node")
         except BaseException:
@@ -338,10 +341,10 @@ class LocalNode:
             self.replica = self._replica()
             raise
 
-    def _adopt(self, membership_records: Sequence[Envelope]) -> None:
-        # Admitters come before those they admitted; a record whose signer is not known yet
-        # is tried again after the others.
-        pending = list(membership_records)
+    def adopt_membership(self, records: Sequence[Envelope]) -> list[tuple[Envelope, str]]:
+        """Apply membership records given in any order (a record whose signer is not known
+        yet is tried again after the others); those that could not count, with why."""
+        pending = list(records)
         while pending:
             refused: list[tuple[Envelope, str]] = []
             for env in pending:
@@ -356,11 +359,9 @@ class LocalNode:
                 if result.outcome is Outcome.REFUSED:
                     refused.append((env, result.reason))
             if len(refused) == len(pending):
-                reason = refused[0][1]
-                raise ProtocolError(f"a bad membership record from the inviter: {reason}")
+                return refused
             pending = [env for env, _ in refused]
-
-    # -- libraries ---------------------------------------------------------------------
+        return []
 
     def share(
         self, root: str, name: str | None = None, *, open_to_mesh: bool = False

@@ -17,10 +17,8 @@ from collections.abc import Sequence
 
 from mesh.core.envelope import Envelope
 from mesh.core.errors import RemovedFromMeshError
-from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
-from mesh.core.records import Admission, Kind, Removal
-from mesh.core.replica import Outcome
+from mesh.core.records import MEMBERSHIP_KINDS, Admission, Removal
 from mesh.node.local import LocalNode
 from mesh.wire import records as wire_records
 
@@ -73,20 +71,5 @@ def proof(local: LocalNode, node_id: NodeId) -> tuple[Envelope, ...]:
 def learn(local: LocalNode, records: Sequence[Envelope]) -> bool:
     """Apply membership records a member sent with its refusal; True if they show this
     node removed. What does not check out (a bad signature, an unknown signer) is left out."""
-    pending = [e for e in records if e.kind in (Kind.ADMISSION, Kind.REMOVAL)]
-    while pending:
-        refused = []
-        for env in pending:
-            batch = Batch(
-                origin=env.origin,
-                epoch=env.epoch,
-                after_seq=env.seq - 1,
-                through_seq=env.seq,
-                envelopes=(env,),
-            )
-            if local.replica.apply(batch, env.origin).outcome is Outcome.REFUSED:
-                refused.append(env)
-        if len(refused) == len(pending):
-            break  # nothing more can count: the rest names signers nobody admitted
-        pending = refused
+    local.adopt_membership([e for e in records if e.kind in MEMBERSHIP_KINDS])
     return local.removal() is not None
