@@ -80,6 +80,9 @@ def invite(
     suffix = "" if info.port == PAIRING_PORT else f":{info.port}"
     expires = dt.datetime.fromtimestamp(info.expires_ms / 1000).strftime("%H:%M")
     typer.echo(f"Invitation open until {expires}. On the computer that joins, run:\n")
+    if info.announced:
+        typer.echo(f"    mesh join {info.code}\n")
+        typer.echo("It finds this invitation on the LAN. From another network, or if not:\n")
     typer.echo(f"    mesh join {info.code} --at {at}{suffix}\n")
     others = [h for h in info.hosts if h != host]
     if others:

@@ -43,6 +43,7 @@ class InviteInfo:
     expires_ms: int
     cancelled: bool = False
     replaced: str = ""  # the code of the invitation a new one closed
+    announced: bool = False  # on the LAN with mDNS: a joiner there needs no address
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

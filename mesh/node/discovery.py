@@ -181,19 +181,20 @@ class LanDiscovery:
 
     # -- invitations -------------------------------------------------------------------
 
-    async def invitation_opened(self, port: int, nameplate: int, closed: asyncio.Event) -> None:
+    async def invitation_opened(self, port: int, nameplate: int, closed: asyncio.Event) -> bool:
         """Announce an invitation's pairing listener and its code's number until `closed`
-        is set."""
+        is set; whether it is announced."""
         mdns = await self._ready()
         if mdns is None or closed.is_set():
-            return
+            return False
         self._pairing += 1
         try:
             await mdns.advertise_pairing(port, nameplate)
         except Exception as exc:
             log.warning("cannot announce the invitation on the LAN (%s); use --at", exc)
-            return
+            return False
         self._spawn(self._withdraw_when(closed, self._pairing), "discovery: invitation")
+        return True
 
     async def _withdraw_when(self, closed: asyncio.Event, token: int) -> None:
         await closed.wait()

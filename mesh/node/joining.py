@@ -70,7 +70,7 @@ class Joining:
         await self._d.publish_addresses()
         invitation = Invitation(self._admit_joiner, ttl_s=ttl_s or DEFAULT_TTL_S)
         await desk.open(invitation)
-        await self._d.discovery.invitation_opened(
+        announced = await self._d.discovery.invitation_opened(
             desk.port, invitation.nameplate, invitation.closed
         )
         log.info("invitation open on port %d until it is used or expires", desk.port)
@@ -80,6 +80,7 @@ class Joining:
             port=desk.port,
             expires_ms=invitation.expires_ms,
             replaced=current.code if current is not None and was_open else "",
+            announced=announced,
         )
 
     async def _admit_joiner(self, certificate: bytes, name: str) -> Admitted:

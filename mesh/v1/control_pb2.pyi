@@ -394,6 +394,7 @@ class InviteReply(_message.Message):
     EXPIRES_MS_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
     REPLACED_FIELD_NUMBER: _builtins.int
+    ANNOUNCED_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     port: _builtins.int
     """the pairing listener"""
@@ -401,6 +402,8 @@ class InviteReply(_message.Message):
     cancelled: _builtins.bool
     replaced: _builtins.str
     """the code of the invitation this one closed, if one was open"""
+    announced: _builtins.bool
+    """announced on the LAN (mDNS runs), so a join needs no --at"""
     @_builtins.property
     def hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -412,10 +415,11 @@ class InviteReply(_message.Message):
         expires_ms: _builtins.int = ...,
         cancelled: _builtins.bool = ...,
         replaced: _builtins.str = ...,
+        announced: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "code", b"code", "expires_ms", b"expires_ms", "hosts", b"hosts", "port", b"port", "replaced", b"replaced"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announced", b"announced", "cancelled", b"cancelled", "code", b"code", "expires_ms", b"expires_ms", "hosts", b"hosts", "port", b"port", "replaced", b"replaced"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -147,6 +147,7 @@ def invite_to_wire(i: InviteInfo) -> pb.InviteReply:
         expires_ms=i.expires_ms,
         cancelled=i.cancelled,
         replaced=i.replaced,
+        announced=i.announced,
     )
 
 
@@ -158,6 +159,7 @@ def invite_from_wire(msg: pb.InviteReply) -> InviteInfo:
         expires_ms=msg.expires_ms,
         cancelled=msg.cancelled,
         replaced=msg.replaced,
+        announced=msg.announced,
     )
 
 

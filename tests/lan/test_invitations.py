@@ -101,8 +101,11 @@ def test_a_closed_invitation_is_withdrawn_at_once_whatever_closed_it(
     tower, laptop, desk, observer = lan_peers(["tower", "laptop", "desk", "observer"])
     up_all([tower, laptop, desk])
 
-    # Open: the LAN sees it, with its code's number.
-    code = _invite(tower)
+    # Open: the LAN sees it, with its code's number, and `mesh invite` says no address is
+    # needed.
+    out = tower.cli("invite").stdout
+    code = CODE.search(out).group(1)  # type: ignore[union-attr]
+    assert f"    mesh join {code}\n" in out and "It finds this invitation on the LAN" in out
     assert list(advertised(observer.host).values()) == [code.split("-")[0]]
 
     # Used.
