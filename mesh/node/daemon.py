@@ -289,7 +289,10 @@ class Daemon:
         return tuple(a.ip for a in found if listen.version == 6 or a.version == 4)
 
     async def publish_addresses(self) -> None:
-        """Tell the mesh where this node listens (a record, written only if it changed)."""
+        """Tell the mesh where this node listens (a record, written only if it changed), and
+        claim its name if it has not yet (nodes that joined before claims existed)."""
+        if await self.store(self.local.claim_name):
+            await self.reload_members()
         await self.store(self.local.publish_addresses, self.advertised_hosts(), self.port)
 
     async def members(self) -> tuple[NodeId, list[MemberView]]:

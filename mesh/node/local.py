@@ -217,6 +217,15 @@ class LocalNode:
             )
         return self.replica.admit(certificate, name, now_ms())
 
+    def claim_name(self) -> bool:
+        """Claim this node's name with its own key, once: from then on no other member's
+        admission of it can rename it (core/membership.py). True if the claim was written."""
+        membership = self.membership
+        if not membership.is_member(self.node_id) or self.node_id in membership.claims:
+            return False
+        self.replica.admit(self.identity.cert_der, self.name, now_ms())
+        return True
+
     def remove(self, name: str) -> None:
         """Remove the member called `name` (or with that short id)."""
         self.remove_member(self.member_named(name))
@@ -264,7 +273,7 @@ class LocalNode:
         views = [
             MemberView(
                 node_id=m.node_id,
-                name=m.name if m.node_id != self.node_id else self.name,
+                name=m.name,
                 admitted_by=m.admitted_by,
                 admitted_ms=m.admitted_ms,
                 is_self=m.node_id == self.node_id,
@@ -324,6 +333,7 @@ class LocalNode:
                 self._adopt(membership_records)
                 if not self.membership.is_member(self.node_id):
                     raise ProtocolError("the inviter's records do not admit this node")
+                self.claim_name()
         except BaseException:
             # The transaction rolled back: the replica must see the old root and records.
             self.replica = self._replica()
