@@ -53,6 +53,7 @@ from mesh.node.discovery import LanDiscovery
 from mesh.node.joining import Joining
 from mesh.node.lending import Lending
 from mesh.node.local import LocalNode
+from mesh.node.peer_log import peer_log
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
 from mesh.node.scanning import Scanning
@@ -364,7 +365,8 @@ class Daemon:
         return result, vector
 
     async def _maintain(self) -> None:
-        """Now and then: publish our vector if it lets tombstones go, and purge them."""
+        """Now and then: publish our vector if it lets tombstones go, and purge them; and
+        summarize the peer log lines held back."""
         while True:
             await asyncio.sleep(self.settings.maintenance_interval_s)
 
@@ -373,6 +375,7 @@ class Daemon:
                 return len(self.local.replica.purge())
 
             purged = await self.store(work)
+            peer_log.flush()  # the "N more like this" of floods that have stopped
             if purged:
                 log.info("purged %d tombstones every member has seen", purged)
 
