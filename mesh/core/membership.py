@@ -47,7 +47,7 @@ not depend on who wrote the admission.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mesh.core.epoch import Epoch
@@ -396,3 +396,40 @@ def compute(root: NodeId, records: Iterable[Signed]) -> Membership:
         claims=claims,
         duplicate_names=duplicates,
     )
+
+
+def admitted_through(
+    root: NodeId,
+    records: Iterable[Signed],
+    node_id: NodeId,
+    keep: Collection[NodeId] = (),
+) -> list[NodeId]:
+    """The members that are members only through `node_id`'s admissions (the nodes it
+    admitted, those they admitted, and so on, unless someone else admitted them too): what
+    removing `node_id` would leave behind, less the `keep` nodes and those they admitted
+    (they stay on the admissions made before the removal). Sorted by id."""
+    records = list(records)
+    now = compute(root, records)
+    without = compute(
+        root,
+        (
+            s
+            for s in records
+            if not (
+                s.origin == node_id
+                and isinstance(s.record, Admission)
+                and s.record.node_id != node_id
+            )
+        ),
+    )
+    going = {x for x in now.members if x != node_id and not without.is_member(x)}
+    staying = going & set(keep)
+    grew = True
+    while grew:  # those a kept member admitted stay with it
+        grew = False
+        for s in records:
+            x = s.record.node_id
+            if isinstance(s.record, Admission) and s.origin in staying and x in going - staying:
+                staying.add(x)
+                grew = True
+    return sorted(going - staying)

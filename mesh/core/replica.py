@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from mesh.core.clock_proof import ClockProof, proof_bytes
@@ -82,7 +82,7 @@ from mesh.core.epoch import ZERO, Epoch
 from mesh.core.errors import InvalidArgumentError, ProtocolError, StoreError
 from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
-from mesh.core.membership import Membership, Signed, compute
+from mesh.core.membership import Membership, Signed, admitted_through, compute
 from mesh.core.records import (
     MEMBERSHIP_KINDS,
     SIGNED_KINDS,
@@ -267,6 +267,10 @@ class Replica:
     @property
     def membership(self) -> Membership:
         return self._membership
+
+    def admitted_through(self, node_id: NodeId, keep: Collection[NodeId] = ()) -> list[NodeId]:
+        """Members that stand only on `node_id`'s admissions (core/membership.py)."""
+        return admitted_through(self._root, self._records.values(), node_id, keep)
 
     def clock(self, origin: NodeId) -> Clock | None:
         if origin == self._id:

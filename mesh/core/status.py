@@ -66,6 +66,28 @@ class MemberView:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MemberRef:
+    node_id: NodeId
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RemovalPlan:
+    """`mesh remove NAME`: the member, the members that stand only on its admissions (removed
+    with it), and those of them kept (--keep-admitted)."""
+
+    member: MemberRef
+    admitted: tuple[MemberRef, ...] = ()
+    kept: tuple[MemberRef, ...] = ()
+    done: bool = False  # False for a preview
+
+    @property
+    def removed_with_it(self) -> tuple[MemberRef, ...]:
+        kept = {m.node_id for m in self.kept}
+        return tuple(m for m in self.admitted if m.node_id not in kept)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LoanLine:
     """One loan as the ledger shows it (what `mesh loans` prints)."""
 

@@ -7,7 +7,7 @@ lending, joining, scanning) and returns core values; control_server.py maps them
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from mesh.core.entries import IndexedEntry
@@ -21,6 +21,7 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.node import roster
@@ -68,8 +69,8 @@ class ControlHandlers:
     async def members(self) -> tuple[NodeId, list[MemberView]]:
         return await roster.member_views(self._d)
 
-    async def remove(self, name: str) -> None:
-        await self._d.remove_named(name)
+    async def remove(self, name: str, keep: Sequence[str], dry_run: bool) -> RemovalPlan:
+        return await self._d.remove_named(name, keep, dry_run=dry_run)
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
         return await self._d.browse(node, pattern)

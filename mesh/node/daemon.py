@@ -15,7 +15,7 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from mesh.config import Settings
@@ -37,6 +37,7 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
 )
 from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.core.vector import VersionVector
@@ -322,9 +323,15 @@ class Daemon:
         self.peers.add_address(host, port)
         return PeerCheck(node_id=node_id, name=member.name)
 
-    async def remove_named(self, name: str) -> None:
-        node_id = await self.store(self.local.member_named, name)
-        await self.remove(node_id)
+    async def remove_named(
+        self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False
+    ) -> RemovalPlan:
+        """`mesh remove`: the member and those standing only on its admissions (but for
+        `keep`); their open calls end now."""
+        plan = await self.store(lambda: self.local.remove(name, keep, dry_run=dry_run))
+        if plan.done:
+            await self.reload_members()
+        return plan
 
     # -- gossip ------------------------------------------------------------------------
 

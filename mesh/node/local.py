@@ -6,6 +6,7 @@ uses the same class behind its Control service, so a command behaves the same ei
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -34,7 +35,7 @@ from mesh.core.pairing import MemberInfo
 from mesh.core.progress import ScanProgress
 from mesh.core.records import Addresses, Kind, LibraryRecord, key_of
 from mesh.core.replica import Outcome, Replica
-from mesh.core.status import LibraryInfo, MemberView, NodeStatus
+from mesh.core.status import LibraryInfo, MemberRef, MemberView, NodeStatus, RemovalPlan
 from mesh.fs.scanner import Scanner
 from mesh.home import Home
 from mesh.security import identity as ident
@@ -226,9 +227,41 @@ class LocalNode:
         self.replica.admit(self.identity.cert_der, self.name, now_ms())
         return True
 
-    def remove(self, name: str) -> None:
-        """Remove the member called `name` (or with that short id)."""
-        self.remove_member(self.member_named(name))
+    def remove(self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False) -> RemovalPlan:
+        """Remove the member called `name` (or with that short id), and with it the members
+        that are members only through its admissions, but for those `keep` names: what it
+        did goes with it. With `dry_run`, only say what that would remove."""
+        target = self.member_named(name)
+        membership = self.membership
+
+        def ref(node_id: NodeId) -> MemberRef:
+            return MemberRef(node_id=node_id, name=membership.members[node_id].name)
+
+        admitted = [ref(x) for x in self.replica.admitted_through(target) if x != self.node_id]
+        keep_ids: set[NodeId] = set()
+        for kept_name in keep:
+            node_id = self.member_named(kept_name)
+            if node_id not in {m.node_id for m in admitted}:
+                raise InvalidArgumentError(
+                    f"{kept_name!r} is not among the members {name!r} admitted"
+                )
+            keep_ids.add(node_id)
+        # A kept member keeps those it admitted in turn.
+        going = set(self.replica.admitted_through(target, keep_ids))
+        plan = RemovalPlan(
+            member=ref(target),
+            admitted=tuple(admitted),
+            kept=tuple(m for m in admitted if m.node_id not in going),
+        )
+        if dry_run:
+            return plan
+        if target == self.node_id:
+            raise InvalidArgumentError("a node cannot remove itself; another member can")
+        with self.db.transaction():
+            self.remove_member(target)
+            for member in plan.removed_with_it:
+                self.remove_member(member.node_id)
+        return dataclasses.replace(plan, done=True)
 
     def members(self) -> tuple[NodeId, list[MemberView]]:
         return self.membership.root, self.member_views()

@@ -19,6 +19,7 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.transport import options
@@ -121,8 +122,11 @@ class ControlClient:
         reply = self._call(self._stub.Members, pb.Empty(), timeout=_CALL_TIMEOUT_S)
         return wire.members_from_wire(reply)
 
-    def remove(self, name: str) -> None:
-        self._call(self._stub.Remove, pb.RemoveRequest(name=name), timeout=_CALL_TIMEOUT_S)
+    def remove(self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False) -> RemovalPlan:
+        request = pb.RemoveRequest(name=name, keep=keep, dry_run=dry_run)
+        return wire.removal_from_wire(
+            self._call(self._stub.Remove, request, timeout=_CALL_TIMEOUT_S)
+        )
 
     def browse(self, node: str | None = None, pattern: str | None = None) -> list[IndexedEntry]:
         request = pb.BrowseRequest(node=node or "", pattern=pattern or "")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
@@ -24,6 +24,7 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.transport import options
@@ -53,7 +54,7 @@ class ControlHandlers(Protocol):
 
     async def members(self) -> tuple[NodeId, list[MemberView]]: ...
 
-    async def remove(self, name: str) -> None: ...
+    async def remove(self, name: str, keep: Sequence[str], dry_run: bool) -> RemovalPlan: ...
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]: ...
 
@@ -136,10 +137,12 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
             return wire.members_to_wire(*await self._h.members())
         raise AssertionError("unreachable")
 
-    async def Remove(self, request: pb.RemoveRequest, context: Context) -> pb.Empty:  # noqa: N802
+    async def Remove(  # noqa: N802
+        self, request: pb.RemoveRequest, context: Context
+    ) -> pb.RemoveReply:
         async with _mapped(context):
-            await self._h.remove(request.name)
-            return pb.Empty()
+            plan = await self._h.remove(request.name, list(request.keep), request.dry_run)
+            return wire.removal_to_wire(plan)
         raise AssertionError("unreachable")
 
     async def Browse(  # noqa: N802

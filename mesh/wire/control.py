@@ -9,8 +9,10 @@ from mesh.core.status import (
     InviteInfo,
     LibraryInfo,
     LoanLine,
+    MemberRef,
     MemberView,
     NodeStatus,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.v1 import control_pb2 as pb
@@ -192,6 +194,32 @@ def members_from_wire(msg: pb.MemberList) -> tuple[NodeId, list[MemberView]]:
         )
         for m in msg.members
     ]
+
+
+def _ref_to_wire(m: MemberRef) -> pb.MemberRef:
+    return pb.MemberRef(node_id=m.node_id.raw, name=m.name)
+
+
+def _ref_from_wire(m: pb.MemberRef) -> MemberRef:
+    return MemberRef(node_id=NodeId(m.node_id), name=m.name)
+
+
+def removal_to_wire(plan: RemovalPlan) -> pb.RemoveReply:
+    return pb.RemoveReply(
+        member=_ref_to_wire(plan.member),
+        admitted=[_ref_to_wire(m) for m in plan.admitted],
+        kept=[_ref_to_wire(m) for m in plan.kept],
+        done=plan.done,
+    )
+
+
+def removal_from_wire(msg: pb.RemoveReply) -> RemovalPlan:
+    return RemovalPlan(
+        member=_ref_from_wire(msg.member),
+        admitted=tuple(_ref_from_wire(m) for m in msg.admitted),
+        kept=tuple(_ref_from_wire(m) for m in msg.kept),
+        done=msg.done,
+    )
 
 
 def loan_to_wire(line: LoanLine) -> pb.LoanView:

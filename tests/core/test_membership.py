@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
-from mesh.core.membership import Membership, Signed, compute
+from mesh.core.membership import Membership, Signed, admitted_through, compute
 from mesh.core.records import Admission, Removal
 from mesh.core.vector import Clock
 
@@ -493,3 +493,37 @@ def test_what_counts_obeys_the_rules(records: list[Signed]) -> None:
             and s.origin in admitted
             for s in records
         )
+
+
+REMOVAL_CHAIN = [
+    GENESIS,
+    adm("R", "A", 2),
+    adm("R", "B", 3),
+    adm("A", "C", 1),  # C stands only on A
+    adm("C", "D", 1),  # D on C, so on A
+    adm("A", "X", 2),  # X was admitted by A ...
+    adm("B", "X", 1),  # ... and by B: it does not stand on A alone
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "keep", "going"),
+    [
+        ("A", "", "CD"),
+        ("A", "C", ""),  # a kept member keeps those it admitted
+        ("A", "D", "C"),
+        ("C", "", "D"),
+        ("B", "", ""),
+        ("D", "", ""),
+    ],
+)
+def test_the_members_that_stand_only_on_a_members_admissions(
+    target: str, keep: str, going: str
+) -> None:
+    found = admitted_through(ROOT, REMOVAL_CHAIN, IDS[target], {IDS[k] for k in keep})
+    assert found == sorted(IDS[n] for n in going)
+    # Removing them with it leaves none of what it did behind.
+    removals = [rem("R", n, 10 + i, last=5) for i, n in enumerate(target + going)]
+    after = compute(ROOT, [*REMOVAL_CHAIN, *removals])
+    assert not any(after.is_member(IDS[n]) for n in target + going)
+    assert all(after.is_member(IDS[n]) for n in "RABCDX" if n not in target + going)
