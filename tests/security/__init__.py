@@ -19,8 +19,11 @@ Tests marked xfail(strict) record a hole still open; each says what the fix is.
      another member's clock: test_a_member_cannot_move_another_members_clock (and, rule by
      rule, tests/core/test_replica.py::
      test_a_relayed_batch_moves_a_clock_only_as_far_as_its_origin_signed); records a relay
-     leaves out: tests/core/test_replica.py::
-     test_a_relay_cannot_leave_out_records_its_origin_wrote (xfail)
+     leaves out (the clock proof's digest): test_relayed_records.py::
+     test_a_member_relaying_an_origins_records_cannot_leave_any_out, and rule by rule
+     tests/core/test_replica.py::test_a_relay_cannot_leave_out_records_its_origin_wrote,
+     test_records_left_out_of_earlier_pages_come_again_from_another_member,
+     test_a_relay_cannot_keep_back_the_newer_version_of_a_record
    - records of a node's own origin arriving from others are ignored:
      tests/core/test_replica.py::test_records_of_our_own_origin_from_others_are_ignored
    - a removed member's streams end within a second:
