@@ -29,6 +29,7 @@ from mesh.core.loans import (
     pick,
     status_for,
 )
+from mesh.core.paths import lender_folder
 from mesh.core.records import (
     Binding,
     BindingEnd,
@@ -621,8 +622,10 @@ def _request_id(borrower: NodeId, seq: int) -> str:
     return digest[:REQUEST_ID_CHARS]
 
 
-def copy_parts(lender_name: str, binding: Binding) -> list[str]:
-    return [lender_name, binding.library, *binding.path.split("/")]
+def copy_parts(lender: NodeId, binding: Binding) -> list[str]:
+    """Where a copy lands: under its lender's folder, which is its node id's for good (the
+    user sees it by the lender's name: fs/lender_links.py)."""
+    return [lender_folder(lender), binding.library, *binding.path.split("/")]
 
 
 __all__ = ["Lending", "Lent", "Plan", "Request"]

@@ -9,11 +9,15 @@ a second claim of a name as `name~ID7`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from mesh.core.envelope import Envelope
+from mesh.core.paths import lender_folder
 from mesh.core.records import Admission
 from mesh.security import identity as ident
 from tests.node.conftest import NodeHandle, mesh_of
+from tests.node.test_gossip import share_and_scan
+from tests.node.test_lending import folder_with, lend, start, until_phase
 from tests.security.test_relayed_records import Member, envelope
 
 Make = Callable[[str], NodeHandle]
@@ -87,3 +91,38 @@ async def test_a_member_cannot_take_another_members_name(nodes: Make) -> None:
         member.stream.close()
     finally:
         await channel.close()
+
+
+async def test_a_member_claiming_another_members_name_cannot_put_files_under_it(
+    nodes: Make, tmp_path: Path
+) -> None:
+    """mallory got itself admitted as "tower" and claims that name: what it lends to laptop
+    lands in its own lender folder, seen as tower~ID7, never under Borrowed/tower, which
+    holds only what the real tower lends."""
+    tower, laptop, mallory = nodes("tower"), nodes("laptop"), nodes("mallory")
+    mesh_of(tower, laptop)
+    with mallory.local() as node:
+        node.rename("tower")
+        cert = node.identity.cert_der
+        mallory_id = node.node_id
+    with tower.local() as node:  # an admission naming it "tower", as by hand
+        node.replica.admit(cert, "tower", 1)
+        records = list(node.records.membership())
+        root = node.replica.membership.root
+    with mallory.local() as node:
+        node.join_mesh(root, records)  # and it claims "tower" itself
+    await start(tower, tmp_path)
+    await start(mallory, tmp_path, static_peers=(tower.address,))
+    await start(laptop, tmp_path, static_peers=(tower.address, mallory.address))
+    shown = f"tower~{mallory_id.short()}"
+    for name, handle in (("mallory", mallory), ("tower", tower)):
+        folder = await folder_with(tmp_path, f"{name}-files", {f"from-{name}.txt": name.encode()})
+        await share_and_scan(handle, folder, "Docs")
+        line = await lend(handle, f"Docs/from-{name}.txt", "laptop")
+        await until_phase(laptop, line.id, "held")
+    borrowed = tmp_path / "laptop-borrowed"
+    assert sorted(p.name for p in (borrowed / "tower").rglob("*.txt")) == ["from-tower.txt"]
+    assert (borrowed / shown / "Docs" / "from-mallory.txt").read_bytes() == b"mallory"
+    assert (borrowed / "tower").is_symlink() and (borrowed / shown).is_symlink()
+    real = {p.name for p in borrowed.iterdir() if p.is_dir() and not p.is_symlink()}
+    assert real == {".mesh-staging", lender_folder(mallory_id), lender_folder(root)}
