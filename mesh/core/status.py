@@ -17,6 +17,8 @@ class LibraryInfo:
     last_seq: int
     changed_ms: int = 0  # when its entries last changed (wall clock); 0: never
     watch: str = ""  # how a running node follows it: "events", "polling", "rescans"; "": not
+    borrowers: tuple[str, ...] = ()  # the members it is shared with; empty: every member
+    ask: bool | None = None  # over lending.ask_first where set
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -19,7 +19,13 @@ class NodeApi(Protocol):
     def status(self) -> NodeStatus: ...
 
     def share(
-        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+        self,
+        root: str,
+        name: str | None = None,
+        *,
+        open_to_mesh: bool | None = None,
+        borrowers: Sequence[str] | None = None,
+        ask: bool | None = None,
     ) -> LibraryInfo: ...
 
     def unshare(self, name: str) -> int: ...

@@ -40,9 +40,19 @@ class ControlHandlers:
     async def status(self) -> NodeStatus:
         return await self._d.status()
 
-    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo:
+    async def share(
+        self,
+        root: str,
+        name: str | None,
+        *,
+        open_to_mesh: bool | None,
+        borrowers: Sequence[str] | None,
+        ask: bool | None,
+    ) -> LibraryInfo:
         local = self._d.local
-        info = await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+        info = await self._d.store(
+            local.share, root, name, open_to_mesh=open_to_mesh, borrowers=borrowers, ask=ask
+        )
         self._d.watch.libraries_changed()
         return info
 

@@ -386,6 +386,17 @@ class Lending:
         self._answer(request, approve, reason, now_ms)
         return request
 
+    def _answer_by_policy(self, request: Request, ask_first: bool, now_ms: int) -> None:
+        """Answer a borrow request as its library says: refused at once to a member it is
+        not shared with (`mesh share --with`), left for `mesh approve` where it asks first
+        (`--ask`, or lending.ask_first), granted at once otherwise."""
+        library = self.local.index.find_library(request.request.library)
+        if library is not None and not library.may_borrow(request.borrower):
+            why = f"library {request.request.library!r} is not shared with you"
+            self._answer(request, False, why, now_ms)
+        elif library is None or not library.asks(ask_first):
+            self._answer(request, True, "", now_ms)  # an unknown library is denied there
+
     def _answer(self, request: Request, approve: bool, reason: str, now_ms: int) -> None:
         r = request.request
         if approve:
@@ -415,10 +426,9 @@ class Lending:
         should do."""
         me = self.local.node_id
         self._refresh_lent_content(now_ms)
-        if not lend_ask_first:
-            for request in self.requests():
-                if request.request.lender == me and not request.answer:
-                    self._answer(request, True, "", now_ms)
+        for request in self.requests():
+            if request.request.lender == me and not request.answer:
+                self._answer_by_policy(request, lend_ask_first, now_ms)
         copies = {c.binding_key: c for c in self.book.copies()}
         fetch: list[Lent] = []
         ask: list[Lent] = []
@@ -534,10 +544,12 @@ class Lending:
         record = wire_records.decode(env.kind, env.body)
         return isinstance(record, LibraryRecord) and record.open and not record.removed
 
-    def open_holding(self, content_hash: bytes) -> tuple[str, LibraryEntry] | None:
-        """This node's own file with that content in a library opened to the whole mesh."""
+    def open_holding(
+        self, content_hash: bytes, borrower: NodeId
+    ) -> tuple[str, LibraryEntry] | None:
+        """This node's own file with that content in a library it opened to `borrower`."""
         for library in self.local.index.libraries():
-            if not library.open:
+            if not library.open or not library.may_borrow(borrower):
                 continue
             for item in self.local.index.entries(libraries=[library.name]):
                 if item.entry.hash == content_hash:

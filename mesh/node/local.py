@@ -397,9 +397,33 @@ class LocalNode:
     # -- libraries ---------------------------------------------------------------------
 
     def share(
-        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+        self,
+        root: str,
+        name: str | None = None,
+        *,
+        open_to_mesh: bool | None = None,
+        borrowers: Sequence[str] | None = None,
+        ask: bool | None = None,
     ) -> LibraryInfo:
+        """Share a folder as a library; or, for a folder (or library name) already shared,
+        change who may borrow from it: `open_to_mesh`, `borrowers` (member names or short
+        ids; empty: every member) and `ask` (over lending.ask_first); None leaves each as
+        it is (a new library: closed, every member, the node's ask_first)."""
+        with_ids = None if borrowers is None else self._borrower_ids(borrowers)
         path = Path(root).expanduser()
+        existing = self._shared_as(path, root)
+        if existing is not None:
+            changed = dataclasses.replace(
+                existing,
+                open=existing.open if open_to_mesh is None else open_to_mesh,
+                borrowers=existing.borrowers if with_ids is None else with_ids,
+                ask=existing.ask if ask is None else ask,
+            )
+            with self.db.transaction():
+                self.index.set_sharing(changed)
+                if changed.open != existing.open:
+                    self.replica.write(LibraryRecord(name=changed.name, open=changed.open))
+            return self._info(changed)
         if not path.exists():
             raise NotFoundError(f"{root} does not exist")
         if not path.is_dir():
@@ -420,12 +444,28 @@ class LocalNode:
         library = Library(
             name=check_library_name(name or real.name or "root"),
             root=str(real),
-            open=open_to_mesh,
+            open=bool(open_to_mesh),
+            borrowers=with_ids or frozenset(),
+            ask=ask,
         )
         with self.db.transaction():
             self.index.add_library(library, now_ms())
             self.replica.write(LibraryRecord(name=library.name, open=library.open))
         return self._info(library)
+
+    def _shared_as(self, path: Path, given: str) -> Library | None:
+        """The library of folder `path`, or named `given` when no such folder exists."""
+        libraries = self.index.libraries()
+        if path.exists():
+            real = str(path.resolve())
+            return next((lib for lib in libraries if lib.root == real), None)
+        return next((lib for lib in libraries if lib.name == given), None)
+
+    def _borrower_ids(self, names: Sequence[str]) -> frozenset[NodeId]:
+        ids = {self.member_named(n) for n in names}
+        if self.node_id in ids:
+            raise InvalidArgumentError("a library is always this node's own: name others")
+        return frozenset(ids)
 
     def unshare(self, name: str) -> int:
         with self.db.transaction():
@@ -443,7 +483,13 @@ class LocalNode:
             bytes=stats.bytes,
             last_seq=stats.last_seq,
             changed_ms=stats.changed_ms,
+            borrowers=tuple(sorted(self._name_of(n) for n in library.borrowers)),
+            ask=library.ask,
         )
+
+    def _name_of(self, node_id: NodeId) -> str:
+        member = self.membership.members.get(node_id)
+        return member.name if member is not None else node_id.short()
 
     def libraries(self) -> list[LibraryInfo]:
         return [self._info(lib) for lib in self.index.libraries()]

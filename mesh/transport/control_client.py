@@ -67,9 +67,23 @@ class ControlClient:
         return wire.status_from_wire(msg)
 
     def share(
-        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+        self,
+        root: str,
+        name: str | None = None,
+        *,
+        open_to_mesh: bool | None = None,
+        borrowers: Sequence[str] | None = None,
+        ask: bool | None = None,
     ) -> LibraryInfo:
-        request = pb.ShareRequest(root=root, name=name or "", open=open_to_mesh)
+        request = pb.ShareRequest(
+            root=root,
+            name=name or "",
+            open=bool(open_to_mesh),
+            set_open=open_to_mesh is not None,
+            borrowers=borrowers or (),
+            set_borrowers=borrowers is not None,
+            ask=wire.ask_to_wire(ask),
+        )
         return wire.library_from_wire(
             self._call(self._stub.Share, request, timeout=_CALL_TIMEOUT_S)
         )

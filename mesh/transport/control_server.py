@@ -40,7 +40,15 @@ _PAGE = 2000
 class ControlHandlers(Protocol):
     async def status(self) -> NodeStatus: ...
 
-    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo: ...
+    async def share(
+        self,
+        root: str,
+        name: str | None,
+        *,
+        open_to_mesh: bool | None,
+        borrowers: Sequence[str] | None,
+        ask: bool | None,
+    ) -> LibraryInfo: ...
 
     async def unshare(self, name: str) -> int: ...
 
@@ -96,7 +104,13 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
 
     async def Share(self, request: pb.ShareRequest, context: Context) -> pb.LibraryInfo:  # noqa: N802
         async with _mapped(context):
-            info = await self._h.share(request.root, request.name or None, request.open)
+            info = await self._h.share(
+                request.root,
+                request.name or None,
+                open_to_mesh=request.open if request.set_open else None,
+                borrowers=list(request.borrowers) if request.set_borrowers else None,
+                ask=wire.ask_from_wire(request.ask),
+            )
             return wire.library_to_wire(info)
         raise AssertionError("unreachable")
 

@@ -28,7 +28,17 @@ def library_to_wire(info: LibraryInfo) -> pb.LibraryInfo:
         last_seq=info.last_seq,
         changed_ms=info.changed_ms,
         watch=info.watch,
+        borrowers=info.borrowers,
+        ask=ask_to_wire(info.ask),
     )
+
+
+def ask_to_wire(ask: bool | None) -> int:
+    return 0 if ask is None else (1 if ask else 2)
+
+
+def ask_from_wire(ask: int) -> bool | None:
+    return None if ask == 0 else ask == 1
 
 
 def library_from_wire(msg: pb.LibraryInfo) -> LibraryInfo:
@@ -41,6 +51,8 @@ def library_from_wire(msg: pb.LibraryInfo) -> LibraryInfo:
         last_seq=msg.last_seq,
         changed_ms=msg.changed_ms,
         watch=msg.watch,
+        borrowers=tuple(msg.borrowers),
+        ask=ask_from_wire(msg.ask),
     )
 
 

@@ -63,5 +63,16 @@ Tests marked xfail(strict) record a hole still open; each says what the fix is.
    envelopes, gossip frames, transfer requests, pairing payloads and messages, path checks,
    TXT parsing, envelope apply on a real replica, a daemon's peer handlers and a pairing
    listener over real sockets.
-6. README.md, "Security model".
+6. Names, removal and sharing (issue 18), each by a member speaking the protocol with its key
+   - a member cannot rename another, nor take its name (shown name~ID7 instead), nor put
+     files under another's name in the borrowed folder: test_names.py (rules in
+     tests/core/test_membership.py, links in tests/fs/test_lender_links.py)
+   - removal takes the members the removed one let in, unless kept: test_removal.py
+     (rules: tests/core/test_membership.py::
+     test_the_members_that_stand_only_on_a_members_admissions)
+   - malformed Manifest/Fetch answered INVALID_ARGUMENT, peer log lines rate limited:
+     test_log_flood.py (and tests/node/test_peer_log.py)
+   - a library shared with chosen members lends to them only; --ask per library:
+     test_sharing.py
+7. README.md, "Security model".
 """
