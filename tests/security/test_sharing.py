@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mesh.core.records import BorrowRequest
+import pytest
+
+from mesh.core.errors import RefusedError
+from mesh.core.records import Binding, BorrowRequest, Content
+from mesh.core.transfer import ManifestRequest
 from mesh.node.lending import Request
 from mesh.node.local import now_ms
 from mesh.security.identity import Identity
@@ -82,3 +86,39 @@ async def test_a_library_shared_with_chosen_members_lends_to_them_only(
     # Shared with every member again: b's next request is granted.
     await a.daemon.store(lambda: local.share("Work", borrowers=[]))
     assert (await a.daemon.store(lambda: local.share("Work"))).borrowers == ()
+
+
+async def test_an_open_library_shared_with_chosen_members_serves_them_only(
+    nodes: Make, tmp_path: Path
+) -> None:
+    """c lends b a file that a also holds in its open library Public, shared with d only:
+    a, asked by b (with c's signed loan), refuses to serve it; shared with every member, it
+    serves it."""
+    a, b, c, d = nodes("tower"), nodes("mallory"), nodes("laptop"), nodes("air")
+    mesh_of(a, b, c, d)
+    b_id = identity_of(b)
+    await start(a, tmp_path)
+    assert a.daemon is not None
+    local = a.daemon.local
+    folder = await folder_with(tmp_path, "public", {"f.txt": b"the same bytes"})
+    await a.daemon.store(lambda: local.share(str(folder), "Public", open_to_mesh=True))
+    await scan(a, "Public")
+    await a.daemon.store(lambda: local.share("Public", borrowers=["air"]))
+    [item] = await a.daemon.store(local.entries)
+    e = item.entry
+    content = Content(hash=e.hash, size=e.size, chunk_root=e.chunk_root)
+    with c.local() as node:  # c lends b the same content, signed with c's key
+        c_node = node.node_id
+        loan = node.replica.write(
+            Binding(borrower=b_id.node_id, library="Docs", path="f.txt", content=content)
+        )
+    request = ManifestRequest(hash=e.hash, lender=c_node, binding=loan)
+    channel = a.dial(b_id)
+    try:
+        with pytest.raises(RefusedError):
+            await channel.manifest(request, 5)
+        await a.daemon.store(lambda: local.share("Public", borrowers=[]))
+        manifest = await channel.manifest(request, 5)
+        assert manifest.size == e.size
+    finally:
+        await channel.close()
