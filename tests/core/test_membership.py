@@ -527,3 +527,35 @@ def test_the_members_that_stand_only_on_a_members_admissions(
     after = compute(ROOT, [*REMOVAL_CHAIN, *removals])
     assert not any(after.is_member(IDS[n]) for n in target + going)
     assert all(after.is_member(IDS[n]) for n in "RABCDX" if n not in target + going)
+
+
+_named_admissions = st.builds(
+    lambda s, t, p, n: adm(s, t, p[1], epoch=p[0], name=n),
+    _nodes,
+    _nodes,
+    _points,
+    st.sampled_from(["tower", "laptop", "r"]),
+)
+named_record_sets = st.lists(st.one_of(_named_admissions, _removals), max_size=14).map(
+    lambda rs: _dedupe([GENESIS, *rs])
+)
+
+
+@given(named_record_sets, st.randoms(use_true_random=False))
+def test_names_are_unique_and_the_same_whatever_the_arrival_order(
+    records: list[Signed], rng: random.Random
+) -> None:
+    result = compute(ROOT, records)
+    shuffled = list(records)
+    rng.shuffle(shuffled)
+    again = compute(ROOT, shuffled)
+    assert {x: m.name for x, m in again.members.items()} == {
+        x: m.name for x, m in result.members.items()
+    }
+    names = [m.name for m in result.members.values()]
+    assert len(names) == len(set(names))
+    for m in result.members.values():
+        assert m.name in (m.claimed, f"{m.claimed}~{m.node_id.short()}")
+        # A claim made by the node itself is never overridden by another's admission.
+        if m.node_id in result.claims:
+            assert m.claimed == result.claims[m.node_id]
