@@ -14,6 +14,7 @@ from mesh.cli.output import human_duration, plural, safe
 from mesh.cli.progress import scan_bar
 from mesh.core.errors import InvalidArgumentError
 from mesh.core.progress import ScanProgress
+from mesh.core.status import LibraryInfo
 from mesh.home import locked
 from mesh.node.api import NodeApi
 
@@ -91,37 +92,100 @@ def id_(
 
 def share(
     ctx: typer.Context,
-    folder: Annotated[str, typer.Argument(help="The folder to share.", show_default=False)],
+    folder: Annotated[
+        str,
+        typer.Argument(
+            help="The folder to share (or a shared folder or library, to change who may "
+            "borrow from it).",
+            show_default=False,
+        ),
+    ],
     as_: Annotated[
         str | None,
         typer.Option("--as", help="The library's name (default: the folder's name)."),
     ] = None,
     scan: Annotated[bool, typer.Option(help="Index the folder right away.")] = True,
     open_: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--open",
-            help="Open it to the whole mesh: any member may borrow its files (`mesh borrow`), "
-            "and nodes holding them may pass them on.",
+            "--open/--no-open",
+            help="Open it: members it is shared with may borrow its files (`mesh borrow`) "
+            "at once, and nodes holding them may pass them on.",
+            show_default=False,
         ),
+    ] = None,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            help="Share it with these members only (names or short ids, comma-separated): "
+            "only they may borrow from it. Every member still sees its file list.",
+            show_default=False,
+        ),
+    ] = None,
+    everyone: Annotated[
+        bool, typer.Option("--everyone", help="Share it with every member again.")
     ] = False,
+    ask: Annotated[
+        bool | None,
+        typer.Option(
+            "--ask/--no-ask",
+            help="Borrow requests for it wait for `mesh approve` (or not), whatever "
+            "lending.ask_first says.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Share a folder as a library, and index it.
+    """Share a folder as a library, and index it; or change who may borrow from a shared one.
+
+    By default every member may borrow from a library (a request is granted at once, unless
+    lending.ask_first is on). --with limits that to the members named; --ask makes requests
+    for it wait for your approval.
 
     \b
     Examples:
       mesh share ~/Movies
       mesh share /mnt/photos --as photos
       mesh share ~/Public --open
+      mesh share ~/Work --with laptop,air --ask
+      mesh share Work --with laptop       # change it later (by folder or library name)
+      mesh share Work --everyone
       mesh share -- -odd-name          # a folder whose name starts with '-'
     """
+    if everyone and with_:
+        raise InvalidArgumentError("--with and --everyone say opposite things; give one")
+    borrowers: list[str] | None = None
+    if with_ is not None:
+        borrowers = [n.strip() for item in with_ for n in item.split(",") if n.strip()]
+        if not borrowers:
+            raise InvalidArgumentError("--with needs member names; --everyone shares with all")
+    elif everyone:
+        borrowers = []
     # The daemon may run elsewhere in the file system: send it an absolute path.
-    root = str(Path(folder).expanduser().absolute())
+    path = Path(folder).expanduser()
+    root = str(path.absolute()) if path.exists() else folder
     with _ctx(ctx).node() as node:
-        library = node.share(root, as_, open_to_mesh=open_)
-        typer.echo(f"shared {safe(library.root)} as library {safe(library.name)!r}")
-        if scan:
-            _run_scan(node, [library.name])
+        before = {lib.name for lib in node.status().libraries}
+        library = node.share(root, as_, open_to_mesh=open_, borrowers=borrowers, ask=ask)
+        if library.name in before:
+            typer.echo(f"library {safe(library.name)!r}: {_sharing(library)}")
+        else:
+            typer.echo(
+                f"shared {safe(library.root)} as library {safe(library.name)!r} "
+                f"({_sharing(library)})"
+            )
+            if scan:
+                _run_scan(node, [library.name])
+
+
+def _sharing(library: LibraryInfo) -> str:
+    """Who may borrow from a library, in words: 'every member may borrow, at once'."""
+    who = ", ".join(safe(n) for n in library.borrowers) or "every member"
+    if library.ask is None:
+        how = "as lending.ask_first says"
+    else:
+        how = "after you approve" if library.ask else "at once"
+    return f"{who} may borrow, {how}" + ("; open" if library.open else "")
 
 
 def unshare(

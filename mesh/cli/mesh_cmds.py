@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,7 +16,7 @@ from mesh.cli.output import human_duration, print_json, safe
 from mesh.core.durations import parse_duration
 from mesh.core.errors import InvalidArgumentError
 from mesh.core.ids import NodeId
-from mesh.core.status import MemberView
+from mesh.core.status import MemberRef, MemberView
 
 if TYPE_CHECKING:
     from mesh.node.pairing import Joined
@@ -256,22 +257,59 @@ def members(
         )
 
 
+def _refs(members: tuple[MemberRef, ...]) -> str:
+    return ", ".join(f"{safe(m.name)} ({m.node_id.short()})" for m in members)
+
+
 def remove(
     ctx: typer.Context,
     name: Annotated[
         str, typer.Argument(help="The member's name (or short id).", show_default=False)
     ],
+    keep_admitted: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-admitted",
+            help="Members NAME admitted to keep in the mesh (comma-separated, repeatable); "
+            "the others go with it.",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask: remove those it admitted too.")
+    ] = False,
 ) -> None:
     """Remove a member from the mesh, for good: this node stops trusting it at once, and the
     rest of the mesh learns it by gossip. It can come back only as a new node.
 
+    The members it admitted (and those they admitted), unless someone else admitted them
+    too, are listed and removed with it: they got in on its word. Keep the ones you trust
+    with --keep-admitted, or answer no when asked. What they and it wrote before the
+    removal still counts (a loan they gave stays until recalled).
+
     \b
     Examples:
       mesh remove old-laptop
+      mesh remove mallory --keep-admitted phone,tablet
     """
+    keep = [k.strip() for item in keep_admitted or () for k in item.split(",") if k.strip()]
     with _ctx(ctx).node() as node:
-        node.remove(name)
-    typer.echo(f"removed {safe(name)!r} from the mesh")
+        plan = node.remove(name, keep, dry_run=True)
+        going = plan.removed_with_it
+        if going and not keep and not yes:
+            typer.echo(
+                f"{safe(plan.member.name)} admitted members who are in the mesh only through "
+                f"it: {_refs(going)}",
+                err=True,
+            )
+            if sys.stdin.isatty() and not typer.confirm("Remove them too?", default=True):
+                keep = [str(m.node_id.short()) for m in going]
+        plan = node.remove(name, keep)
+    typer.echo(f"removed {safe(plan.member.name)!r} from the mesh")
+    if plan.removed_with_it:
+        typer.echo(f"removed with it (admitted by it): {_refs(plan.removed_with_it)}")
+    if plan.kept:
+        typer.echo(f"kept (admitted by it): {_refs(plan.kept)}")
 
 
 def register(app: typer.Typer) -> None:

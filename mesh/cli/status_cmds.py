@@ -140,6 +140,8 @@ def _libraries(st: NodeStatus, now_s: float) -> list[str]:
         lines.append(
             f"{safe(lib.name):<16} {lib.files:>7} {human_size(lib.bytes):>9}  {changed:<13} "
             f"{lib.watch or '-':<9} {safe(lib.root)}"
+            + (f"  (with {', '.join(safe(n) for n in lib.borrowers)})" if lib.borrowers else "")
+            + ("  (asks first)" if lib.ask else "")
         )
     return lines
 
@@ -218,6 +220,8 @@ def as_json(frame: Frame, rates: Rates) -> dict[str, object]:
                 "name": lib.name,
                 "root": lib.root,
                 "open": lib.open,
+                "shared_with": list(lib.borrowers) or None,  # None: every member
+                "ask_first": lib.ask,  # None: lending.ask_first decides
                 "files": lib.files,
                 "bytes": lib.bytes,
                 "changed_ms": lib.changed_ms or None,

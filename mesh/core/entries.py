@@ -14,6 +14,17 @@ class Library:
     name: str
     root: str
     open: bool = False
+    # The members it is shared with (`mesh share --with`); empty: every member.
+    borrowers: frozenset[NodeId] = frozenset()
+    ask: bool | None = None  # overrides lending.ask_first where set (`--ask`, `--no-ask`)
+
+    def may_borrow(self, node_id: NodeId) -> bool:
+        """Whether `node_id` may borrow from it (and be served its files as an open one)."""
+        return not self.borrowers or node_id in self.borrowers
+
+    def asks(self, ask_first: bool) -> bool:
+        """Whether a borrow request waits for its owner, given the node's lending.ask_first."""
+        return ask_first if self.ask is None else self.ask
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -28,6 +28,16 @@ the fixpoint is computed again (see `_Solver.solve`). In the answer every remova
 has a signer who was a member where it signed. Every node breaks ties the same way: the order
 depends on the records only.
 
+Names. A member's name is the one it **claimed** itself (its first self-admission, signed
+with its own key; the root's genesis is one), or else the one its **admission** gave it. Its
+admission is the one that places it first in the admission chain: the root's place is (),
+and "O admits X" written at point p places X at O's place + (p,), compared
+lexicographically; only points each signer gave its own writes are compared, never a
+self-declared date. Names are unique: when several members claim one, the first of them in
+chain order holds it and each other is shown as `name~ID7` (its short id; '~' is not
+allowed in a claimed name). So no member can rename another that has made its claim, and
+every node that holds the same records shows the same names.
+
 Signatures are not checked here: the replica verified each record against its signer's
 certificate before storing it. Certificates are taken from any admission whose certificate
 hashes to the node id it names, so the binding of id to certificate is cryptographic and does
@@ -36,7 +46,8 @@ not depend on who wrote the admission.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mesh.core.epoch import Epoch
@@ -64,7 +75,8 @@ class Signed:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Member:
     node_id: NodeId
-    name: str
+    name: str  # unique in the mesh: the claimed name, or `claimed~ID7` if another holds it
+    claimed: str  # the name the node claimed itself, or was given at its admission
     certificate: bytes
     admitted_by: NodeId  # the root for the root itself
     admitted_ms: int
@@ -89,7 +101,10 @@ class Membership:
     certificates: Mapping[NodeId, bytes] = field(default_factory=dict)
     # Distance from the root in the admission graph, for ordering origins admitters-first.
     depths: Mapping[NodeId, int] = field(default_factory=dict)
-    # Names that more than one member holds, with the holders (the pairing layer refuses them).
+    # The names members claimed themselves (see the module's docstring), by id.
+    claims: Mapping[NodeId, str] = field(default_factory=dict)
+    # Claimed names that more than one member holds, holders by id (the first in the
+    # admission chain keeps the name, the others are shown as `name~ID7`).
     duplicate_names: tuple[tuple[str, tuple[NodeId, ...]], ...] = ()
 
     def is_member(self, node_id: NodeId) -> bool:
@@ -250,6 +265,71 @@ class _Solver:
             excluded |= stale
 
 
+ChainKey = tuple[tuple[Epoch, int], ...]
+
+
+def _counts(cutoffs: Mapping[NodeId, Clock], s: Signed) -> bool:
+    cutoff = cutoffs.get(s.origin)
+    return cutoff is None or s.point <= cutoff
+
+
+def _chain_keys(
+    root: NodeId,
+    admissions: Iterable[Signed],
+    admitted: set[NodeId],
+    cutoffs: Mapping[NodeId, Clock],
+) -> tuple[dict[NodeId, ChainKey], dict[NodeId, Signed]]:
+    """Each admitted node's place in the admission chain from the root, and the admission
+    that gives it: the root's key is (), and an admission O wrote at point p gives its node
+    O's key + (p,); a node's key is the least of those (lexicographic, a prefix first).
+
+    Only points the signers wrote themselves are compared, never a self-declared date, so a
+    member cannot get ahead of the member that admitted it, nor of anyone admitted by one
+    of its admitters before it.
+    """
+    by_signer: dict[NodeId, list[Signed]] = {}
+    keys: dict[NodeId, ChainKey] = {}
+    chosen: dict[NodeId, Signed] = {}
+    for s in admissions:
+        if not _counts(cutoffs, s) or s.origin not in admitted:
+            continue
+        if s.origin == s.record.node_id:
+            if s.origin == root and root not in chosen:
+                chosen[root] = s  # the genesis (the first one in canonical order)
+            continue
+        by_signer.setdefault(s.origin, []).append(s)
+    if root not in chosen:
+        return keys, chosen
+    heap: list[tuple[ChainKey, bytes, NodeId, Signed]] = [((), root.raw, root, chosen[root])]
+    while heap:
+        key, _, node, s = heapq.heappop(heap)
+        if node in keys:
+            continue
+        keys[node] = key
+        chosen[node] = s
+        for t in by_signer.get(node, ()):
+            x = t.record.node_id
+            if x not in keys and x in admitted:
+                heapq.heappush(heap, ((*key, (t.epoch, t.seq)), x.raw, x, t))
+    return keys, chosen
+
+
+def _claims(
+    admissions: Iterable[Signed], admitted: set[NodeId], cutoffs: Mapping[NodeId, Clock]
+) -> dict[NodeId, str]:
+    """The name each admitted node claimed itself: its first self-admission (in its own
+    order) within its cutoff. Nobody else can sign one, so nobody else can rename it."""
+    claims: dict[NodeId, tuple[Clock, str]] = {}
+    for s in admissions:
+        x = s.record.node_id
+        if s.origin != x or x not in admitted or not _counts(cutoffs, s):
+            continue
+        assert isinstance(s.record, Admission)
+        if x not in claims or s.point < claims[x][0]:
+            claims[x] = (s.point, s.record.name)
+    return {x: name for x, (_, name) in claims.items()}
+
+
 def compute(root: NodeId, records: Iterable[Signed]) -> Membership:
     """The membership the given (verified) records establish. Deterministic in the set."""
     solver = _Solver(root, records)
@@ -272,40 +352,35 @@ def compute(root: NodeId, records: Iterable[Signed]) -> Membership:
                 removed_ms=record.removed_ms,
             )
 
-    # Each member's details come from its earliest counting admission (the root's: genesis).
-    chosen: dict[NodeId, tuple[tuple[int, bytes, Epoch, int], Signed]] = {}
-    for s in solver.admissions:
-        x = s.record.node_id
-        if x not in admitted or x in removed:
-            continue
-        if s.origin == x:
-            if x != root:
-                continue
-            order = (-1, b"", s.epoch, s.seq)  # the genesis describes the root
-        elif s.origin in admitted and solver._within(cutoffs, s.origin, s.point):
-            assert isinstance(s.record, Admission)
-            order = (s.record.admitted_ms, s.origin.raw, s.epoch, s.seq)
-        else:
-            continue
-        if x not in chosen or order < chosen[x][0]:
-            chosen[x] = (order, s)
+    chain, chosen = _chain_keys(root, solver.admissions, admitted, cutoffs)
+    claims = _claims(solver.admissions, admitted, cutoffs)
+    admission = {x: s for x, s in chosen.items() if x not in removed and x in chain}
 
-    members: dict[NodeId, Member] = {}
-    for x, (_, s) in sorted(chosen.items()):
-        record = s.record
-        assert isinstance(record, Admission)
-        members[x] = Member(
-            node_id=x,
-            name=record.name,
-            certificate=record.certificate,
-            admitted_by=s.origin,
-            admitted_ms=record.admitted_ms,
-        )
-
+    # A claim's holder is the first in the admission chain to make it; the others are told
+    # apart by their short id ('~' is not allowed in a claimed name, so nothing collides).
     holders: dict[str, list[NodeId]] = {}
-    for x, member in members.items():
-        holders.setdefault(member.name, []).append(x)
-    duplicates = tuple((name, tuple(ids)) for name, ids in sorted(holders.items()) if len(ids) > 1)
+    for x in sorted(admission, key=lambda n: (chain[n], n.raw)):
+        record = admission[x].record
+        assert isinstance(record, Admission)
+        holders.setdefault(claims.get(x, record.name), []).append(x)
+    members: dict[NodeId, Member] = {}
+    for claimed, ids in holders.items():
+        for i, x in enumerate(ids):
+            s = admission[x]
+            record = s.record
+            assert isinstance(record, Admission)
+            members[x] = Member(
+                node_id=x,
+                name=claimed if i == 0 else f"{claimed}~{x.short()}",
+                claimed=claimed,
+                certificate=record.certificate,
+                admitted_by=s.origin,
+                admitted_ms=record.admitted_ms,
+            )
+    members = dict(sorted(members.items()))
+    duplicates = tuple(
+        (name, tuple(sorted(ids))) for name, ids in sorted(holders.items()) if len(ids) > 1
+    )
 
     certificates: dict[NodeId, bytes] = {}
     for s in solver.admissions:
@@ -318,5 +393,43 @@ def compute(root: NodeId, records: Iterable[Signed]) -> Membership:
         removed=removed,
         certificates=certificates,
         depths=solver.depths,
+        claims=claims,
         duplicate_names=duplicates,
     )
+
+
+def admitted_through(
+    root: NodeId,
+    records: Iterable[Signed],
+    node_id: NodeId,
+    keep: Collection[NodeId] = (),
+) -> list[NodeId]:
+    """The members that are members only through `node_id`'s admissions (the nodes it
+    admitted, those they admitted, and so on, unless someone else admitted them too): what
+    removing `node_id` would leave behind, less the `keep` nodes and those they admitted
+    (they stay on the admissions made before the removal). Sorted by id."""
+    records = list(records)
+    now = compute(root, records)
+    without = compute(
+        root,
+        (
+            s
+            for s in records
+            if not (
+                s.origin == node_id
+                and isinstance(s.record, Admission)
+                and s.record.node_id != node_id
+            )
+        ),
+    )
+    going = {x for x in now.members if x != node_id and not without.is_member(x)}
+    staying = going & set(keep)
+    grew = True
+    while grew:  # those a kept member admitted stay with it
+        grew = False
+        for s in records:
+            x = s.record.node_id
+            if isinstance(s.record, Admission) and s.origin in staying and x in going - staying:
+                staying.add(x)
+                grew = True
+    return sorted(going - staying)

@@ -12,7 +12,8 @@ borrowed copy would land on Windows, `check_portable_name` refuses them as well.
 
 from __future__ import annotations
 
-from mesh.core.errors import InvalidPathError
+from mesh.core.errors import InvalidArgumentError, InvalidPathError
+from mesh.core.ids import NodeId
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
@@ -93,3 +94,22 @@ def check_portable_name(name: str) -> str:
     if bad:
         raise InvalidPathError(f"file name {name!r} holds {''.join(bad)!r}, not allowed on Windows")
     return name
+
+
+# A lender's folder in the borrowed folder: its node id's for good (fs/lender_links.py).
+LENDER_FOLDER_PREFIX = ".mesh-lender-"
+
+
+def lender_folder(lender: NodeId) -> str:
+    """The name of `lender`'s folder in the borrowed folder."""
+    return LENDER_FOLDER_PREFIX + lender.text()
+
+
+def folder_owner(name: str) -> NodeId | None:
+    """The lender whose folder `name` is, None if it is not a lender folder."""
+    if not name.startswith(LENDER_FOLDER_PREFIX):
+        return None
+    try:
+        return NodeId.parse(name.removeprefix(LENDER_FOLDER_PREFIX))
+    except InvalidArgumentError:
+        return None

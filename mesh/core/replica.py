@@ -72,16 +72,16 @@ seq, so nothing it superseded is taken again.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
-from mesh.core.clock_proof import ClockProof, proof_bytes
+from mesh.core.clock_proof import COVERED_KINDS, ClockProof, covered_digest, proof_bytes
 from mesh.core.envelope import Envelope, signing_bytes
 from mesh.core.epoch import ZERO, Epoch
 from mesh.core.errors import InvalidArgumentError, ProtocolError, StoreError
 from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
-from mesh.core.membership import Membership, Signed, compute
+from mesh.core.membership import Membership, Signed, admitted_through, compute
 from mesh.core.records import (
     MEMBERSHIP_KINDS,
     SIGNED_KINDS,
@@ -237,6 +237,9 @@ class Replica:
         self._encode = encode
         self._sign = sign
         self._own_proof: ClockProof | None = None  # our last signed clock, while it is current
+        # The last proof of each origin whose signature was checked (so a proof carried by
+        # many batches is verified once), kept in the store only once found complete.
+        self._checked: dict[NodeId, ClockProof] = {}
         own = store.clock(self_id)
         if own is not None and own.epoch > epoch:
             raise StoreError(
@@ -264,6 +267,10 @@ class Replica:
     @property
     def membership(self) -> Membership:
         return self._membership
+
+    def admitted_through(self, node_id: NodeId, keep: Collection[NodeId] = ()) -> list[NodeId]:
+        """Members that stand only on `node_id`'s admissions (core/membership.py)."""
+        return admitted_through(self._root, self._records.values(), node_id, keep)
 
     def clock(self, origin: NodeId) -> Clock | None:
         if origin == self._id:
@@ -524,8 +531,10 @@ class Replica:
             return held if held is not None and held.epoch == clock.epoch else None
         proof = self._own_proof
         if proof is None or (proof.epoch, proof.seq) != (clock.epoch, clock.seq):
-            signature = self._sign(proof_bytes(self._id, clock.epoch, clock.seq))
-            proof = ClockProof(epoch=clock.epoch, seq=clock.seq, signature=signature)
+            covered = self._store.covered(self._id, clock.epoch, clock.seq)
+            digest = covered_digest(env for _, env in covered)
+            signature = self._sign(proof_bytes(self._id, clock.epoch, clock.seq, digest))
+            proof = ClockProof(epoch=clock.epoch, seq=clock.seq, signature=signature, digest=digest)
             self._own_proof = proof
         return proof
 
@@ -607,7 +616,13 @@ class Replica:
         taken, certificate = self._admit_envelopes(origin, fresh, careful)
         proofs: tuple[tuple[NodeId, ClockProof], ...] = ()
         if new_clock is not None and new_clock != clock:
-            keep = self._prove_move(batch, new_clock, certificate, taken)
+            floor = clock.seq if clock is not None and clock.epoch == batch.epoch else 0
+            keep = self._prove_move(batch, new_clock, certificate, taken, from_peer, floor)
+            if keep is not None and keep.digest:
+                # A proof is kept (and relayed) only at the point it covers, once what this
+                # node then holds matches its digest.
+                self._check_complete(batch, new_clock, keep, clock, taken)
+                keep = keep if new_clock.seq == keep.seq else None
             proofs = ((origin, keep),) if keep is not None else ()
 
         membership, records = self._membership, self._records
@@ -698,28 +713,39 @@ class Replica:
         to: Clock,
         certificate: bytes | None,
         taken: Sequence[tuple[bytes, Envelope, Record]],
+        from_peer: NodeId,
+        floor: int,
     ) -> ClockProof | None:
         """Check that the origin itself says its writes reach `to` (ProtocolError if not).
 
-        Either the batch's clock proof covers `to`, or the batch ends at `to` with a record
-        the origin signed. Returns the batch's proof if it is to be kept (verified, and
-        newer than the one held); the held one is not verified again.
+        Either the batch's clock proof covers `to`, or it ends at `to` with a record the
+        origin signed and, if a relay sent it, holds every seq past `floor` (what we hold):
+        a signed last record says nothing of the records before it, so a relay that could
+        have left some out must pass the proof on. Returns the batch's proof if it is to be
+        kept (verified, and newer than the one held); a proof already verified is not
+        verified again.
         """
         origin, proof = batch.origin, batch.proof
         if proof is not None and proof.covers(to.epoch, to.seq):
             held = self._store.proof(origin)
             if proof == held:
                 return None
-            if certificate is None or not self._verify(
-                certificate, proof_bytes(origin, proof.epoch, proof.seq), proof.signature
-            ):
-                raise ProtocolError(
-                    f"the clock proof of {origin.short()} ({proof.epoch}/{proof.seq}) has a bad "
-                    "signature"
-                )
+            if self._checked.get(origin) != proof:
+                if certificate is None or not self._verify(
+                    certificate,
+                    proof_bytes(origin, proof.epoch, proof.seq, proof.digest),
+                    proof.signature,
+                ):
+                    raise ProtocolError(
+                        f"the clock proof of {origin.short()} ({proof.epoch}/{proof.seq}) has "
+                        "a bad signature"
+                    )
+                self._checked[origin] = proof
             return proof if proof.newer_than(held) else None
         last = batch.envelopes[-1] if batch.envelopes else None
-        if last is not None and last.seq == to.seq and last.kind in SIGNED_KINDS:
+        # Seqs in a batch ascend, each within its range: so many past the floor, none missing.
+        whole = from_peer == origin or sum(e.seq > floor for e in batch.envelopes) == to.seq - floor
+        if last is not None and whole and last.seq == to.seq and last.kind in SIGNED_KINDS:
             if any(env is last for _, env, _ in taken):
                 return None  # verified with the records
             if (
@@ -731,6 +757,43 @@ class Replica:
         raise ProtocolError(
             f"no signature of {origin.short()} says its writes reach {to.epoch}/{to.seq}: "
             "its clock cannot move there"
+        )
+
+    def _check_complete(
+        self,
+        batch: Batch,
+        to: Clock,
+        proof: ClockProof,
+        clock: Clock | None,
+        taken: Sequence[tuple[bytes, Envelope, Record]],
+    ) -> None:
+        """Where the clock reaches the proof's seq, what this node would then hold of the
+        origin's covered records must match the proof's digest (core/clock_proof.py).
+
+        If it does not, the sender left some out: the batch is refused, and the clock goes
+        back to the last point found complete (the proof held), so that the records come
+        again from whoever holds them, the origin or another member. That is the one
+        refusal that commits something: records taken since that point stay, as any
+        record of a batch applied does. A removed origin is not checked: past its cutoff
+        its records are tombstones, purged at different times on different nodes.
+        """
+        origin = batch.origin
+        if to.seq != proof.seq or origin in self._membership.removed:
+            return
+        held = dict(self._store.covered(origin, to.epoch, to.seq))
+        for key, env, _ in taken:
+            if env.kind in COVERED_KINDS:
+                held[key] = env
+        if covered_digest(held.values()) == proof.digest:
+            return
+        if clock is not None and clock.epoch == to.epoch:
+            complete = self._store.proof(origin)
+            back = Clock(to.epoch, complete.seq if complete and complete.epoch == to.epoch else 0)
+            if back < clock:
+                self._store.commit(Changes(clocks=((origin, back),)))
+        raise ProtocolError(
+            f"records of {origin.short()} that its clock proof ({proof.epoch}/{proof.seq}) "
+            "covers are missing: taken again from the start of what was not seen complete"
         )
 
     def signed_by_member(self, env: Envelope) -> bool:

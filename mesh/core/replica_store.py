@@ -103,6 +103,14 @@ class ReplicaStore(Protocol):
         """
         ...
 
+    def covered(
+        self, origin: NodeId, epoch: Epoch, through_seq: int
+    ) -> Sequence[tuple[bytes, Envelope]]:
+        """(key, envelope) of the stored records of (origin, epoch) with seq <= through_seq
+        whose kinds a clock proof's digest covers (core/clock_proof.COVERED_KINDS), any
+        order, tombstones included. Few per origin: read by kind, not by seq range."""
+        ...
+
     def tombstones(
         self, origin: NodeId, epoch: Epoch, after_seq: int, through_seq: int, *, max_count: int
     ) -> Sequence[bytes]:

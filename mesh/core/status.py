@@ -17,6 +17,8 @@ class LibraryInfo:
     last_seq: int
     changed_ms: int = 0  # when its entries last changed (wall clock); 0: never
     watch: str = ""  # how a running node follows it: "events", "polling", "rescans"; "": not
+    borrowers: tuple[str, ...] = ()  # the members it is shared with; empty: every member
+    ask: bool | None = None  # over lending.ask_first where set
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -66,6 +68,28 @@ class MemberView:
     address: str = ""
     last_seen_s: float = 0.0  # seconds ago; 0 if never
     unacked: int = 0  # records sent to it and not acknowledged yet
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MemberRef:
+    node_id: NodeId
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RemovalPlan:
+    """`mesh remove NAME`: the member, the members that stand only on its admissions (removed
+    with it), and those of them kept (--keep-admitted)."""
+
+    member: MemberRef
+    admitted: tuple[MemberRef, ...] = ()
+    kept: tuple[MemberRef, ...] = ()
+    done: bool = False  # False for a preview
+
+    @property
+    def removed_with_it(self) -> tuple[MemberRef, ...]:
+        kept = {m.node_id for m in self.kept}
+        return tuple(m for m in self.admitted if m.node_id not in kept)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

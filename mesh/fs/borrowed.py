@@ -1,7 +1,8 @@
 """The borrowed folder: staging files for pulls, placing verified files, removing them.
 
-Theory of operation. Borrowed files live at `<root>/<lender>/<library>/<path...>`; a pull
-writes into a staging file `<root>/.mesh-staging/<key>` on the same file system, so placing
+Theory of operation. Borrowed files live at `<root>/<lender folder>/<library>/<path...>`,
+the lender folder named by its node id (fs/lender_links.py shows it by name); a pull writes
+into a staging file `<root>/.mesh-staging/<key>` on the same file system, so placing
 is one atomic link or rename. Everything below the root is reached by walking one name at a
 time from the root's descriptor with O_NOFOLLOW (`os.open(name, dir_fd=...)` and friends),
 never through a joined path: a symbolic link anywhere below the root, planted beforehand or

@@ -12,14 +12,20 @@ from typing import Protocol
 from mesh.core.entries import IndexedEntry
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
-from mesh.core.status import LibraryInfo, MemberView, NodeStatus
+from mesh.core.status import LibraryInfo, MemberView, NodeStatus, RemovalPlan
 
 
 class NodeApi(Protocol):
     def status(self) -> NodeStatus: ...
 
     def share(
-        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+        self,
+        root: str,
+        name: str | None = None,
+        *,
+        open_to_mesh: bool | None = None,
+        borrowers: Sequence[str] | None = None,
+        ask: bool | None = None,
     ) -> LibraryInfo: ...
 
     def unshare(self, name: str) -> int: ...
@@ -36,6 +42,8 @@ class NodeApi(Protocol):
 
     def members(self) -> tuple[NodeId, list[MemberView]]: ...
 
-    def remove(self, name: str) -> None: ...
+    def remove(
+        self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False
+    ) -> RemovalPlan: ...
 
     def browse(self, node: str | None = None, pattern: str | None = None) -> list[IndexedEntry]: ...

@@ -7,7 +7,7 @@ lending, joining, scanning) and returns core values; control_server.py maps them
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from mesh.core.entries import IndexedEntry
@@ -21,6 +21,7 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.node import roster
@@ -39,9 +40,19 @@ class ControlHandlers:
     async def status(self) -> NodeStatus:
         return await self._d.status()
 
-    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo:
+    async def share(
+        self,
+        root: str,
+        name: str | None,
+        *,
+        open_to_mesh: bool | None,
+        borrowers: Sequence[str] | None,
+        ask: bool | None,
+    ) -> LibraryInfo:
         local = self._d.local
-        info = await self._d.store(local.share, root, name, open_to_mesh=open_to_mesh)
+        info = await self._d.store(
+            local.share, root, name, open_to_mesh=open_to_mesh, borrowers=borrowers, ask=ask
+        )
         self._d.watch.libraries_changed()
         return info
 
@@ -69,9 +80,9 @@ class ControlHandlers:
     async def members(self) -> tuple[NodeId, list[MemberView]]:
         return await roster.member_views(self._d)
 
-    async def remove(self, name: str) -> None:
+    async def remove(self, name: str, keep: Sequence[str], dry_run: bool) -> RemovalPlan:
         await self._d.check_member()
-        await self._d.remove_named(name)
+        return await self._d.remove_named(name, keep, dry_run=dry_run)
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
         return await self._d.browse(node, pattern)

@@ -16,7 +16,7 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from mesh.config import Settings
@@ -38,11 +38,13 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
 )
 from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.core.vector import VersionVector
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.borrowed import BorrowedFolder
+from mesh.fs.lender_links import adopt_named_folders, link_names
 from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
 from mesh.node import removal, roster
@@ -54,6 +56,7 @@ from mesh.node.discovery import LanDiscovery
 from mesh.node.joining import Joining
 from mesh.node.lending import Lending
 from mesh.node.local import LocalNode
+from mesh.node.peer_log import peer_log
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
 from mesh.node.scanning import Scanning
@@ -174,6 +177,17 @@ class Daemon:
         self.peers = PeerManager(self, s)
         self._lending = Lending(self.local)
         self._borrowed = await asyncio.to_thread(BorrowedFolder, s.borrowed_path)
+        # Copies placed under their lender's name before lender folders existed move to
+        # them; then the names are linked as membership now gives them.
+        copies = await self.store(self._lending.book.copies)
+        lenders: dict[str, set[NodeId]] = {}
+        for c in copies:
+            lenders.setdefault(c.lender_name, set()).add(c.lender)
+        # A name two lenders' copies share (issue 18's attack) is left for the user to sort.
+        single = {name: next(iter(ids)) for name, ids in lenders.items() if len(ids) == 1}
+        await asyncio.to_thread(adopt_named_folders, s.borrowed_path, single)
+        names = {m.node_id: m.name for m in self._membership.members.values()}
+        await asyncio.to_thread(link_names, s.borrowed_path, names)
         self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
         self.limits = Limits(s.limit)
         self.serving = Serving(self)
@@ -269,6 +283,9 @@ class Daemon:
         off now."""
         new = await self.store(lambda: self.local.membership)
         gone = set(self._membership.members) - set(new.members)
+        renamed = {m.node_id: m.name for m in new.members.values()}
+        if renamed != {m.node_id: m.name for m in self._membership.members.values()}:
+            await asyncio.to_thread(link_names, self.borrowed.root, renamed)
         self._membership = new
         self.trust.update(self._certificates())
         for peer in gone:
@@ -327,7 +344,10 @@ class Daemon:
         return tuple(a.ip for a in found if listen.version == 6 or a.version == 4)
 
     async def publish_addresses(self) -> None:
-        """Tell the mesh where this node listens (a record, written only if it changed)."""
+        """Tell the mesh where this node listens (a record, written only if it changed), and
+        claim its name if it has not yet (nodes that joined before claims existed)."""
+        if await self.store(self.local.claim_name):
+            await self.reload_members()
         await self.store(self.local.publish_addresses, self.advertised_hosts(), self.port)
 
     async def members(self) -> tuple[NodeId, list[MemberView]]:
@@ -356,9 +376,15 @@ class Daemon:
         self.peers.add_address(host, port)
         return PeerCheck(node_id=node_id, name=member.name)
 
-    async def remove_named(self, name: str) -> None:
-        node_id = await self.store(self.local.member_named, name)
-        await self.remove(node_id)
+    async def remove_named(
+        self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False
+    ) -> RemovalPlan:
+        """`mesh remove`: the member and those standing only on its admissions (but for
+        `keep`); their open calls end now."""
+        plan = await self.store(lambda: self.local.remove(name, keep, dry_run=dry_run))
+        if plan.done:
+            await self.reload_members()
+        return plan
 
     # -- gossip ------------------------------------------------------------------------
 
@@ -399,7 +425,8 @@ class Daemon:
         return result, vector
 
     async def _maintain(self) -> None:
-        """Now and then: publish our vector if it lets tombstones go, and purge them."""
+        """Now and then: publish our vector if it lets tombstones go, and purge them; and
+        summarize the peer log lines held back."""
         while True:
             await asyncio.sleep(self.settings.maintenance_interval_s)
 
@@ -408,6 +435,7 @@ class Daemon:
                 return len(self.local.replica.purge())
 
             purged = await self.store(work)
+            peer_log.flush()  # the "N more like this" of floods that have stopped
             if purged:
                 log.info("purged %d tombstones every member has seen", purged)
 

@@ -29,6 +29,7 @@ from mesh.core.loans import (
     pick,
     status_for,
 )
+from mesh.core.paths import lender_folder
 from mesh.core.records import (
     Binding,
     BindingEnd,
@@ -385,6 +386,17 @@ class Lending:
         self._answer(request, approve, reason, now_ms)
         return request
 
+    def _answer_by_policy(self, request: Request, ask_first: bool, now_ms: int) -> None:
+        """Answer a borrow request as its library says: refused at once to a member it is
+        not shared with (`mesh share --with`), left for `mesh approve` where it asks first
+        (`--ask`, or lending.ask_first), granted at once otherwise."""
+        library = self.local.index.find_library(request.request.library)
+        if library is not None and not library.may_borrow(request.borrower):
+            why = f"library {request.request.library!r} is not shared with you"
+            self._answer(request, False, why, now_ms)
+        elif library is None or not library.asks(ask_first):
+            self._answer(request, True, "", now_ms)  # an unknown library is denied there
+
     def _answer(self, request: Request, approve: bool, reason: str, now_ms: int) -> None:
         r = request.request
         if approve:
@@ -414,10 +426,9 @@ class Lending:
         should do."""
         me = self.local.node_id
         self._refresh_lent_content(now_ms)
-        if not lend_ask_first:
-            for request in self.requests():
-                if request.request.lender == me and not request.answer:
-                    self._answer(request, True, "", now_ms)
+        for request in self.requests():
+            if request.request.lender == me and not request.answer:
+                self._answer_by_policy(request, lend_ask_first, now_ms)
         copies = {c.binding_key: c for c in self.book.copies()}
         fetch: list[Lent] = []
         ask: list[Lent] = []
@@ -533,10 +544,12 @@ class Lending:
         record = wire_records.decode(env.kind, env.body)
         return isinstance(record, LibraryRecord) and record.open and not record.removed
 
-    def open_holding(self, content_hash: bytes) -> tuple[str, LibraryEntry] | None:
-        """This node's own file with that content in a library opened to the whole mesh."""
+    def open_holding(
+        self, content_hash: bytes, borrower: NodeId
+    ) -> tuple[str, LibraryEntry] | None:
+        """This node's own file with that content in a library it opened to `borrower`."""
         for library in self.local.index.libraries():
-            if not library.open:
+            if not library.open or not library.may_borrow(borrower):
                 continue
             for item in self.local.index.entries(libraries=[library.name]):
                 if item.entry.hash == content_hash:
@@ -621,8 +634,10 @@ def _request_id(borrower: NodeId, seq: int) -> str:
     return digest[:REQUEST_ID_CHARS]
 
 
-def copy_parts(lender_name: str, binding: Binding) -> list[str]:
-    return [lender_name, binding.library, *binding.path.split("/")]
+def copy_parts(lender: NodeId, binding: Binding) -> list[str]:
+    """Where a copy lands: under its lender's folder, which is its node id's for good (the
+    user sees it by the lender's name: fs/lender_links.py)."""
+    return [lender_folder(lender), binding.library, *binding.path.split("/")]
 
 
 __all__ = ["Lending", "Lent", "Plan", "Request"]

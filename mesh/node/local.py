@@ -6,6 +6,7 @@ uses the same class behind its Control service, so a command behaves the same ei
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -34,7 +35,7 @@ from mesh.core.pairing import MemberInfo
 from mesh.core.progress import ScanProgress
 from mesh.core.records import Addresses, Kind, LibraryRecord, key_of
 from mesh.core.replica import Outcome, Replica
-from mesh.core.status import LibraryInfo, MemberView, NodeStatus
+from mesh.core.status import LibraryInfo, MemberRef, MemberView, NodeStatus, RemovalPlan
 from mesh.fs.scanner import Scanner
 from mesh.home import Home
 from mesh.security import identity as ident
@@ -226,9 +227,50 @@ class LocalNode:
             )
         return self.replica.admit(certificate, name, now_ms())
 
-    def remove(self, name: str) -> None:
-        """Remove the member called `name` (or with that short id)."""
-        self.remove_member(self.member_named(name))
+    def claim_name(self) -> bool:
+        """Claim this node's name with its own key, once: from then on no other member's
+        admission of it can rename it (core/membership.py). True if the claim was written."""
+        membership = self.membership
+        if not membership.is_member(self.node_id) or self.node_id in membership.claims:
+            return False
+        self.replica.admit(self.identity.cert_der, self.name, now_ms())
+        return True
+
+    def remove(self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False) -> RemovalPlan:
+        """Remove the member called `name` (or with that short id), and with it the members
+        that are members only through its admissions, but for those `keep` names: what it
+        did goes with it. With `dry_run`, only say what that would remove."""
+        target = self.member_named(name)
+        membership = self.membership
+
+        def ref(node_id: NodeId) -> MemberRef:
+            return MemberRef(node_id=node_id, name=membership.members[node_id].name)
+
+        admitted = [ref(x) for x in self.replica.admitted_through(target) if x != self.node_id]
+        keep_ids: set[NodeId] = set()
+        for kept_name in keep:
+            node_id = self.member_named(kept_name)
+            if node_id not in {m.node_id for m in admitted}:
+                raise InvalidArgumentError(
+                    f"{kept_name!r} is not among the members {name!r} admitted"
+                )
+            keep_ids.add(node_id)
+        # A kept member keeps those it admitted in turn.
+        going = set(self.replica.admitted_through(target, keep_ids))
+        plan = RemovalPlan(
+            member=ref(target),
+            admitted=tuple(admitted),
+            kept=tuple(m for m in admitted if m.node_id not in going),
+        )
+        if dry_run:
+            return plan
+        if target == self.node_id:
+            raise InvalidArgumentError("a node cannot remove itself; another member can")
+        with self.db.transaction():
+            self.remove_member(target)
+            for member in plan.removed_with_it:
+                self.remove_member(member.node_id)
+        return dataclasses.replace(plan, done=True)
 
     def members(self) -> tuple[NodeId, list[MemberView]]:
         return self.membership.root, self.member_views()
@@ -273,7 +315,7 @@ class LocalNode:
         views = [
             MemberView(
                 node_id=m.node_id,
-                name=m.name if m.node_id != self.node_id else self.name,
+                name=m.name,
                 admitted_by=m.admitted_by,
                 admitted_ms=m.admitted_ms,
                 is_self=m.node_id == self.node_id,
@@ -336,6 +378,7 @@ class LocalNode:
                     raise ProtocolError(f"a bad membership record from the inviter: {reason}")
                 if not self.membership.is_member(self.node_id):
                     raise ProtocolError("the inviter's records do not admit this node")
+                self.claim_name()
         except BaseException:
             # The transaction rolled back: the replica must see the old root and records.
             self.replica = self._replica()
@@ -364,9 +407,33 @@ class LocalNode:
         return []
 
     def share(
-        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+        self,
+        root: str,
+        name: str | None = None,
+        *,
+        open_to_mesh: bool | None = None,
+        borrowers: Sequence[str] | None = None,
+        ask: bool | None = None,
     ) -> LibraryInfo:
+        """Share a folder as a library; or, for a folder (or library name) already shared,
+        change who may borrow from it: `open_to_mesh`, `borrowers` (member names or short
+        ids; empty: every member) and `ask` (over lending.ask_first); None leaves each as
+        it is (a new library: closed, every member, the node's ask_first)."""
+        with_ids = None if borrowers is None else self._borrower_ids(borrowers)
         path = Path(root).expanduser()
+        existing = self._shared_as(path, root)
+        if existing is not None:
+            changed = dataclasses.replace(
+                existing,
+                open=existing.open if open_to_mesh is None else open_to_mesh,
+                borrowers=existing.borrowers if with_ids is None else with_ids,
+                ask=existing.ask if ask is None else ask,
+            )
+            with self.db.transaction():
+                self.index.set_sharing(changed)
+                if changed.open != existing.open:
+                    self.replica.write(LibraryRecord(name=changed.name, open=changed.open))
+            return self._info(changed)
         if not path.exists():
             raise NotFoundError(f"{root} does not exist")
         if not path.is_dir():
@@ -387,12 +454,28 @@ class LocalNode:
         library = Library(
             name=check_library_name(name or real.name or "root"),
             root=str(real),
-            open=open_to_mesh,
+            open=bool(open_to_mesh),
+            borrowers=with_ids or frozenset(),
+            ask=ask,
         )
         with self.db.transaction():
             self.index.add_library(library, now_ms())
             self.replica.write(LibraryRecord(name=library.name, open=library.open))
         return self._info(library)
+
+    def _shared_as(self, path: Path, given: str) -> Library | None:
+        """The library of folder `path`, or named `given` when no such folder exists."""
+        libraries = self.index.libraries()
+        if path.exists():
+            real = str(path.resolve())
+            return next((lib for lib in libraries if lib.root == real), None)
+        return next((lib for lib in libraries if lib.name == given), None)
+
+    def _borrower_ids(self, names: Sequence[str]) -> frozenset[NodeId]:
+        ids = {self.member_named(n) for n in names}
+        if self.node_id in ids:
+            raise InvalidArgumentError("a library is always this node's own: name others")
+        return frozenset(ids)
 
     def unshare(self, name: str) -> int:
         with self.db.transaction():
@@ -410,7 +493,13 @@ class LocalNode:
             bytes=stats.bytes,
             last_seq=stats.last_seq,
             changed_ms=stats.changed_ms,
+            borrowers=tuple(sorted(self._name_of(n) for n in library.borrowers)),
+            ask=library.ask,
         )
+
+    def _name_of(self, node_id: NodeId) -> str:
+        member = self.membership.members.get(node_id)
+        return member.name if member is not None else node_id.short()
 
     def libraries(self) -> list[LibraryInfo]:
         return [self._info(lib) for lib in self.index.libraries()]

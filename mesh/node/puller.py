@@ -39,6 +39,7 @@ from mesh.core.pull_plan import PullPlan, Run
 from mesh.core.records import LoanState
 from mesh.core.transfer import FetchRequest, Manifest, ManifestRequest
 from mesh.fs.borrowed import BorrowedFolder, FileId, NoSpaceError, PlacementError, StagingFile
+from mesh.fs.lender_links import link_names
 from mesh.fs.whole_hash import SavedHash, WholeHash
 from mesh.node.channels import Channels
 from mesh.node.lending import Lending, Lent, copy_parts
@@ -492,7 +493,7 @@ class Puller:
     async def _place(self, hashes: bytes) -> bool:
         lent, host = self.lent, self._host
         lender_name = host.lending.name_of(lent.lender)
-        parts = copy_parts(lender_name, lent.binding)
+        parts = copy_parts(lent.lender, lent.binding)
         old = await host.store(host.lending.book.copy, lent.key)
         replacing = None
         if old is not None:
@@ -528,6 +529,7 @@ class Puller:
             mtime_ns=placed.mtime_ns,
         )
         await host.store(host.lending.book.placed, copy)
+        await asyncio.to_thread(link_names, host.borrowed.root, {lent.lender: lender_name})
         # Recorded: the staging name may go (until now it kept the copy findable).
         await asyncio.to_thread(host.borrowed.discard, self._staging_name)
         self.bytes_done = lent.binding.content.size

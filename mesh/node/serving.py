@@ -87,7 +87,7 @@ class Serving:
                             device=copy.device, inode=copy.inode, mtime_ns=copy.mtime_ns
                         ),
                     )
-            opened = lending.open_holding(content)
+            opened = lending.open_holding(content, peer)
             if opened is not None:
                 with contextlib.suppress(NotFoundError):  # changed since: refused below
                     return _own_source(lending, opened[1].library, opened[1].path, content)

@@ -60,6 +60,7 @@ from mesh.core.records import MEMBERSHIP_KINDS
 from mesh.core.replica import ApplyResult, Outcome
 from mesh.core.vector import Clock, VersionVector, lag
 from mesh.node.changes import ChangeSignal
+from mesh.node.peer_log import peer_log
 from mesh.transport.gossip_stream import GossipStream
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class Session:
                 await self._refuse("duplicate", "a stream between these nodes is already open")
                 return
             try:
-                log.info("gossip stream with %s open", self.peer_name)
+                self._log(logging.INFO, "open", "gossip stream with %s open", self.peer_name)
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._pinger())
                     tg.create_task(self._reader())
@@ -168,20 +169,33 @@ class Session:
             finally:
                 self.host.release(self)
         except* _ClosedHereError:
-            log.info("gossip stream with %s closed by this node", self.peer_name)
+            self._log(
+                logging.INFO, "closed", "gossip stream with %s closed by this node", self.peer_name
+            )
         except* PeerUnavailableError as group:
             self._log_end(group.exceptions[0])
         except* RemovalNoticeError as group:
             self.removal = group.exceptions[0]  # type: ignore[assignment]
         except* ProtocolError as group:
-            log.warning("protocol error from %s: %s", self.peer_name, group.exceptions[0])
+            self._log(
+                logging.WARNING,
+                "protocol error",
+                "protocol error from %s: %s",
+                self.peer_name,
+                group.exceptions[0],
+            )
             await self._refuse("protocol", str(group.exceptions[0]))
         except* RefusedError as group:
-            log.warning("%s", group.exceptions[0])
+            self._log(logging.WARNING, "refused", "%s", group.exceptions[0])
         finally:
             self.state = State.CLOSED
             self.stream.close()
             self.closed.set()
+
+    def _log(self, level: int, kind: str, msg: str, *args: object) -> None:
+        """A line this peer's doing: rate limited per peer and kind (node/peer_log.py)."""
+        # Counted by node id: the name in the hello is the peer's to choose.
+        peer_log.log(log, level, self.peer, self.peer_name, kind, msg, *args)
 
     def close(self) -> None:
         """End the session from this side (removal, shutdown, a duplicate)."""
@@ -193,7 +207,9 @@ class Session:
 
     def _log_end(self, exc: BaseException) -> None:
         if self.state is State.OPEN:
-            log.info("gossip stream with %s closed: %s", self.peer_name, exc)
+            self._log(
+                logging.INFO, "closed", "gossip stream with %s closed: %s", self.peer_name, exc
+            )
         else:
             log.debug("gossip stream with %s failed: %s", self.peer_name, exc)
 
@@ -337,7 +353,9 @@ class Session:
         self._window.release()
         self.acked = ack.vector
         if ack.refused:
-            log.warning(
+            self._log(
+                logging.WARNING,
+                "refusal",
                 "%s refused records of %s (%d-%d): %s",
                 self.peer_name,
                 batch.origin.short(),
@@ -363,7 +381,9 @@ class Session:
         result, vector = await self.host.apply(batch, self.peer)
         refused = result.outcome is Outcome.REFUSED
         if refused:
-            log.warning(
+            self._log(
+                logging.WARNING,
+                "refused records",
                 "refused records of %s from %s: %s",
                 batch.origin.short(),
                 self.peer_name,

@@ -19,6 +19,7 @@ from typing import Any
 from mesh.core.chunks import CHUNK_SIZE
 from mesh.core.entries import IndexedEntry, Library, LibraryEntry
 from mesh.core.errors import AlreadyExistsError, NotFoundError
+from mesh.core.ids import NodeId
 from mesh.store.database import Database
 
 # What the index holds of a file, enough to tell whether it changed:
@@ -26,6 +27,25 @@ from mesh.store.database import Database
 KnownFile = tuple[int, int, int, bytes, bool]
 # A file's new state: (path, size, mtime_ns, inode, hash, chunk_root)
 FileRow = tuple[str, int, int, int, bytes, bytes]
+
+
+_LIBRARY_SELECT = "SELECT name, root, open, borrowers, ask FROM libraries "
+
+
+def _library_of(row: tuple[str, str, int, str, int | None]) -> Library:
+    name, root, open_, borrowers, ask = row
+    return Library(
+        name=name,
+        root=root,
+        open=bool(open_),
+        borrowers=frozenset(NodeId(bytes.fromhex(h)) for h in borrowers.split()),
+        ask=None if ask is None else bool(ask),
+    )
+
+
+def _sharing(library: Library) -> tuple[str, int | None]:
+    borrowers = " ".join(sorted(n.raw.hex() for n in library.borrowers))
+    return borrowers, None if library.ask is None else int(library.ask)
 
 
 @dataclass(slots=True)
@@ -97,8 +117,19 @@ class LibraryIndex:
                         "a file can belong to one library only"
                     )
             conn.execute(
-                "INSERT INTO libraries (name, root, open, added_ms) VALUES (?, ?, ?, ?)",
-                (library.name, library.root, int(library.open), now_ms),
+                "INSERT INTO libraries (name, root, open, added_ms, borrowers, ask) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (library.name, library.root, int(library.open), now_ms, *_sharing(library)),
+            )
+
+    def set_sharing(self, library: Library) -> None:
+        """Store who may borrow from `library` (open, borrowers, ask), by its name."""
+        with self._db.transaction() as conn:
+            if self._library(conn, library.name) is None:
+                raise NotFoundError(f"no library named {library.name!r}; `mesh ls` lists them")
+            conn.execute(
+                "UPDATE libraries SET open = ?, borrowers = ?, ask = ? WHERE name = ?",
+                (int(library.open), *_sharing(library), library.name),
             )
 
     def remove_library(self, name: str) -> int:
@@ -119,6 +150,9 @@ class LibraryIndex:
     def libraries(self) -> list[Library]:
         return self._libraries(self._db.conn)
 
+    def find_library(self, name: str) -> Library | None:
+        return self._library(self._db.conn, name)
+
     def library(self, name: str) -> Library:
         found = self._library(self._db.conn, name)
         if found is None:
@@ -127,15 +161,13 @@ class LibraryIndex:
 
     @staticmethod
     def _libraries(conn: sqlite3.Connection) -> list[Library]:
-        rows = conn.execute("SELECT name, root, open FROM libraries ORDER BY name")
-        return [Library(name=n, root=r, open=bool(o)) for n, r, o in rows]
+        rows = conn.execute(_LIBRARY_SELECT + "ORDER BY name")
+        return [_library_of(row) for row in rows]
 
     @staticmethod
     def _library(conn: sqlite3.Connection, name: str) -> Library | None:
-        row = conn.execute(
-            "SELECT name, root, open FROM libraries WHERE name = ?", (name,)
-        ).fetchone()
-        return None if row is None else Library(name=row[0], root=row[1], open=bool(row[2]))
+        row = conn.execute(_LIBRARY_SELECT + "WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _library_of(row)
 
     def stats(self, name: str) -> LibraryStats:
         row = self._db.conn.execute(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mesh.core.ids import NodeId
+from mesh.core.paths import lender_folder
 from mesh.store.database import Database
 
 
@@ -27,7 +28,8 @@ class Copy:
 
     @property
     def parts(self) -> list[str]:
-        return [self.lender_name, self.library, *self.path.split("/")]
+        """Where it is: under its lender's folder (core/paths.lender_folder)."""
+        return [lender_folder(self.lender), self.library, *self.path.split("/")]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

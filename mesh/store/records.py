@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from mesh.core.clock_proof import ClockProof
+from mesh.core.clock_proof import COVERED_KINDS, ClockProof
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
@@ -133,12 +133,13 @@ class SqliteReplicaStore:
 
     def proof(self, origin: NodeId) -> ClockProof | None:
         row = self._db.conn.execute(
-            "SELECT epoch_ms, epoch_nonce, seq, signature FROM clock_proofs WHERE origin = ?",
+            "SELECT epoch_ms, epoch_nonce, seq, signature, digest FROM clock_proofs "
+            "WHERE origin = ?",
             (origin.raw,),
         ).fetchone()
         if row is None:
             return None
-        return ClockProof(epoch=Epoch(row[0], row[1]), seq=row[2], signature=row[3])
+        return ClockProof(epoch=Epoch(row[0], row[1]), seq=row[2], signature=row[3], digest=row[4])
 
     def get(self, key: bytes) -> Envelope | None:
         own = self._own_entry_key(key)
@@ -198,6 +199,21 @@ class SqliteReplicaStore:
             _SELECT + "WHERE key >= ? AND key < ? AND deleted = 0 ORDER BY key", (low, high)
         )
         return (_envelope(row) for row in rows)
+
+    def covered(
+        self, origin: NodeId, epoch: Epoch, through_seq: int
+    ) -> Sequence[tuple[bytes, Envelope]]:
+        found: list[tuple[bytes, Envelope]] = []
+        for kind in sorted(COVERED_KINDS):
+            low = bytes([int(kind)]) + origin.raw  # keys begin with the kind and the origin
+            rows = self._db.conn.execute(
+                "SELECT key, origin, epoch_ms, epoch_nonce, seq, kind, body, signature "
+                "FROM records WHERE key >= ? AND key < ? AND epoch_ms = ? AND epoch_nonce = ? "
+                "AND seq <= ?",
+                (low, _successor(low), epoch.created_ms, epoch.nonce, through_seq),
+            )
+            found.extend((row[0], _envelope(row[1:])) for row in rows)
+        return found
 
     def tombstones(
         self, origin: NodeId, epoch: Epoch, after_seq: int, through_seq: int, *, max_count: int
@@ -288,12 +304,12 @@ class SqliteReplicaStore:
             [(o.raw, c.epoch.created_ms, c.epoch.nonce, c.seq) for o, c in changes.clocks],
         )
         conn.executemany(
-            "INSERT INTO clock_proofs (origin, epoch_ms, epoch_nonce, seq, signature) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET "
+            "INSERT INTO clock_proofs (origin, epoch_ms, epoch_nonce, seq, signature, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET "
             "epoch_ms = excluded.epoch_ms, epoch_nonce = excluded.epoch_nonce, "
-            "seq = excluded.seq, signature = excluded.signature",
+            "seq = excluded.seq, signature = excluded.signature, digest = excluded.digest",
             [
-                (o.raw, p.epoch.created_ms, p.epoch.nonce, p.seq, p.signature)
+                (o.raw, p.epoch.created_ms, p.epoch.nonce, p.seq, p.signature, p.digest)
                 for o, p in changes.proofs
             ],
         )

@@ -19,6 +19,7 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.transport import options
@@ -66,9 +67,23 @@ class ControlClient:
         return wire.status_from_wire(msg)
 
     def share(
-        self, root: str, name: str | None = None, *, open_to_mesh: bool = False
+        self,
+        root: str,
+        name: str | None = None,
+        *,
+        open_to_mesh: bool | None = None,
+        borrowers: Sequence[str] | None = None,
+        ask: bool | None = None,
     ) -> LibraryInfo:
-        request = pb.ShareRequest(root=root, name=name or "", open=open_to_mesh)
+        request = pb.ShareRequest(
+            root=root,
+            name=name or "",
+            open=bool(open_to_mesh),
+            set_open=open_to_mesh is not None,
+            borrowers=borrowers or (),
+            set_borrowers=borrowers is not None,
+            ask=wire.ask_to_wire(ask),
+        )
         return wire.library_from_wire(
             self._call(self._stub.Share, request, timeout=_CALL_TIMEOUT_S)
         )
@@ -121,8 +136,11 @@ class ControlClient:
         reply = self._call(self._stub.Members, pb.Empty(), timeout=_CALL_TIMEOUT_S)
         return wire.members_from_wire(reply)
 
-    def remove(self, name: str) -> None:
-        self._call(self._stub.Remove, pb.RemoveRequest(name=name), timeout=_CALL_TIMEOUT_S)
+    def remove(self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False) -> RemovalPlan:
+        request = pb.RemoveRequest(name=name, keep=keep, dry_run=dry_run)
+        return wire.removal_from_wire(
+            self._call(self._stub.Remove, request, timeout=_CALL_TIMEOUT_S)
+        )
 
     def browse(self, node: str | None = None, pattern: str | None = None) -> list[IndexedEntry]:
         request = pb.BrowseRequest(node=node or "", pattern=pattern or "")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
@@ -24,6 +24,7 @@ from mesh.core.status import (
     MemberView,
     NodeStatus,
     PeerCheck,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.transport import options
@@ -39,7 +40,15 @@ _PAGE = 2000
 class ControlHandlers(Protocol):
     async def status(self) -> NodeStatus: ...
 
-    async def share(self, root: str, name: str | None, open_to_mesh: bool) -> LibraryInfo: ...
+    async def share(
+        self,
+        root: str,
+        name: str | None,
+        *,
+        open_to_mesh: bool | None,
+        borrowers: Sequence[str] | None,
+        ask: bool | None,
+    ) -> LibraryInfo: ...
 
     async def unshare(self, name: str) -> int: ...
 
@@ -53,7 +62,7 @@ class ControlHandlers(Protocol):
 
     async def members(self) -> tuple[NodeId, list[MemberView]]: ...
 
-    async def remove(self, name: str) -> None: ...
+    async def remove(self, name: str, keep: Sequence[str], dry_run: bool) -> RemovalPlan: ...
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]: ...
 
@@ -95,7 +104,13 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
 
     async def Share(self, request: pb.ShareRequest, context: Context) -> pb.LibraryInfo:  # noqa: N802
         async with _mapped(context):
-            info = await self._h.share(request.root, request.name or None, request.open)
+            info = await self._h.share(
+                request.root,
+                request.name or None,
+                open_to_mesh=request.open if request.set_open else None,
+                borrowers=list(request.borrowers) if request.set_borrowers else None,
+                ask=wire.ask_from_wire(request.ask),
+            )
             return wire.library_to_wire(info)
         raise AssertionError("unreachable")
 
@@ -136,10 +151,12 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
             return wire.members_to_wire(*await self._h.members())
         raise AssertionError("unreachable")
 
-    async def Remove(self, request: pb.RemoveRequest, context: Context) -> pb.Empty:  # noqa: N802
+    async def Remove(  # noqa: N802
+        self, request: pb.RemoveRequest, context: Context
+    ) -> pb.RemoveReply:
         async with _mapped(context):
-            await self._h.remove(request.name)
-            return pb.Empty()
+            plan = await self._h.remove(request.name, list(request.keep), request.dry_run)
+            return wire.removal_to_wire(plan)
         raise AssertionError("unreachable")
 
     async def Browse(  # noqa: N802

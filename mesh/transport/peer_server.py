@@ -76,12 +76,12 @@ class _MeshServicer(mesh_pb2_grpc.MeshServicer):
 
         await self._guard.run(context, body)
 
-    async def Manifest(  # noqa: N802
-        self, request: transfer_pb2.ManifestRequest, context: grpc.aio.ServicerContext[Any, Any]
+    async def Manifest(  # type: ignore[override]  # noqa: N802 - bytes in, parsed here
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> transfer_pb2.Manifest:
         async def body(peer: NodeId) -> transfer_pb2.Manifest:
             try:
-                decoded = wire.manifest_request_from_wire(request)
+                decoded = wire.manifest_request_from_bytes(request)
                 manifest = await self._handlers.manifest(peer, decoded)
             except (RefusedError, NotFoundError, ProtocolError, LocalError) as exc:
                 await _abort_for(context, exc)
@@ -91,6 +91,27 @@ class _MeshServicer(mesh_pb2_grpc.MeshServicer):
         return await self._guard.run(context, body)
 
 
+def _mesh_handler(servicer: _MeshServicer) -> grpc.GenericRpcHandler:
+    """The Mesh service as mesh_pb2_grpc registers it, except that Manifest takes bytes: a
+    request that does not parse is answered INVALID_ARGUMENT by the handler, where gRPC's
+    own deserializer would end the call UNKNOWN and log a traceback for each."""
+    return grpc.method_handlers_generic_handler(
+        "mesh.v1.Mesh",
+        {
+            "Gossip": grpc.stream_stream_rpc_method_handler(
+                servicer.Gossip,
+                request_deserializer=gossip_pb2.GossipFrame.FromString,
+                response_serializer=gossip_pb2.GossipFrame.SerializeToString,
+            ),
+            "Manifest": grpc.unary_unary_rpc_method_handler(
+                servicer.Manifest,
+                request_deserializer=None,
+                response_serializer=transfer_pb2.Manifest.SerializeToString,
+            ),
+        },
+    )
+
+
 class _TransferServicer:
     """/mesh.v1.Transfer/Fetch: the chunks as raw messages (see mesh.proto)."""
 
@@ -98,12 +119,10 @@ class _TransferServicer:
         self._handlers = handlers
         self._guard = guard
 
-    async def fetch(
-        self, request: transfer_pb2.FetchRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
+    async def fetch(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         async def body(peer: NodeId) -> None:
             try:
-                decoded = wire.fetch_request_from_wire(request)
+                decoded = wire.fetch_request_from_bytes(request)
                 async for chunk in self._handlers.fetch(peer, decoded):
                     await context.write(chunk.data)
             except (RefusedError, NotFoundError, ProtocolError, LocalError) as exc:
@@ -117,7 +136,7 @@ class _TransferServicer:
             {
                 "Fetch": grpc.unary_stream_rpc_method_handler(
                     self.fetch,
-                    request_deserializer=transfer_pb2.FetchRequest.FromString,
+                    request_deserializer=None,  # parsed in the handler: a bad one is ours
                     response_serializer=None,
                 )
             },
@@ -154,7 +173,7 @@ class PeerServer:
         self.calls = CallRegistry()
         self._server = grpc.aio.server(options=options.server_options(keepalive_s, ping_timeout_s))
         guard = Guard(handlers.is_member, self.calls, handlers.farewell)
-        mesh_pb2_grpc.add_MeshServicer_to_server(_MeshServicer(handlers, guard), self._server)
+        self._server.add_generic_rpc_handlers((_mesh_handler(_MeshServicer(handlers, guard)),))
         self._server.add_generic_rpc_handlers((_TransferServicer(handlers, guard).handler(),))
         self._host = host
         self._port = port

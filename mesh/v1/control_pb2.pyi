@@ -61,6 +61,8 @@ class LibraryInfo(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     CHANGED_MS_FIELD_NUMBER: _builtins.int
     WATCH_FIELD_NUMBER: _builtins.int
+    BORROWERS_FIELD_NUMBER: _builtins.int
+    ASK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     root: _builtins.str
     open: _builtins.bool
@@ -71,6 +73,12 @@ class LibraryInfo(_message.Message):
     """when its entries last changed; 0: never"""
     watch: _builtins.str
     """"events", "polling", "rescans"; empty: not followed"""
+    ask: _builtins.int
+    """0: lending.ask_first decides, 1: ask first, 2: do not"""
+    @_builtins.property
+    def borrowers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the members it is shared with; empty: every member"""
+
     def __init__(
         self,
         *,
@@ -82,10 +90,12 @@ class LibraryInfo(_message.Message):
         last_seq: _builtins.int = ...,
         changed_ms: _builtins.int = ...,
         watch: _builtins.str = ...,
+        borrowers: _abc.Iterable[_builtins.str] | None = ...,
+        ask: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "changed_ms", b"changed_ms", "files", b"files", "last_seq", b"last_seq", "name", b"name", "open", b"open", "root", b"root", "watch", b"watch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "borrowers", b"borrowers", "bytes", b"bytes", "changed_ms", b"changed_ms", "files", b"files", "last_seq", b"last_seq", "name", b"name", "open", b"open", "root", b"root", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -169,19 +179,37 @@ class ShareRequest(_message.Message):
     ROOT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     OPEN_FIELD_NUMBER: _builtins.int
+    SET_OPEN_FIELD_NUMBER: _builtins.int
+    BORROWERS_FIELD_NUMBER: _builtins.int
+    SET_BORROWERS_FIELD_NUMBER: _builtins.int
+    ASK_FIELD_NUMBER: _builtins.int
     root: _builtins.str
     name: _builtins.str
     open: _builtins.bool
+    set_open: _builtins.bool
+    """open is meant (else: as it is; a new library is closed)"""
+    set_borrowers: _builtins.bool
+    """borrowers is meant (empty: every member)"""
+    ask: _builtins.int
+    """0: as it is, 1: ask first, 2: do not ask"""
+    @_builtins.property
+    def borrowers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """member names or short ids: who may borrow"""
+
     def __init__(
         self,
         *,
         root: _builtins.str = ...,
         name: _builtins.str = ...,
         open: _builtins.bool = ...,
+        set_open: _builtins.bool = ...,
+        borrowers: _abc.Iterable[_builtins.str] | None = ...,
+        set_borrowers: _builtins.bool = ...,
+        ask: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "open", b"open", "root", b"root"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "borrowers", b"borrowers", "name", b"name", "open", b"open", "root", b"root", "set_borrowers", b"set_borrowers", "set_open", b"set_open"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -521,19 +549,84 @@ class RemoveRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    KEEP_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    dry_run: _builtins.bool
+    """only say what would be removed"""
+    @_builtins.property
+    def keep(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """members it admitted to keep (--keep-admitted)"""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        keep: _abc.Iterable[_builtins.str] | None = ...,
+        dry_run: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "keep", b"keep", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveRequest: _TypeAlias = RemoveRequest  # noqa: Y015
+
+@_typing.final
+class MemberRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.bytes
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.bytes = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberRef: _TypeAlias = MemberRef  # noqa: Y015
+
+@_typing.final
+class RemoveReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    ADMITTED_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    done: _builtins.bool
+    @_builtins.property
+    def member(self) -> Global___MemberRef: ...
+    @_builtins.property
+    def admitted(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberRef]:
+        """members only through its admissions"""
+
+    @_builtins.property
+    def kept(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberRef]: ...
+    def __init__(
+        self,
+        *,
+        member: Global___MemberRef | None = ...,
+        admitted: _abc.Iterable[Global___MemberRef] | None = ...,
+        kept: _abc.Iterable[Global___MemberRef] | None = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted", b"admitted", "done", b"done", "kept", b"kept", "member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveReply: _TypeAlias = RemoveReply  # noqa: Y015
 
 @_typing.final
 class BrowseRequest(_message.Message):

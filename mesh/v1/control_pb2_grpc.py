@@ -77,7 +77,7 @@ class ControlStub:
         self.Remove = channel.unary_unary(
                 '/mesh.v1.Control/Remove',
                 request_serializer=mesh_dot_v1_dot_control__pb2.RemoveRequest.SerializeToString,
-                response_deserializer=mesh_dot_v1_dot_control__pb2.Empty.FromString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.RemoveReply.FromString,
                 _registered_method=True)
         self.Browse = channel.unary_stream(
                 '/mesh.v1.Control/Browse',
@@ -272,7 +272,7 @@ def add_ControlServicer_to_server(servicer, server):
             'Remove': grpc.unary_unary_rpc_method_handler(
                     servicer.Remove,
                     request_deserializer=mesh_dot_v1_dot_control__pb2.RemoveRequest.FromString,
-                    response_serializer=mesh_dot_v1_dot_control__pb2.Empty.SerializeToString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.RemoveReply.SerializeToString,
             ),
             'Browse': grpc.unary_stream_rpc_method_handler(
                     servicer.Browse,
@@ -557,7 +557,7 @@ class Control:
             target,
             '/mesh.v1.Control/Remove',
             mesh_dot_v1_dot_control__pb2.RemoveRequest.SerializeToString,
-            mesh_dot_v1_dot_control__pb2.Empty.FromString,
+            mesh_dot_v1_dot_control__pb2.RemoveReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,7 +39,7 @@ class ControlStub:
     Invite: _grpc.UnaryUnaryMultiCallable[_control_pb2.InviteRequest, _control_pb2.InviteReply]
     Join: _grpc.UnaryUnaryMultiCallable[_control_pb2.JoinRequest, _control_pb2.MemberList]
     Members: _grpc.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.MemberList]
-    Remove: _grpc.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]
+    Remove: _grpc.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.RemoveReply]
     Browse: _grpc.UnaryStreamMultiCallable[_control_pb2.BrowseRequest, _control_pb2.EntryPage]
     AddPeer: _grpc.UnaryUnaryMultiCallable[_control_pb2.PeerAddRequest, _control_pb2.PeerAddReply]
     Lend: _grpc.UnaryUnaryMultiCallable[_control_pb2.LendRequest, _control_pb2.LoanView]
@@ -60,7 +60,7 @@ class ControlAsyncStub(ControlStub):
     Invite: _aio.UnaryUnaryMultiCallable[_control_pb2.InviteRequest, _control_pb2.InviteReply]  # type: ignore[assignment]
     Join: _aio.UnaryUnaryMultiCallable[_control_pb2.JoinRequest, _control_pb2.MemberList]  # type: ignore[assignment]
     Members: _aio.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.MemberList]  # type: ignore[assignment]
-    Remove: _aio.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.Empty]  # type: ignore[assignment]
+    Remove: _aio.UnaryUnaryMultiCallable[_control_pb2.RemoveRequest, _control_pb2.RemoveReply]  # type: ignore[assignment]
     Browse: _aio.UnaryStreamMultiCallable[_control_pb2.BrowseRequest, _control_pb2.EntryPage]  # type: ignore[assignment]
     AddPeer: _aio.UnaryUnaryMultiCallable[_control_pb2.PeerAddRequest, _control_pb2.PeerAddReply]  # type: ignore[assignment]
     Lend: _aio.UnaryUnaryMultiCallable[_control_pb2.LendRequest, _control_pb2.LoanView]  # type: ignore[assignment]
@@ -132,7 +132,7 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _control_pb2.RemoveRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_control_pb2.Empty, _abc.Awaitable[_control_pb2.Empty]]: ...
+    ) -> _typing.Union[_control_pb2.RemoveReply, _abc.Awaitable[_control_pb2.RemoveReply]]: ...
 
     @_abc_1.abstractmethod
     def Browse(

@@ -52,23 +52,29 @@ Global___Hello: _TypeAlias = Hello  # noqa: Y015
 class ClockProof(_message.Message):
     """The origin's signature that its writes in the batch's epoch reach at least `seq`
     (ECDSA P-256 over "mesh clock v1", NUL, origin, epoch, seq): a clock moves no further.
+    With a digest (v2: "mesh clock v2", NUL, origin, epoch, seq, digest), it also says which
+    records of the kinds that grant something the origin held through seq (a SHA-256, see
+    mesh/core/clock_proof.py), so a relay cannot leave any of them out.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQ_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     signature: _builtins.bytes
+    digest: _builtins.bytes
     def __init__(
         self,
         *,
         seq: _builtins.int = ...,
         signature: _builtins.bytes = ...,
+        digest: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "seq", b"seq", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,8 +9,10 @@ from mesh.core.status import (
     InviteInfo,
     LibraryInfo,
     LoanLine,
+    MemberRef,
     MemberView,
     NodeStatus,
+    RemovalPlan,
     RequestLine,
 )
 from mesh.v1 import control_pb2 as pb
@@ -26,7 +28,17 @@ def library_to_wire(info: LibraryInfo) -> pb.LibraryInfo:
         last_seq=info.last_seq,
         changed_ms=info.changed_ms,
         watch=info.watch,
+        borrowers=info.borrowers,
+        ask=ask_to_wire(info.ask),
     )
+
+
+def ask_to_wire(ask: bool | None) -> int:
+    return 0 if ask is None else (1 if ask else 2)
+
+
+def ask_from_wire(ask: int) -> bool | None:
+    return None if ask == 0 else ask == 1
 
 
 def library_from_wire(msg: pb.LibraryInfo) -> LibraryInfo:
@@ -39,6 +51,8 @@ def library_from_wire(msg: pb.LibraryInfo) -> LibraryInfo:
         last_seq=msg.last_seq,
         changed_ms=msg.changed_ms,
         watch=msg.watch,
+        borrowers=tuple(msg.borrowers),
+        ask=ask_from_wire(msg.ask),
     )
 
 
@@ -198,6 +212,32 @@ def members_from_wire(msg: pb.MemberList) -> tuple[NodeId, list[MemberView]]:
         )
         for m in msg.members
     ]
+
+
+def _ref_to_wire(m: MemberRef) -> pb.MemberRef:
+    return pb.MemberRef(node_id=m.node_id.raw, name=m.name)
+
+
+def _ref_from_wire(m: pb.MemberRef) -> MemberRef:
+    return MemberRef(node_id=NodeId(m.node_id), name=m.name)
+
+
+def removal_to_wire(plan: RemovalPlan) -> pb.RemoveReply:
+    return pb.RemoveReply(
+        member=_ref_to_wire(plan.member),
+        admitted=[_ref_to_wire(m) for m in plan.admitted],
+        kept=[_ref_to_wire(m) for m in plan.kept],
+        done=plan.done,
+    )
+
+
+def removal_from_wire(msg: pb.RemoveReply) -> RemovalPlan:
+    return RemovalPlan(
+        member=_ref_from_wire(msg.member),
+        admitted=tuple(_ref_from_wire(m) for m in msg.admitted),
+        kept=tuple(_ref_from_wire(m) for m in msg.kept),
+        done=msg.done,
+    )
 
 
 def loan_to_wire(line: LoanLine) -> pb.LoanView:

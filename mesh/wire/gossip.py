@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mesh.core.clock_proof import ClockProof
+from mesh.core.clock_proof import DIGEST_BYTES, ClockProof
 from mesh.core.errors import ProtocolError
 from mesh.core.gossip import Ack, Batch, GossipError, GossipFrame, Hello, Ping, VectorFrame
 from mesh.v1 import gossip_pb2 as pb
@@ -60,6 +60,7 @@ def _batch_to_wire(frame: Batch) -> pb.Batch:
     if proof is not None and proof.epoch == frame.epoch:
         msg.proof.seq = proof.seq
         msg.proof.signature = proof.signature
+        msg.proof.digest = proof.digest
     add = msg.envelopes.add
     raw, stamp = frame.origin.raw, frame.epoch
     for e in frame.envelopes:
@@ -102,8 +103,13 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
     if b.HasField("proof"):
         if len(b.proof.signature) > envelope.MAX_SIGNATURE:
             raise ProtocolError("a clock proof's signature too long to be ECDSA P-256")
+        if len(b.proof.digest) not in (0, DIGEST_BYTES):
+            raise ProtocolError(f"a clock proof's digest of {len(b.proof.digest)} bytes")
         proof = ClockProof(
-            epoch=epoch, seq=checks.count(b.proof.seq, "proof seq"), signature=b.proof.signature
+            epoch=epoch,
+            seq=checks.count(b.proof.seq, "proof seq"),
+            signature=b.proof.signature,
+            digest=b.proof.digest,
         )
     return Batch(
         origin=origin,

@@ -6,11 +6,17 @@ says why); the chunk's index is its place in the stream.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError
+
 from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count
 from mesh.core.errors import ProtocolError
 from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
 from mesh.v1 import transfer_pb2 as pb
 from mesh.wire import checks, envelope
+
+_Request = TypeVar("_Request", pb.ManifestRequest, pb.FetchRequest)
 
 MAX_FETCH_CHUNKS = 1 << 20
 FETCH_SERVICE = "mesh.v1.Transfer"
@@ -22,6 +28,23 @@ def manifest_request_to_wire(req: ManifestRequest) -> pb.ManifestRequest:
     if req.binding is not None:
         msg.binding.CopyFrom(envelope.to_wire(req.binding))
     return msg
+
+
+def manifest_request_from_bytes(data: bytes) -> ManifestRequest:
+    """A Manifest request as it came off the wire: bytes that must parse (ProtocolError)."""
+    return manifest_request_from_wire(_parse(pb.ManifestRequest, data))
+
+
+def fetch_request_from_bytes(data: bytes) -> FetchRequest:
+    """A Fetch request as it came off the wire: bytes that must parse (ProtocolError)."""
+    return fetch_request_from_wire(_parse(pb.FetchRequest, data))
+
+
+def _parse(kind: type[_Request], data: bytes) -> _Request:
+    try:
+        return kind.FromString(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"a malformed {kind.DESCRIPTOR.name}") from exc
 
 
 def manifest_request_from_wire(msg: pb.ManifestRequest) -> ManifestRequest:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh.core.clock_proof import ClockProof
+from mesh.core.clock_proof import COVERED_KINDS, ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
@@ -115,6 +115,15 @@ class MemoryStore:
                 break
             found.append(env)
         return found
+
+    def covered(
+        self, origin: NodeId, epoch: Epoch, through_seq: int
+    ) -> Sequence[tuple[bytes, Envelope]]:
+        index = self._streams.get((origin, epoch))
+        if index is None:
+            return []
+        found = ((key, self._live[key][0]) for _, key in index.range(0, through_seq))
+        return [(key, env) for key, env in found if env.kind in COVERED_KINDS]
 
     def tombstones(
         self, origin: NodeId, epoch: Epoch, after_seq: int, through_seq: int, *, max_count: int
@@ -218,6 +227,11 @@ class RecordingStore:
         return self.inner.envelopes(
             origin, epoch, after_seq, through_seq, max_count=max_count, max_bytes=max_bytes
         )
+
+    def covered(
+        self, origin: NodeId, epoch: Epoch, through_seq: int
+    ) -> Sequence[tuple[bytes, Envelope]]:
+        return self.inner.covered(origin, epoch, through_seq)
 
     def tombstones(
         self, origin: NodeId, epoch: Epoch, after_seq: int, through_seq: int, *, max_count: int

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
-from mesh.core.membership import Membership, Signed, compute
+from mesh.core.membership import Membership, Signed, admitted_through, compute
 from mesh.core.records import Admission, Removal
 from mesh.core.vector import Clock
 
@@ -271,13 +271,14 @@ def test_membership_rules(case: Case) -> None:
             assert not result.counts(IDS[name], cutoff.epoch, cutoff.seq + 1)
 
 
-def test_member_details_come_from_the_earliest_counting_admission() -> None:
+def test_member_details_come_from_the_admission_first_in_the_chain_not_a_date() -> None:
     result = compute(
         ROOT,
         [
             adm("R", "R", 1, ms=10, name="tower"),
             adm("R", "A", 2, ms=20, name="laptop"),
             adm("R", "B", 3, ms=30, name="phone"),
+            # B re-admits A under another name, dated before everything: it changes nothing
             adm("B", "A", 1, ms=5, name="old-laptop-name"),
         ],
     )
@@ -285,8 +286,66 @@ def test_member_details_come_from_the_earliest_counting_admission() -> None:
     assert (root.name, root.admitted_by, root.admitted_ms) == ("tower", ROOT, 10)
     assert root.certificate == _cert("R")
     a = result.members[IDS["A"]]
-    assert (a.name, a.admitted_by, a.admitted_ms) == ("old-laptop-name", IDS["B"], 5)
-    assert result.certificates[IDS["A"]] == _cert("A")
+    assert (a.name, a.claimed, a.admitted_by, a.admitted_ms) == ("laptop", "laptop", ROOT, 20)
+
+
+def test_a_name_a_node_claimed_itself_is_one_no_other_member_can_change() -> None:
+    records = [
+        GENESIS,
+        adm("R", "B", 2, name="mallory"),
+        adm("B", "A", 1, name="nobody"),  # B admits A first and names it
+        adm("R", "A", 3, name="laptop"),
+        adm("A", "A", 1, name="laptop"),  # A's own claim
+        adm("A", "A", 2, name="later"),  # only a node's first claim counts
+        adm("B", "A", 2, name="renamed", ms=-1),
+        adm("B", "B", 1, name="r"),  # B may claim a name for itself (the root's is taken)
+    ]
+    result = compute(ROOT, records)
+    assert result.members[IDS["A"]].name == "laptop"
+    assert result.members[IDS["B"]].name == f"r~{IDS['B'].short()}"
+    assert result.members[IDS["B"]].claimed == "r"
+    assert [m.node_id for m in result.by_name("r")] == [ROOT]
+    # Without its claim, A is named by the admission first in the chain (B's place (2,),
+    # then B's write 1, comes before the root's write 3), whatever the dates say.
+    unclaimed = [r for r in records if r.origin != IDS["A"]]
+    assert compute(ROOT, unclaimed).members[IDS["A"]].name == "nobody"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_claimed_name_is_held_by_the_first_in_the_admission_chain(seed: int) -> None:
+    records = [
+        GENESIS,
+        adm("R", "A", 2, name="tower"),
+        adm("R", "B", 3, name="b"),
+        adm("B", "C", 1, name="c"),
+        adm("C", "B", 1, name="tower", ms=-5),  # C "re-admits" B as tower: changes nothing
+        adm("B", "B", 1, name="tower"),  # B claims tower itself: A was first
+        adm("C", "C", 1, name="tower"),
+    ]
+    random.Random(seed).shuffle(records)
+    result = compute(ROOT, records)
+    a, b, c = (result.members[IDS[n]] for n in "ABC")
+    assert a.name == "tower"
+    assert b.name == f"tower~{IDS['B'].short()}"
+    assert c.name == f"tower~{IDS['C'].short()}"
+    assert [m.node_id for m in result.by_name("tower")] == [IDS["A"]]
+    assert result.duplicate_names == (("tower", tuple(sorted(IDS[n] for n in "ABC"))),)
+
+
+def test_a_removed_members_claim_and_admissions_past_its_cutoff_do_not_count() -> None:
+    result = compute(
+        ROOT,
+        [
+            GENESIS,
+            adm("R", "A", 2, name="a"),
+            adm("R", "B", 3, name="b"),
+            rem("R", "B", 4, last=1),
+            adm("B", "A", 1, name="x"),  # within B's cutoff, but A is placed by R first
+            adm("B", "D", 2, name="d"),  # past B's cutoff
+            adm("B", "B", 3, name="a"),
+        ],
+    )
+    assert sorted(m.name for m in result.members.values()) == ["a", "r"]
 
 
 def test_removal_details_and_certificates_of_non_members() -> None:
@@ -315,7 +374,9 @@ def test_duplicate_names_are_reported_deterministically() -> None:
     result = compute(ROOT, records)
     holders = tuple(sorted((IDS["A"], IDS["B"])))
     assert result.duplicate_names == (("laptop", holders),)
-    assert [m.node_id for m in result.by_name("laptop")] == list(holders)
+    # A was admitted first (the root's write 2): it keeps the name, B gets its id added.
+    assert [m.node_id for m in result.by_name("laptop")] == [IDS["A"]]
+    assert [m.node_id for m in result.by_name(f"laptop~{IDS['B'].short()}")] == [IDS["B"]]
     assert compute(ROOT, reversed(records)).duplicate_names == result.duplicate_names
 
 
@@ -432,3 +493,69 @@ def test_what_counts_obeys_the_rules(records: list[Signed]) -> None:
             and s.origin in admitted
             for s in records
         )
+
+
+REMOVAL_CHAIN = [
+    GENESIS,
+    adm("R", "A", 2),
+    adm("R", "B", 3),
+    adm("A", "C", 1),  # C stands only on A
+    adm("C", "D", 1),  # D on C, so on A
+    adm("A", "X", 2),  # X was admitted by A ...
+    adm("B", "X", 1),  # ... and by B: it does not stand on A alone
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "keep", "going"),
+    [
+        ("A", "", "CD"),
+        ("A", "C", ""),  # a kept member keeps those it admitted
+        ("A", "D", "C"),
+        ("C", "", "D"),
+        ("B", "", ""),
+        ("D", "", ""),
+    ],
+)
+def test_the_members_that_stand_only_on_a_members_admissions(
+    target: str, keep: str, going: str
+) -> None:
+    found = admitted_through(ROOT, REMOVAL_CHAIN, IDS[target], {IDS[k] for k in keep})
+    assert found == sorted(IDS[n] for n in going)
+    # Removing them with it leaves none of what it did behind.
+    removals = [rem("R", n, 10 + i, last=5) for i, n in enumerate(target + going)]
+    after = compute(ROOT, [*REMOVAL_CHAIN, *removals])
+    assert not any(after.is_member(IDS[n]) for n in target + going)
+    assert all(after.is_member(IDS[n]) for n in "RABCDX" if n not in target + going)
+
+
+_named_admissions = st.builds(
+    lambda s, t, p, n: adm(s, t, p[1], epoch=p[0], name=n),
+    _nodes,
+    _nodes,
+    _points,
+    st.sampled_from(["tower", "laptop", "r"]),
+)
+named_record_sets = st.lists(st.one_of(_named_admissions, _removals), max_size=14).map(
+    lambda rs: _dedupe([GENESIS, *rs])
+)
+
+
+@given(named_record_sets, st.randoms(use_true_random=False))
+def test_names_are_unique_and_the_same_whatever_the_arrival_order(
+    records: list[Signed], rng: random.Random
+) -> None:
+    result = compute(ROOT, records)
+    shuffled = list(records)
+    rng.shuffle(shuffled)
+    again = compute(ROOT, shuffled)
+    assert {x: m.name for x, m in again.members.items()} == {
+        x: m.name for x, m in result.members.items()
+    }
+    names = [m.name for m in result.members.values()]
+    assert len(names) == len(set(names))
+    for m in result.members.values():
+        assert m.name in (m.claimed, f"{m.claimed}~{m.node_id.short()}")
+        # A claim made by the node itself is never overridden by another's admission.
+        if m.node_id in result.claims:
+            assert m.claimed == result.claims[m.node_id]

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from mesh.core.clock_proof import ClockProof, proof_bytes
+from mesh.core.clock_proof import ClockProof, covered_digest, proof_bytes
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
@@ -27,6 +27,7 @@ from mesh.core.records import (
     Addresses,
     Admission,
     Binding,
+    BindingEnd,
     Content,
     Kind,
     LoanState,
@@ -459,21 +460,72 @@ def test_a_relayed_batch_moves_a_clock_only_as_far_as_its_origin_signed(
     assert paths(b, R.node_id) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a relay can pass on the origin's proof with fewer records than the origin "
-    "wrote; the receiver's clock then covers the records left out (README, Security model)",
-)
 def test_a_relay_cannot_leave_out_records_its_origin_wrote(make_store: StoreFactory) -> None:
     root, a, b = founded(make_store, A, B)
     root.replica.write(binding(B.node_id))  # R lends to B (seq 4)
     sync(root, a)
+    before = b.replica.clock(R.node_id)
     [batch] = [x for x in a.replica.missing(b.replica.vector()) if x.origin == R.node_id]
-    assert b.replica.apply(dataclasses.replace(batch, envelopes=()), A.node_id).outcome is (
-        Outcome.APPLIED
-    )
+    result = b.replica.apply(dataclasses.replace(batch, envelopes=()), A.node_id)
+    assert result.outcome is Outcome.REFUSED and "missing" in result.reason, result.reason
+    assert b.replica.clock(R.node_id) == before
+    # The origin (or any member that holds them) sends them: nothing is left out.
     sync(root, b)
     assert b.store.get(key_of(R.node_id, binding(B.node_id))) is not None
+    assert b.store.proof(R.node_id) == root.replica.missing(VersionVector()).__next__().proof
+
+
+def test_records_left_out_of_earlier_pages_come_again_from_another_member(
+    make_store: StoreFactory,
+) -> None:
+    """A relays R's records in pages, leaving a binding out of the first: B takes the first
+    page (it cannot check it yet), finds the hole at the proof's seq, goes back to the last
+    point it saw complete, and C fills it in."""
+    root, a, b, c = founded(make_store, A, B, C)
+    complete = b.replica.clock(R.node_id)
+    assert complete is not None
+    root.replica.write(binding(B.node_id, "left-out"))
+    for i in range(30):
+        root.replica.write(entry(f"p{i}"))
+    sync(root, a)
+    sync(root, c)
+    pages = [x for x in a.replica.missing(b.replica.vector(), 1000) if x.origin == R.node_id]
+    assert len(pages) > 2
+    first = dataclasses.replace(
+        pages[0], envelopes=tuple(e for e in pages[0].envelopes if e.kind != Kind.BINDING)
+    )
+    assert len(first.envelopes) < len(pages[0].envelopes)
+    results = [b.replica.apply(p, A.node_id) for p in (first, *pages[1:])]
+    assert [r.outcome for r in results[:-1]] == [Outcome.APPLIED] * (len(pages) - 1)
+    assert results[-1].outcome is Outcome.REFUSED and "missing" in results[-1].reason
+    assert b.replica.clock(R.node_id) == complete
+    assert {r.outcome for r in sync(c, b)} == {Outcome.APPLIED}
+    assert b.store.get(key_of(R.node_id, binding(B.node_id, "left-out"))) is not None
+    assert b.replica.clock(R.node_id) == root.replica.clock(R.node_id)
+
+
+def test_a_relay_cannot_keep_back_the_newer_version_of_a_record(
+    make_store: StoreFactory,
+) -> None:
+    """R lends to B, then recalls the loan (a newer version of the same key): a relay that
+    passes on the proof with the lending and without the recall is caught."""
+    root, a, b = founded(make_store, A, B)
+    lent = binding(B.node_id)
+    root.replica.write(lent)
+    sync(root, b)
+    root.replica.write(Addresses(hosts=("10.0.0.1",), port=1))  # seq 5
+    recalled = dataclasses.replace(lent, ended=BindingEnd.RECALLED)
+    root.replica.write(recalled)  # seq 6, superseding seq 4
+    sync(root, a)
+    [batch] = [x for x in a.replica.missing(b.replica.vector()) if x.origin == R.node_id]
+    kept_back = dataclasses.replace(
+        batch, envelopes=tuple(e for e in batch.envelopes if e.kind != Kind.BINDING)
+    )
+    result = b.replica.apply(kept_back, A.node_id)
+    assert result.outcome is Outcome.REFUSED and "missing" in result.reason
+    sync(a, b)
+    held = b.store.get(key_of(R.node_id, lent))
+    assert held is not None and held.seq == 6
 
 
 def test_a_batch_ending_in_a_record_its_origin_signed_needs_no_proof(
@@ -614,7 +666,14 @@ def test_body_bytes_are_relayed_unchanged(make_store: StoreFactory) -> None:
     body += b"\x9a\x06\x05later"
     env = Envelope(origin=R.node_id, epoch=E1, seq=4, kind=kind, body=body)
     env = dataclasses.replace(env, signature=R.sign(env.signing_bytes()))
-    batch = Batch(origin=R.node_id, epoch=E1, after_seq=3, through_seq=4, envelopes=(env,))
+    # R's proof, as R signs it with its records: its digest covers the body as it is.
+    digest = covered_digest([env])
+    proof = ClockProof(
+        epoch=E1, seq=4, signature=R.sign(proof_bytes(R.node_id, E1, 4, digest)), digest=digest
+    )
+    batch = Batch(
+        origin=R.node_id, epoch=E1, after_seq=3, through_seq=4, envelopes=(env,), proof=proof
+    )
     assert a.replica.apply(batch, R.node_id).outcome is Outcome.APPLIED
     sync(a, b)
     key = key_of(R.node_id, binding(B.node_id))

@@ -25,10 +25,13 @@ import xxhash
 
 from mesh.config import Settings
 from mesh.core.chunks import CHUNK_SIZE
+from mesh.core.ids import NodeId
+from mesh.core.paths import folder_owner
 from mesh.core.status import LoanLine
 from mesh.fs.borrowed import STAGING
 from mesh.home import Home
 from mesh.node.local import LocalNode
+from mesh.security import identity
 from tests.faults.node_process import DIED
 from tests.lan.daemon import DaemonProcess, until
 from tests.lan.netns import REQUIRE_ENV, Lan, NetNode
@@ -164,6 +167,11 @@ class FaultNode(DaemonProcess):
         out = self.host.run(["ip", "-s", "-j", "link", "show", "dev", self.host.iface]).stdout
         return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
 
+    @property
+    def node_id(self) -> NodeId:
+        cert = identity.pem_to_der(self.home.cert_file.read_bytes())
+        return NodeId.of_certificate(cert)
+
     def copy(self, library: str, path: str, lender: str) -> Path:
         return self.borrowed / lender / library / path
 
@@ -210,6 +218,8 @@ def fault_mesh(
         node.settings.update((settings or {}).get(node.name, {}))
         node.hooks = list(hooks)
     mesh_of(nodes[0].handle(), *(n.handle() for n in nodes[1:]))
+    _NAMES.clear()
+    _NAMES.update((n.node_id, n.name) for n in nodes)
     for node in nodes:
         node.settings["static_peers"] = [o.address for o in nodes if o is not node]
         node.start()
@@ -226,6 +236,18 @@ def dump_logs(nodes: Sequence[FaultNode]) -> None:
     for node in nodes:
         if node.log.exists():
             print(f"--- {node.name}'s log\n{node.log.read_text()}")
+
+
+def _as_named(rel: str) -> str:
+    """A path under a lender folder (named by node id) as the user sees it, under the
+    lender's name: the fault nodes' certificates are where `FaultNode.node_id` reads them."""
+    first, _, rest = rel.partition("/")
+    owner = folder_owner(first)
+    name = _NAMES.get(owner) if owner is not None else None
+    return f"{name}/{rest}" if name is not None else rel
+
+
+_NAMES: dict[NodeId, str] = {}  # filled by FaultNode: the nodes of the running test
 
 
 class PartialWatcher:
@@ -260,7 +282,7 @@ class PartialWatcher:
                     dirs.remove(STAGING)
                 for name in files:
                     path = Path(folder) / name
-                    rel = path.relative_to(self.root).as_posix()
+                    rel = _as_named(path.relative_to(self.root).as_posix())
                     try:
                         self._look(path, rel)
                     except FileNotFoundError:

@@ -19,8 +19,11 @@ Tests marked xfail(strict) record a hole still open; each says what the fix is.
      another member's clock: test_a_member_cannot_move_another_members_clock (and, rule by
      rule, tests/core/test_replica.py::
      test_a_relayed_batch_moves_a_clock_only_as_far_as_its_origin_signed); records a relay
-     leaves out: tests/core/test_replica.py::
-     test_a_relay_cannot_leave_out_records_its_origin_wrote (xfail)
+     leaves out (the clock proof's digest): test_relayed_records.py::
+     test_a_member_relaying_an_origins_records_cannot_leave_any_out, and rule by rule
+     tests/core/test_replica.py::test_a_relay_cannot_leave_out_records_its_origin_wrote,
+     test_records_left_out_of_earlier_pages_come_again_from_another_member,
+     test_a_relay_cannot_keep_back_the_newer_version_of_a_record
    - records of a node's own origin arriving from others are ignored:
      tests/core/test_replica.py::test_records_of_our_own_origin_from_others_are_ignored
    - a removed member's streams end within a second:
@@ -60,5 +63,16 @@ Tests marked xfail(strict) record a hole still open; each says what the fix is.
    envelopes, gossip frames, transfer requests, pairing payloads and messages, path checks,
    TXT parsing, envelope apply on a real replica, a daemon's peer handlers and a pairing
    listener over real sockets.
-6. README.md, "Security model".
+6. Names, removal and sharing (issue 18), each by a member speaking the protocol with its key
+   - a member cannot rename another, nor take its name (shown name~ID7 instead), nor put
+     files under another's name in the borrowed folder: test_names.py (rules in
+     tests/core/test_membership.py, links in tests/fs/test_lender_links.py)
+   - removal takes the members the removed one let in, unless kept: test_removal.py
+     (rules: tests/core/test_membership.py::
+     test_the_members_that_stand_only_on_a_members_admissions)
+   - malformed Manifest/Fetch answered INVALID_ARGUMENT, peer log lines rate limited:
+     test_log_flood.py (and tests/node/test_peer_log.py)
+   - a library shared with chosen members lends to them only; --ask per library:
+     test_sharing.py
+7. README.md, "Security model".
 """

@@ -27,6 +27,7 @@ from mesh.core.records import (
     Binding,
     BorrowRequest,
     Content,
+    Kind,
     LibraryRecord,
     Record,
 )
@@ -35,7 +36,7 @@ from mesh.security import identity as ident
 from mesh.security.identity import Identity
 from mesh.transport.gossip_stream import GossipStream
 from mesh.wire import records as wire_records
-from tests.node.conftest import NodeHandle, mesh_of
+from tests.node.conftest import NodeHandle, mesh_of, wait_for
 
 Make = Callable[[str], NodeHandle]
 EPOCH = Epoch(int(time.time() * 1000), 42)
@@ -246,3 +247,60 @@ async def test_a_member_cannot_move_another_members_clock(
         member.stream.close()
     finally:
         await channel.close()
+
+
+async def test_a_member_relaying_an_origins_records_cannot_leave_any_out(
+    nodes: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """b passes on c's records with c's own clock proof, but without the loan c made to a:
+    a refuses the batch (its ack says records are missing), its clock of c does not move,
+    and once c itself is online a holds the loan."""
+    a, b, c = nodes("a"), nodes("b"), nodes("c")
+    mesh_of(a, b, c)
+    with b.local() as node:
+        b_id = node.identity
+    with a.local() as node:
+        a_node = node.node_id
+    content = Content(hash=b"h" * 16, size=5, chunk_root=b"r" * 16)
+    lend = Binding(borrower=a_node, library="Movies", path="heat.mkv", content=content)
+    with c.local() as node:
+        node.replica.write(lend)
+        node.replica.write(Addresses(hosts=("10.9.9.9",), port=1))
+        c_node = node.node_id
+        [whole] = [x for x in node.replica.missing(VersionVector()) if x.origin == c_node]
+    assert whole.proof is not None and whole.proof.digest
+    await a.start()
+    assert a.daemon is not None
+    replica = a.daemon.local.replica
+    before = replica.clock(c_node)
+    channel = a.dial(b_id)
+    try:
+        member = Member(b_id, channel.gossip())
+        await member.open()
+        batch_id = 77
+        left_out = dataclasses.replace(
+            whole,
+            envelopes=tuple(e for e in whole.envelopes if e.kind is not Kind.BINDING),
+            batch_id=batch_id,
+        )
+        with caplog.at_level(logging.WARNING, logger="mesh.node.session"):
+            await member.stream.send(left_out)
+            while not isinstance(frame := await member.stream.recv(), Ack) or (
+                frame.batch_id != batch_id
+            ):
+                assert frame is not None
+        assert frame.refused and "missing" in frame.reason, frame.reason
+        assert any("missing" in r.getMessage() for r in caplog.records)
+        assert replica.clock(c_node) == before
+        member.stream.close()
+    finally:
+        await channel.close()
+    await c.start(static_peers=(a.address,))
+    await wait_for(
+        lambda: any(True for _ in replica_records(a, Kind.BINDING, c_node)), what="c's loan at a"
+    )
+
+
+def replica_records(handle: NodeHandle, kind: Kind, origin: NodeId) -> list[Envelope]:
+    assert handle.daemon is not None
+    return list(handle.daemon.local.records.live(kind, origin))
