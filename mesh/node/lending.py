@@ -80,6 +80,8 @@ class Plan:
     fetch: list[Lent]
     remove: list[tuple[Copy, LoanState, str]]  # the copy, the status to write, why
     ask: list[Lent]  # write "awaiting acceptance"
+    # Returned with no copy placed: write that it ended, once any pull of it is stopped.
+    given_back: list[Lent] = dataclasses.field(default_factory=list)
 
 
 class Lending:
@@ -290,7 +292,9 @@ class Lending:
 
     def give_back(self, what: str, now_ms: int) -> Loan:
         loan = self._to_me(what, now_ms)
-        if loan.phase is Phase.RETURNED:
+        if loan.phase is Phase.RETURNED or (
+            loan.status is not None and loan.status.state is LoanState.GIVEN_BACK
+        ):
             raise InvalidArgumentError(f"loan {loan.id} is already returned")
         self.write_status(loan.lender, loan.binding, LoanState.RETURNED, now_ms)
         return loan
@@ -421,6 +425,7 @@ class Lending:
         copies = {c.binding_key: c for c in self.book.copies()}
         fetch: list[Lent] = []
         ask: list[Lent] = []
+        given_back: list[Lent] = []
         remove: list[tuple[Copy, LoanState, str]] = []
         wanted: set[bytes] = set()
         for lent in self.bindings():
@@ -447,9 +452,16 @@ class Lending:
             ):
                 ask.append(lent)
             if want is not Want.COPY and lent.key in copies:
-                state, why = _end_state(lent.binding, status, now_ms)
+                state, why = end_state(lent.binding, status, now_ms)
                 remove.append((copies[lent.key], state, why))
                 wanted.add(lent.key)  # handled
+            elif (
+                want is not Want.COPY
+                and status is not None
+                and status.state is LoanState.RETURNED
+                and status.updated_ms >= lent.binding.created_ms
+            ):
+                given_back.append(lent)  # before it was held: no copy to remove
             elif (
                 want is not Want.COPY
                 and status is not None
@@ -460,13 +472,13 @@ class Lending:
                 )
                 and status.updated_ms >= lent.binding.created_ms
             ):
-                state, why = _end_state(lent.binding, status, now_ms)
+                state, why = end_state(lent.binding, status, now_ms)
                 if state is not LoanState.FETCHING:
                     self.write_status(lent.lender, lent.binding, state, now_ms, reason=why)
         for key, copy in copies.items():
             if key not in wanted:  # its binding is gone (its lender was removed, say)
                 remove.append((copy, LoanState.REMOVED, "the loan no longer exists"))
-        return Plan(fetch=fetch, remove=remove, ask=ask)
+        return Plan(fetch=fetch, remove=remove, ask=ask, given_back=given_back)
 
     def _refresh_lent_content(self, now_ms: int) -> None:
         """When a lent file changes, write the binding again with the new content."""
@@ -597,17 +609,12 @@ def _active(binding: Binding, now_ms: int) -> bool:
     )
 
 
-def _end_state(binding: Binding, status: LoanStatus | None, now_ms: int) -> tuple[LoanState, str]:
+def end_state(binding: Binding, status: LoanStatus | None, now_ms: int) -> tuple[LoanState, str]:
     """The status a borrower writes once its copy is gone, and why."""
-    if (
-        status is not None
-        and status.updated_ms >= binding.created_ms
-        and status.state
-        in (
-            LoanState.RETURNED,
-            LoanState.DECLINED,
-        )
-    ):
+    fresh = status is not None and status.updated_ms >= binding.created_ms
+    if fresh and status is not None and status.state in (LoanState.RETURNED, LoanState.GIVEN_BACK):
+        return LoanState.GIVEN_BACK, "returned by the borrower"
+    if fresh and status is not None and status.state is LoanState.DECLINED:
         return status.state, status.reason
     if binding.ended is BindingEnd.RECALLED:
         return LoanState.REMOVED, "recalled by the lender"
@@ -625,4 +632,4 @@ def copy_parts(lender_name: str, binding: Binding) -> list[str]:
     return [lender_name, binding.library, *binding.path.split("/")]
 
 
-__all__ = ["Lending", "Lent", "Plan", "Request"]
+__all__ = ["Lending", "Lent", "Plan", "Request", "end_state"]
