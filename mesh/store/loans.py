@@ -116,6 +116,20 @@ class LoanBook:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM copies WHERE binding_key = ?", (binding_key,))
 
+    def lost(self, binding_key: bytes, found: tuple[int, int, int] | None) -> None:
+        """The copy is no longer the one placed: forget its content, so the agent pulls it
+        again. `found` (device, inode, mtime_ns): the file now at its place, which that
+        pull replaces; None when nothing (or no regular file) is there."""
+        with self._db.transaction() as conn:
+            if found is None:
+                conn.execute("DELETE FROM copies WHERE binding_key = ?", (binding_key,))
+            else:
+                conn.execute(
+                    "UPDATE copies SET hash = x'', device = ?, inode = ?, mtime_ns = ? "
+                    "WHERE binding_key = ?",
+                    (*found, binding_key),
+                )
+
     # -- pulls -------------------------------------------------------------------------
 
     def pull(self, binding_key: bytes) -> Pull | None:
