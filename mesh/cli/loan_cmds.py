@@ -12,13 +12,14 @@ from typing import Annotated
 import typer
 
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_duration, human_size, print_json, safe
+from mesh.cli.output import human_size, human_time_left, print_json, safe
 from mesh.cli.progress import interactive
 from mesh.core.durations import parse_duration
 from mesh.core.errors import InvalidArgumentError, RefusedError
 from mesh.core.status import LoanLine, RequestLine
 
 _WATCH_S = 0.5
+_OFFLINE_HINT_S = 5.0  # `lend --wait` guesses the borrower is offline after this long
 
 
 def _ctx(ctx: typer.Context) -> CliContext:
@@ -58,13 +59,35 @@ def _when(ms: int) -> str:
     left = ms / 1000 - time.time()
     if left <= 0:
         return "ended"
-    return f"in {human_duration(left)}"
+    return f"in {human_time_left(left)}"
 
 
 def _progress(line: LoanLine) -> str:
     if line.phase == "fetching" and line.size:
         return f"{line.bytes_done * 100 // line.size}%"
     return ""
+
+
+def _state(line: LoanLine) -> str:
+    """The state column. While the other side of one of this node's loans is unreachable,
+    what the ledger says of it is as of when it was last heard: say since when, instead
+    of a percentage that looks live."""
+    progress = _progress(line)
+    if not line.silent_since_ms:
+        return line.phase + (f" {progress}" if progress else "")
+    since = _clock(line.silent_since_ms)
+    silent = f"{safe(line.silent_name)} unreachable since {since}"
+    if line.phase == "fetching" and line.silent_name == line.borrower_name:
+        return f"{silent} at {progress}" if progress else silent
+    return f"{line.phase} {progress}".rstrip() + f"; {silent}"
+
+
+def _clock(ms: int) -> str:
+    """14:02 today, else the date too."""
+    when = time.localtime(ms / 1000)
+    if time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M", when)
+    return time.strftime("%Y-%m-%d %H:%M", when)
 
 
 def _loan_json(line: LoanLine) -> dict[str, object]:
@@ -83,6 +106,8 @@ def _loan_json(line: LoanLine) -> dict[str, object]:
         "until_ms": line.until_ms or None,
         "reason": line.reason or None,
         "created_ms": line.created_ms,
+        "silent_since_ms": line.silent_since_ms or None,
+        "silent": line.silent_name or None,
     }
 
 
@@ -94,7 +119,7 @@ def _print_loans(lines: list[LoanLine]) -> None:
         f"{'ID':<9} {'LENDER':<12} {'BORROWER':<12} {'STATE':<26} {'SIZE':>8}  {'UNTIL':<14} FILE"
     )
     for line in lines:
-        state = line.phase + (f" {_progress(line)}" if _progress(line) else "")
+        state = _state(line)
         typer.echo(
             f"{line.id:<9} {safe(line.lender_name):<12} {safe(line.borrower_name):<12} "
             f"{state:<26} {human_size(line.size):>8}  {_when(line.until_ms):<14} "
@@ -179,6 +204,7 @@ def _wait_held(daemon: object, loan: str, size: int) -> None:
         bar.start()
     task = bar.add_task(loan, total=size, state="") if bar is not None else None
     told = ""
+    began = time.monotonic()
     try:
         while True:
             found = [x for x in daemon.loans() if x.id == loan]
@@ -187,7 +213,10 @@ def _wait_held(daemon: object, loan: str, size: int) -> None:
             line = found[0]
             state = line.phase
             if state == "waiting for the borrower":
-                state = f"waiting for {safe(line.borrower_name)} (offline?)"
+                # An online borrower answers within a second or two: guess offline only
+                # once it has been silent for longer.
+                quiet = time.monotonic() - began >= _OFFLINE_HINT_S
+                state = f"waiting for {safe(line.borrower_name)}" + (" (offline?)" if quiet else "")
             if bar is not None and task is not None:
                 bar.update(task, total=line.size, completed=line.bytes_done, state=state)
             elif state != told:

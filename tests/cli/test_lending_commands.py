@@ -131,7 +131,8 @@ def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> N
     until("the tower to see it ended", lambda: tower.loan(short)["state"] == "ended")
 
     # The lent file is edited: the borrower ends up with the new version.
-    tower.run("lend", "Movies/notes.txt", "--to", "laptop", "--wait")
+    waited = tower.run("lend", "Movies/notes.txt", "--to", "laptop", "--wait")
+    assert "offline?" not in waited.stderr  # the laptop is online: no guess that it is not
     notes = laptop.borrowed / "tower" / "Movies" / "notes.txt"
     assert notes.read_text() == "first"
     (movies / "notes.txt").write_text("second, edited")
@@ -191,6 +192,8 @@ def test_lend_wait_on_an_offline_borrower_says_so_and_ctrl_c_keeps_the_loan(
         lines.append(told.get())
     lines.extend(rest.splitlines())
     assert proc.returncode == 130
+    waiting = [line for line in lines if "waiting for laptop" in line]
+    assert "offline?" not in waiting[0], waiting  # said only after seconds of silence
     loan = loan_id(out)
     assert any(f"stopped waiting; loan {loan} stays" in line for line in lines)
     assert tower.loan(loan)["state"] == "waiting for the borrower"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mesh.core.status import LoanLine
 from mesh.fs.borrowed import STAGING
 from mesh.node.local import now_ms
 from tests.node.conftest import NodeHandle, wait_for
@@ -158,3 +159,40 @@ async def test_the_periodic_check_restores_a_copy_without_the_watcher(
     copy_of(tmp_path, "Docs/a.bin").unlink()
     await wait_for(lambda: copy_of(tmp_path, "Docs/a.bin").exists(), within=5, what="restore")
     await held(tmp_path, laptop, line.id, data)
+
+
+async def test_the_lender_says_since_when_it_has_not_heard_from_a_stopped_borrower(
+    nodes: Make, tmp_path: Path
+) -> None:
+    from mesh.cli.loan_cmds import _state
+    from mesh.node.control import ControlHandlers
+
+    tower, laptop = await pair(nodes, tmp_path)
+    await start(laptop, tmp_path, static_peers=(tower.address,), limit=RATE)
+    folder = await folder_with(tmp_path, "films", {"big.mkv": os.urandom(SIZE)})
+    await share_and_scan(tower, folder, "Films")
+    line = await lend(tower, "Films/big.mkv", "laptop")
+    await pulling(laptop, line.id)
+    control = ControlHandlers(running(tower))
+
+    async def tower_line() -> LoanLine:
+        return next(x for x in await control.loans(False) if x.id == line.id)
+
+    assert (await tower_line()).silent_since_ms == 0  # the borrower is there
+    before_stop = now_ms()
+    await laptop.halt()
+    deadline = time.monotonic() + 10
+    while not (found := await tower_line()).silent_since_ms:
+        assert time.monotonic() < deadline, "the lender never noticed the borrower went"
+        await asyncio.sleep(0.05)
+    assert found.silent_name == "laptop"
+    assert before_stop - 5000 <= found.silent_since_ms <= now_ms()
+    shown = _state(found)
+    assert shown.startswith("laptop unreachable since ") and shown.endswith("%"), shown
+    # Back: the ledger is live again.
+    await start(laptop, tmp_path, static_peers=(tower.address,))
+    deadline = time.monotonic() + 10
+    while (await tower_line()).silent_since_ms:
+        assert time.monotonic() < deadline, "still silent after the borrower came back"
+        await asyncio.sleep(0.05)
+    await until_phase(tower, line.id, "held", within=30)
