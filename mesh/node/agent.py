@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _TICK_S = 1.0  # end times are checked at least this often
 _SPACE_POLL_S = 0.5  # free space is looked at this often while a loan waits for it
 _WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after this
+SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
 
 
@@ -139,6 +140,10 @@ class Agent:
             await self._forget(key)
         for copy, state, why in plan.remove:
             await self._remove(copy, state, why)
+        for lent in plan.source_gone:
+            await self._stop(lent.key)
+            self._waiting.pop(lent.key, None)  # pulled at once when the file is back
+            await self._host.store(self._say_source_gone, lent)
         for lent in plan.given_back:
             await self._stop(lent.key)
             status = await self._host.store(lending.status_of, lent)
@@ -168,6 +173,21 @@ class Agent:
                 continue
             self._waiting.pop(lent.key, None)
             self._start(lent)
+
+    def _say_source_gone(self, lent: Lent) -> None:
+        """The loan's status says the lender deleted the file (once, on the store thread)."""
+        lending = self._host.lending
+        status = lending.status_of(lent)
+        if (
+            status is not None
+            and status.state is LoanState.FAILED
+            and status.reason == SOURCE_GONE
+            and status.hash == lent.binding.content.hash
+        ):
+            return
+        lending.write_status(
+            lent.lender, lent.binding, LoanState.FAILED, now_ms(), reason=SOURCE_GONE
+        )
 
     async def _cleared(self, lent: Lent, waiting: _Waiting) -> bool:
         """Whether what stopped a pull may have cleared (or its safety-net time came)."""

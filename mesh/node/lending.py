@@ -82,6 +82,8 @@ class Plan:
     ask: list[Lent]  # write "awaiting acceptance"
     # Returned with no copy placed: write that it ended, once any pull of it is stopped.
     given_back: list[Lent] = dataclasses.field(default_factory=list)
+    # Not held, and the lender deleted the file: no pull until its entry is back.
+    source_gone: list[Lent] = dataclasses.field(default_factory=list)
 
 
 class Lending:
@@ -426,6 +428,7 @@ class Lending:
         fetch: list[Lent] = []
         ask: list[Lent] = []
         given_back: list[Lent] = []
+        source_gone: list[Lent] = []
         remove: list[tuple[Copy, LoanState, str]] = []
         wanted: set[bytes] = set()
         for lent in self.bindings():
@@ -437,7 +440,10 @@ class Lending:
                 wanted.add(lent.key)
                 copy = copies.get(lent.key)
                 if copy is None or copy.hash != lent.binding.content.hash:
-                    fetch.append(lent)
+                    if self._source_deleted(lent):
+                        source_gone.append(lent)  # nothing to pull until it is back
+                    else:
+                        fetch.append(lent)
                 elif (
                     status is None
                     or status.state is not LoanState.HELD
@@ -478,7 +484,21 @@ class Lending:
         for key, copy in copies.items():
             if key not in wanted:  # its binding is gone (its lender was removed, say)
                 remove.append((copy, LoanState.REMOVED, "the loan no longer exists"))
-        return Plan(fetch=fetch, remove=remove, ask=ask, given_back=given_back)
+        return Plan(
+            fetch=fetch, remove=remove, ask=ask, given_back=given_back, source_gone=source_gone
+        )
+
+    def _source_deleted(self, lent: Lent) -> bool:
+        """Whether the lender's own entry of the lent file says it deleted it."""
+        b = lent.binding
+        probe = LibraryEntry(
+            library=b.library, path=b.path, size=0, mtime_ns=0, hash=b"", chunk_root=b""
+        )
+        env = self.local.records.get(key_of(lent.lender, probe))
+        if env is None:
+            return False
+        entry = wire_records.decode(env.kind, env.body)
+        return isinstance(entry, LibraryEntry) and entry.deleted
 
     def _refresh_lent_content(self, now_ms: int) -> None:
         """When a lent file changes, write the binding again with the new content."""

@@ -196,3 +196,28 @@ async def test_the_lender_says_since_when_it_has_not_heard_from_a_stopped_borrow
         assert time.monotonic() < deadline, "still silent after the borrower came back"
         await asyncio.sleep(0.05)
     await until_phase(tower, line.id, "held", within=30)
+
+
+async def test_a_pull_whose_lent_file_is_deleted_stops_and_resumes_when_it_is_back(
+    nodes: Make, tmp_path: Path
+) -> None:
+    from mesh.node.agent import SOURCE_GONE
+    from tests.node.test_gossip import scan
+
+    tower, laptop = await pair(nodes, tmp_path)
+    await start(laptop, tmp_path, static_peers=(tower.address,), limit=RATE, retry_interval_s=600)
+    data = os.urandom(SIZE)
+    folder = await folder_with(tmp_path, "films", {"big.mkv": data})
+    await share_and_scan(tower, folder, "Films")
+    line = await lend(tower, "Films/big.mkv", "laptop")
+    await pulling(laptop, line.id)
+    (folder / "big.mkv").unlink()
+    await scan(tower, "Films")
+    await gone_within(tmp_path, laptop, 2.0 + 1.0)  # the deletion's record crosses first
+    await until_phase(tower, line.id, "failed", within=5)
+    assert (await loans(tower))[line.id].reason == SOURCE_GONE
+    (folder / "big.mkv").write_bytes(data)
+    await scan(tower, "Films")
+    await until_phase(laptop, line.id, "held", within=15)
+    assert copy_of(tmp_path, "Films/big.mkv").read_bytes() == data
+    assert staged(tmp_path) == []
