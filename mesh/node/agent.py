@@ -282,7 +282,7 @@ class Agent:
         copies = await host.store(book.copies)
         for copy, there in await asyncio.to_thread(lost_copies, host.borrowed, copies):
             found = (there.device, there.inode, there.mtime_ns) if there else None
-            await host.store(book.lost, copy.binding_key, found)
+            await host.store(book.lost, copy, found)
             log.warning(
                 "the copy %s is %s: restoring it (`mesh return` gives a loan up)",
                 "/".join(copy.parts),

@@ -497,6 +497,18 @@ class Puller:
             self._last_saved = time.monotonic()
 
     async def _place(self, hashes: bytes) -> bool:
+        """Place and record the copy. A cancellation (the loan ended meanwhile) waits for
+        both: placing runs in a thread that would go on regardless, and a copy placed but
+        not recorded would be a file in the borrowed folder that nothing ever removes. Once
+        recorded, the agent's next plan removes it."""
+        placing = asyncio.ensure_future(self._place_and_record(hashes))
+        try:
+            return await asyncio.shield(placing)
+        except asyncio.CancelledError:
+            await asyncio.gather(placing, return_exceptions=True)
+            raise
+
+    async def _place_and_record(self, hashes: bytes) -> bool:
         lent, host = self.lent, self._host
         lender_name = host.lending.name_of(lent.lender)
         parts = copy_parts(lender_name, lent.binding)
