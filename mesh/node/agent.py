@@ -42,6 +42,7 @@ _TICK_S = 1.0  # end times are checked at least this often
 _SPACE_POLL_S = 0.5  # free space is looked at this often while a loan waits for it
 _WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after this
 SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
+_HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this often
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
 
 
@@ -58,6 +59,7 @@ class _Waiting:
     content: bytes  # the binding's content hash it was for
     holders: tuple[bytes, ...] | None  # who could serve it then (None: not known yet)
     space: int  # bytes of free space it waits for; 0: it does not wait for space
+    looked_at: float = 0.0  # when the holders were last compared (monotonic)
 
 
 class Agent:
@@ -199,8 +201,10 @@ class Agent:
                 log.info("free space for %s again: pulling it", lent.binding.path)
                 return True
             return False
-        if waiting.holders is None:
+        now = time.monotonic()
+        if waiting.holders is None or now < waiting.looked_at + _HOLDERS_EVERY_S:
             return False
+        waiting.looked_at = now  # finding the holders reads every open library's entries
         return await self._holders(lent) != waiting.holders
 
     async def _holders(self, lent: Lent) -> tuple[bytes, ...]:

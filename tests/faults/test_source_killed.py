@@ -61,8 +61,12 @@ def test_the_only_source_killed_mid_pull_finishes_when_it_returns(
             sent_before = tower.tx_bytes()
             tower.up()
             back = time.monotonic()
-            until("the copy", lambda: laptop.phase(loan) == "held", RETRY_S)
+            until("the laptop to see the tower", lambda: "tower" in laptop.online(), 10, 0.02)
+            online = time.monotonic()
+            until("the pull to resume", lambda: laptop.phase(loan) != "failed", 5, 0.02)
             # Resumed because the source came back, not because the retry time came.
+            assert time.monotonic() - online < 2, time.monotonic() - online
+            until("the copy", lambda: laptop.phase(loan) == "held", RETRY_S)
             assert time.monotonic() - back < RETRY_S / 3
         copy = laptop.copy("Movies", "heat.mkv", "tower")
         settled(tower, laptop, loan, copy, digest)
