@@ -168,7 +168,13 @@ class Agent:
                 lending.name_of(lent.lender),
             )
         for lent in plan.fetch:
-            if lent.key in self._pulls:
+            running = self._pulls.get(lent.key)
+            if running is not None and running[1].lent.binding.content != lent.binding.content:
+                # A newer version superseded what it pulls: its chunks are of no use.
+                log.info("a new version of %s: pulling that instead", lent.binding.path)
+                await self._stop(lent.key)
+                self._waiting.pop(lent.key, None)
+            elif running is not None:
                 continue
             waiting = self._waiting.get(lent.key)
             if waiting is not None and not await self._cleared(lent, waiting):
