@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_size, human_time_left, print_json, safe
+from mesh.cli.output import human_clock, human_size, human_time_left, print_json, safe
 from mesh.cli.progress import interactive
 from mesh.core.durations import parse_duration
 from mesh.core.errors import InvalidArgumentError, RefusedError
@@ -75,19 +75,11 @@ def _state(line: LoanLine) -> str:
     progress = _progress(line)
     if not line.silent_since_ms:
         return line.phase + (f" {progress}" if progress else "")
-    since = _clock(line.silent_since_ms)
+    since = human_clock(line.silent_since_ms)
     silent = f"{safe(line.silent_name)} unreachable since {since}"
     if line.phase == "fetching" and line.silent_name == line.borrower_name:
         return f"{silent} at {progress}" if progress else silent
     return f"{line.phase} {progress}".rstrip() + f"; {silent}"
-
-
-def _clock(ms: int) -> str:
-    """14:02 today, else the date too."""
-    when = time.localtime(ms / 1000)
-    if time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d"):
-        return time.strftime("%H:%M", when)
-    return time.strftime("%Y-%m-%d %H:%M", when)
 
 
 def _loan_json(line: LoanLine) -> dict[str, object]:
@@ -274,7 +266,10 @@ def loans(
 
     States: waiting for the borrower (it has not answered yet: offline, say), awaiting
     acceptance, fetching (with progress), held, refused (over the borrower's quota or free
-    space; retried), failed (retried), declined, returned, recalled, expired, ended.
+    space; retried when there is room), failed (retried when its cause clears), declined,
+    returned, recalled, expired, ended. While the other side of one of this node's loans
+    cannot be reached, the state says since when ("laptop unreachable since 14:02 at
+    26%"): what is shown of it is as of then.
 
     \b
     Examples:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from mesh.core.text import shown
@@ -76,6 +77,14 @@ def human_time_left(seconds: float) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(round(whole / 3600), 24)
     return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+def human_clock(ms: int) -> str:
+    """A wall-clock time as people read it: 14:02 today, else with the date."""
+    when = time.localtime(ms / 1000)
+    if time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M", when)
+    return time.strftime("%Y-%m-%d %H:%M", when)
 
 
 def human_ago(seconds: float) -> str:
