@@ -15,7 +15,7 @@ import pytest
 from mesh.core.status import LoanLine
 from mesh.fs.borrowed import STAGING
 from mesh.node.local import now_ms
-from tests.node.conftest import NodeHandle, wait_for
+from tests.node.conftest import NodeHandle, mesh_of, wait_for
 from tests.node.test_gossip import running, share_and_scan
 from tests.node.test_lending import (
     Make,
@@ -63,16 +63,21 @@ async def gone_within(tmp: Path, laptop: NodeHandle, seconds: float) -> float:
     return time.monotonic() - began
 
 
-@pytest.mark.parametrize("end", ["recall", "return", "expire"])
+@pytest.mark.parametrize("end", ["recall", "return", "expire", "decline"])
 async def test_a_pull_that_stops_being_wanted_leaves_nothing_staged(
     nodes: Make, tmp_path: Path, end: str
 ) -> None:
     tower, laptop = await pair(nodes, tmp_path)
-    await start(laptop, tmp_path, static_peers=(tower.address,), limit=RATE)
+    ask = end == "decline"
+    await start(laptop, tmp_path, static_peers=(tower.address,), limit=RATE, borrow_ask_first=ask)
     folder = await folder_with(tmp_path, "films", {"big.mkv": os.urandom(SIZE)})
     await share_and_scan(tower, folder, "Films")
     until = now_ms() + 3000 if end == "expire" else 0
     line = await lend(tower, "Films/big.mkv", "laptop", until_ms=until)
+    if ask:
+        lap = running(laptop)
+        await until_phase(laptop, line.id, "awaiting acceptance")
+        await lap.store(lambda: lap.lending.answer_loan(line.id, True, now_ms()))
     await pulling(laptop, line.id)
     assert staged(tmp_path), "nothing staged to clean up"
     t, lap = running(tower), running(laptop)
@@ -80,10 +85,13 @@ async def test_a_pull_that_stops_being_wanted_leaves_nothing_staged(
         await t.store(lambda: t.lending.recall(line.id, now_ms()))
     elif end == "return":
         await lap.store(lambda: lap.lending.give_back(line.id, now_ms()))
+    elif end == "decline":
+        await lap.store(lambda: lap.lending.answer_loan(line.id, False, now_ms()))
     took = await gone_within(tmp_path, laptop, 2.0 if end != "expire" else 6.0)
     assert not copy_of(tmp_path, "Films/big.mkv").exists()
-    await until_phase(laptop, line.id, "ended", within=5)
-    await until_phase(tower, line.id, "ended", within=5)
+    over = "declined" if end == "decline" else "ended"
+    await until_phase(laptop, line.id, over, within=5)
+    await until_phase(tower, line.id, over, within=5)
     assert took < 6.0
 
 
@@ -221,3 +229,20 @@ async def test_a_pull_whose_lent_file_is_deleted_stops_and_resumes_when_it_is_ba
     await until_phase(laptop, line.id, "held", within=15)
     assert copy_of(tmp_path, "Films/big.mkv").read_bytes() == data
     assert staged(tmp_path) == []
+
+
+async def test_a_pull_from_a_lender_removed_from_the_mesh_leaves_nothing(
+    nodes: Make, tmp_path: Path
+) -> None:
+    tower, laptop, desk = nodes("tower"), nodes("laptop"), nodes("desk")
+    mesh_of(desk, tower, laptop)  # the desk is the mesh's first member: it removes others
+    await start(desk, tmp_path)
+    await start(tower, tmp_path, static_peers=(desk.address,))
+    await start(laptop, tmp_path, static_peers=(tower.address, desk.address), limit=RATE)
+    folder = await folder_with(tmp_path, "films", {"big.mkv": os.urandom(SIZE)})
+    await share_and_scan(tower, folder, "Films")
+    line = await lend(tower, "Films/big.mkv", "laptop")
+    await pulling(laptop, line.id)
+    await running(desk).remove_named("tower")
+    await gone_within(tmp_path, laptop, 2.0 + 1.0)  # the removal crosses from the desk first
+    assert not copy_of(tmp_path, "Films/big.mkv").exists()
