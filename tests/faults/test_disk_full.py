@@ -99,6 +99,7 @@ def test_a_full_disk_fails_the_loan_cleanly_and_it_resumes_when_space_is_freed(
         line = until("the loan to fail", failed, 30)
         # At once: the write that hit the full disk fails the loan, no timer in between.
         assert time.monotonic() - filled < 3, time.monotonic() - filled
+        assert line is not None
         assert "no space left on the disk" in line.reason, line.reason
         copy = laptop.copy("Movies", "big.mkv", "tower")
         assert not copy.exists()
@@ -133,11 +134,13 @@ def test_a_loan_made_while_the_disk_is_full_is_pulled_once_space_is_freed(
         filler = small_disk / "filler"
         fill(filler)
         loan = tower.lend("Movies/big.mkv", "laptop")
-        line = until(
-            "the loan to be refused",
-            lambda: (found := laptop.loan(loan)) and found.phase == "refused" and found,
-            20,
-        )
+
+        def refused() -> LoanLine | None:
+            found = laptop.loan(loan)
+            return found if found is not None and found.phase == "refused" else None
+
+        line = until("the loan to be refused", refused, 20)
+        assert line is not None
         assert "not enough free space" in line.reason, line.reason
         until("the lender to see why", lambda: tower.phase(loan) == "refused", 10)
         assert laptop.staged() == []

@@ -69,6 +69,7 @@ def test_a_link_cut_for_10_s_shows_on_both_ledgers_and_the_pull_completes(
         # heard from the borrower; the borrower says the same of the lender.
         line = until("the tower to say the laptop is silent", lambda: silent(tower, loan, "laptop"))
         assert time.monotonic() - cut < KEEPALIVE_WINDOW_S + SLACK_S
+        assert line is not None
         assert cut_wall_ms - 3000 <= line.silent_since_ms <= cut_wall_ms + 1000
         until("the laptop to say the tower is silent", lambda: silent(laptop, loan, "tower"), 10)
         time.sleep(max(0.0, 10 - (time.monotonic() - cut)))
@@ -96,6 +97,7 @@ def test_a_lender_stopped_for_20_s_is_shown_silent_and_the_pull_completes(
                 "the laptop to say the tower is silent", lambda: silent(laptop, loan, "tower")
             )
             assert time.monotonic() - stopped < KEEPALIVE_WINDOW_S + SLACK_S
+            assert line is not None
             assert line.phase in ("fetching", "failed"), line
             until("the pull to stop", lambda: laptop.phase(loan) == "failed", 10)
             time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
@@ -116,7 +118,12 @@ def test_a_borrower_killed_five_times_ends_with_the_copy_and_nothing_staged(
         with PartialWatcher(laptop.borrowed, {rel: size}) as watcher:
             loan = tower.lend("Movies/heat.mkv", "laptop")
             for n in range(1, 6):
-                until(f"{n}/6 of the file", lambda n=n: done(laptop, loan) >= size * n // 7, 60)
+                part = size * n // 7
+
+                def far_enough(part: int = part) -> bool:
+                    return done(laptop, loan) >= part
+
+                until(f"{n}/7 of the file", far_enough, 60)
                 laptop.kill()
                 assert len(laptop.staged()) <= 1  # one pull, one staging file
                 laptop.up()
