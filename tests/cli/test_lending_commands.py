@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 import xxhash
 
+from mesh.home import Home
 from tests.cli.conftest import Daemon, Mesh
 from tests.faults.harness import write_file
 from tests.lan.daemon import until as lan_until
 from tests.lan.netns import MakeLan
+from tests.node.conftest import assert_no_stale_staging
 
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
 MB = 1000 * 1000
@@ -85,6 +87,8 @@ def three(tmp_path: Path, make_lan: MakeLan) -> Iterator[tuple[Node, Node, Node]
         if node.daemon is not None and node.daemon.proc.poll() is None:
             node.down()
         print(f"--- {node.name}'s log\n" + "\n".join(node.logs))
+    for node in nodes:  # no ended loan left anything staged
+        assert_no_stale_staging(node.name, Home.resolve(node.mesh.home), node.borrowed)
 
 
 # Each poll runs a `mesh` command: every 0.2 s is often enough.

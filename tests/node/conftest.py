@@ -127,17 +127,19 @@ async def nodes(tmp_path: Path) -> AsyncIterator[Callable[[str], NodeHandle]]:
         await handle.halt()
     for handle in made:
         if handle.daemon is not None and hasattr(handle.daemon, "_borrowed"):
-            assert_no_stale_staging(handle, handle.daemon.settings.borrowed_path)
+            borrowed = handle.daemon.settings.borrowed_path
+            assert_no_stale_staging(handle.name, handle.home, borrowed)
 
 
-def assert_no_stale_staging(handle: NodeHandle, borrowed: Path) -> None:
-    """Every staging file in the node's borrowed folder belongs to a pull of a loan that
-    is still open: an ended loan (recalled, returned, expired, replaced...) left none."""
+def assert_no_stale_staging(name: str, home: Home, borrowed: Path) -> None:
+    """Every staging file in a stopped node's borrowed folder belongs to a pull of a loan
+    that is still open: an ended loan (recalled, returned, expired, replaced...) left none."""
     staging = borrowed / STAGING
     present = sorted(os.listdir(staging)) if staging.exists() else []
     if not present:
         return
-    with handle.local() as node:
+    node = LocalNode.open(home)
+    try:
         lending = Lending(node)
         me = node.node_id
         open_keys = {
@@ -151,6 +153,8 @@ def assert_no_stale_staging(handle: NodeHandle, borrowed: Path) -> None:
             if key in open_keys and (pull := lending.book.pull(key)) is not None
         }
         stale_rows = [key.hex()[:12] for key in lending.book.pulls() if key not in open_keys]
-    stale = [name for name in present if name.removesuffix(".swap") not in live]
-    assert not stale, f"{handle.name}: staging files of no open loan's pull: {stale}"
-    assert not stale_rows, f"{handle.name}: checkpoints of no open loan's pull: {stale_rows}"
+    finally:
+        node.close()
+    stale = [file for file in present if file.removesuffix(".swap") not in live]
+    assert not stale, f"{name}: staging files of no open loan's pull: {stale}"
+    assert not stale_rows, f"{name}: checkpoints of no open loan's pull: {stale_rows}"
