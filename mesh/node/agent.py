@@ -84,6 +84,10 @@ class Agent:
                 waiting.at = 0.0
             self._host.changes.bump()
 
+    def watching(self) -> tuple[int, int] | None:
+        """The (device, inode) of the borrowed folder the agent watches, if it does."""
+        return self._watch.watching if self._watch is not None else None
+
     def _check_soon(self) -> None:
         """The borrowed folder changed: check the copies shortly (changes come in bursts)."""
         soon = time.monotonic() + _WATCHED_CHECK_S
@@ -289,6 +293,8 @@ class Agent:
     async def _check(self) -> None:
         """Held copies still as placed, and no staging file without its pull."""
         host, book = self._host, self._host.lending.book
+        if self._watch is not None:
+            self._watch.rearm()
         copies = await host.store(book.copies)
         for copy, there in await asyncio.to_thread(lost_copies, host.borrowed, copies):
             found = (there.device, there.inode, there.mtime_ns) if there else None

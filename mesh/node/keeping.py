@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Collection
 
 from mesh.core.errors import LocalError
@@ -59,17 +60,37 @@ class BorrowedWatch:
         self._root = root
         self._changed = changed
         self._watcher: Watcher | None = None
+        self._watched: tuple[int, int] | None = None  # the root folder watched (dev, inode)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             watcher = Watcher()
             watcher.add("borrowed", self._root)
+            st = os.stat(self._root)
         except (WatchLimitError, LocalError, OSError) as exc:
             log.info("not watching the borrowed folder (%s): it is checked periodically", exc)
             return
         self._watcher = watcher
+        self._watched = (st.st_dev, st.st_ino)
         loop.add_reader(watcher.fileno(), self._on_events)
+
+    @property
+    def watching(self) -> tuple[int, int] | None:
+        """The (device, inode) of the borrowed folder being watched, if one is."""
+        return self._watched if self._watcher is not None else None
+
+    def rearm(self) -> None:
+        """Watch the borrowed folder again if it was deleted and made anew since."""
+        if self._watched is None:
+            return  # never watched: no inotify here
+        try:
+            st = os.stat(self._root)
+        except OSError:
+            return  # gone: made again when the next copy is placed
+        if self._watcher is None or (st.st_dev, st.st_ino) != self._watched:
+            self.stop()
+            self.start()
 
     def _on_events(self) -> None:
         assert self._watcher is not None

@@ -5,6 +5,7 @@ copy the user deleted or changed is restored, and a returned loan ends."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import stat
 import time
@@ -246,3 +247,27 @@ async def test_a_pull_from_a_lender_removed_from_the_mesh_leaves_nothing(
     await running(desk).remove_named("tower")
     await gone_within(tmp_path, laptop, 2.0 + 1.0)  # the removal crosses from the desk first
     assert not copy_of(tmp_path, "Films/big.mkv").exists()
+
+
+async def test_copies_come_back_after_the_whole_borrowed_folder_is_deleted(
+    nodes: Make, tmp_path: Path
+) -> None:
+    import shutil
+
+    tower, laptop = await pair(nodes, tmp_path)
+    await start(laptop, tmp_path, static_peers=(tower.address,), check_interval_s=1.0)
+    data = os.urandom(200_000)
+    await share_and_scan(tower, await folder_with(tmp_path, "docs", {"a.bin": data}), "Docs")
+    line = await lend(tower, "Docs/a.bin", "laptop")
+    await held(tmp_path, laptop, line.id, data)
+    shutil.rmtree(tmp_path / "laptop-borrowed")
+    await wait_for(lambda: copy_of(tmp_path, "Docs/a.bin").exists(), within=5, what="restore")
+    await held(tmp_path, laptop, line.id, data)
+    # Watched again: a change in the new folder is noticed without the periodic check.
+    d = running(laptop)
+    d.settings = dataclasses.replace(d.settings, check_interval_s=60.0)
+    st = (tmp_path / "laptop-borrowed").stat()
+    await wait_for(lambda: d.agent.watching() == (st.st_dev, st.st_ino), what="a new watch")
+    copy_of(tmp_path, "Docs/a.bin").unlink()
+    await wait_for(lambda: copy_of(tmp_path, "Docs/a.bin").exists(), within=5, what="restore")
+    await held(tmp_path, laptop, line.id, data)
