@@ -299,12 +299,14 @@ class Agent:
         for copy, there in await asyncio.to_thread(lost_copies, host.borrowed, copies):
             found = (there.device, there.inode, there.mtime_ns) if there else None
             await host.store(book.lost, copy, found)
+            host.changes.bump()
+            if not copy.hash:
+                continue  # lost before, and changed again: said already
             log.warning(
                 "the copy %s is %s: restoring it (`mesh return` gives a loan up)",
                 "/".join(copy.parts),
                 "gone" if there is None else "changed",
             )
-            host.changes.bump()
 
         def live() -> set[str]:
             return {p.staging for p in (book.pull(k) for k in book.pulls()) if p is not None}

@@ -32,8 +32,8 @@ def lost_copies(borrowed: BorrowedFolder, copies: list[Copy]) -> list[tuple[Copy
     file now at its place (None: nothing, or no regular file). Blocking: run in a thread."""
     lost = []
     for copy in copies:
-        if not copy.hash:
-            continue  # already lost: a pull restores it
+        # A copy already lost is checked too: what the restoring pull is to replace must
+        # be what is there now, or placing would take it for a file of the user's.
         placed = FileId(device=copy.device, inode=copy.inode, mtime_ns=copy.mtime_ns)
         try:
             if borrowed.holds(copy.parts, placed):

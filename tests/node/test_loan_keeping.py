@@ -271,3 +271,23 @@ async def test_copies_come_back_after_the_whole_borrowed_folder_is_deleted(
     copy_of(tmp_path, "Docs/a.bin").unlink()
     await wait_for(lambda: copy_of(tmp_path, "Docs/a.bin").exists(), within=5, what="restore")
     await held(tmp_path, laptop, line.id, data)
+
+
+async def test_a_copy_changed_again_while_it_is_restored_is_still_restored(
+    nodes: Make, tmp_path: Path
+) -> None:
+    tower, laptop = await pair(nodes, tmp_path)
+    await start(laptop, tmp_path, static_peers=(tower.address,), limit=RATE)
+    data = os.urandom(SIZE)
+    await share_and_scan(tower, await folder_with(tmp_path, "docs", {"a.bin": data}), "Docs")
+    line = await lend(tower, "Docs/a.bin", "laptop")
+    await until_phase(laptop, line.id, "held", within=20)
+    copy = copy_of(tmp_path, "Docs/a.bin")
+    copy.unlink()
+    copy.write_bytes(b"mine")
+    await pulling(laptop, line.id, at_least=1)  # the restoring pull is on its way
+    copy.unlink()
+    copy.write_bytes(b"mine, again")
+    await until_phase(tower, line.id, "held", within=20)
+    await wait_for(lambda: copy.read_bytes() == data, within=5, what="the restored copy")
+    assert staged(tmp_path) == []
