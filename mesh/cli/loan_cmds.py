@@ -209,6 +209,8 @@ def _wait_held(daemon: object, loan: str, size: int) -> None:
                 # once it has been silent for longer.
                 quiet = time.monotonic() - began >= _OFFLINE_HINT_S
                 state = f"waiting for {safe(line.borrower_name)}" + (" (offline?)" if quiet else "")
+            elif line.silent_since_ms:
+                state = _state(line)  # "laptop unreachable since 14:02 at 26%"
             if bar is not None and task is not None:
                 bar.update(task, total=line.size, completed=line.bytes_done, state=state)
             elif state != told:
