@@ -1,8 +1,9 @@
 """Keeping the borrower's promise on disk: the held copies are what was placed, and the
 staging folder holds only the files of live pulls.
 
-Theory of operation. `check()` runs when the agent starts, every check interval, and
-soon after the file-system watch on the borrowed folder reports a change there. A held
+Theory of operation. The agent (node/agent.py) checks when it starts, every check
+interval, and soon after the file-system watch on the borrowed folder (`BorrowedWatch`)
+reports a change there. A held
 copy that is gone, or no longer the file mesh placed (truncated, edited, replaced: its
 inode or mtime differ), loses its content in the loan book, so the agent's next plan
 pulls it again; what the user left at its place is what the restored copy replaces (the
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def lost_copies(borrowed: BorrowedFolder, copies: list[Copy]) -> list[tuple[Copy, FileId | None]]:
-    """The verified copies that are no longer on disk as placed, each with the regular
-    file now at its place (None: nothing, or no regular file). Blocking: run in a thread."""
+    """The copies that are no longer on disk as the loan book records them, each with the
+    regular file now at its place (None: nothing, or no regular file). Blocking: run it
+    in a thread."""
     lost = []
     for copy in copies:
         # A copy already lost is checked too: what the restoring pull is to replace must
