@@ -1,7 +1,7 @@
 """The lending agent: a reconcile loop over the replicated state (DESIGN.md, Lending).
 
 Theory of operation. Whenever the records change, and once a second for end times, it
-asks the store for a plan (node/lending.py): which loans this node should hold a copy of,
+asks the store for a plan (node/plan.py): which loans this node should hold a copy of,
 which copies must go, which loans wait for its owner's answer. Pulls run as tasks, one per
 loan. A pull that stops being wanted (its loan ended or was replaced, or it is held now)
 is cancelled, waited for, and its staging file and checkpoint are deleted at once.
@@ -32,8 +32,9 @@ from mesh.core.records import LoanState
 from mesh.fs.borrowed import FileId
 from mesh.node.changes import ChangeSignal
 from mesh.node.keeping import BorrowedWatch, lost_copies, sweep_staging
-from mesh.node.lending import Lent, Plan, end_state
+from mesh.node.lending import Lent
 from mesh.node.local import now_ms
+from mesh.node.plan import Plan, end_state, plan
 from mesh.node.puller import Puller, PullHost, staging_name
 from mesh.store.loans import Copy
 
@@ -129,13 +130,14 @@ class Agent:
 
     async def _pass(self) -> None:
         s, lending = self._host.settings, self._host.lending
-        plan: Plan = await self._host.store(
-            lending.plan,
+        todo: Plan = await self._host.store(
+            plan,
+            lending,
             now_ms(),
             borrow_ask_first=s.borrow_ask_first,
             lend_ask_first=s.lend_ask_first,
         )
-        wanted = {lent.key for lent in plan.fetch}
+        wanted = {lent.key for lent in todo.fetch}
         for key in [k for k in self._pulls if k not in wanted]:
             await self._stop(key)  # its loan ended, or it is held now
         for key in [k for k in self._waiting if k not in wanted]:
@@ -144,20 +146,20 @@ class Agent:
         stale = await self._host.store(lambda: [k for k in lending.book.pulls() if k not in wanted])
         for key in stale:  # pulls of loans that ended before they were held
             await self._forget(key)
-        for copy, state, why in plan.remove:
+        for copy, state, why in todo.remove:
             await self._remove(copy, state, why)
-        for lent in plan.source_gone:
+        for lent in todo.source_gone:
             await self._stop(lent.key)
             self._waiting.pop(lent.key, None)  # pulled at once when the file is back
             await self._host.store(self._say_source_gone, lent)
-        for lent in plan.given_back:
+        for lent in todo.given_back:
             await self._stop(lent.key)
             status = await self._host.store(lending.status_of, lent)
             end, why = end_state(lent.binding, status, now_ms())
             await self._host.store(
                 lending.write_status, lent.lender, lent.binding, end, now_ms(), reason=why
             )
-        for lent in plan.ask:
+        for lent in todo.ask:
             await self._host.store(
                 lending.write_status,
                 lent.lender,
@@ -171,7 +173,7 @@ class Agent:
                 lent.binding.path,
                 lending.name_of(lent.lender),
             )
-        for lent in plan.fetch:
+        for lent in todo.fetch:
             running = self._pulls.get(lent.key)
             if running is not None and running[1].lent.binding.content != lent.binding.content:
                 # A newer version superseded what it pulls: its chunks are of no use.
