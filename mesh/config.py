@@ -122,7 +122,10 @@ class Settings:
     poll_interval_s: float = 5.0  # how often a library without file-system events is walked
     handshake_timeout_s: float = 5.0
     maintenance_interval_s: float = 30.0
-    retry_interval_s: float = 30.0  # a refused or failed pull is tried again after this
+    # A refused or failed pull is tried again after this, doubling up to 8 times as long
+    # while it keeps failing; sooner when what stopped it clears (node/agent.py).
+    retry_interval_s: float = 30.0
+    check_interval_s: float = 5.0  # held copies and the staging folder are checked this often
 
     @classmethod
     def for_tests(cls, **overrides: Any) -> Settings:
@@ -138,6 +141,7 @@ class Settings:
             "handshake_timeout_s": 2.0,
             "maintenance_interval_s": 1.0,
             "retry_interval_s": 1.0,
+            "check_interval_s": 0.5,
             "settle_s": 0.3,
             "poll_interval_s": 0.5,
             "reserve": 0,

@@ -12,13 +12,14 @@ from typing import Annotated
 import typer
 
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_duration, human_size, print_json, safe
+from mesh.cli.output import human_clock, human_size, human_time_left, print_json, safe
 from mesh.cli.progress import interactive
 from mesh.core.durations import parse_duration
 from mesh.core.errors import InvalidArgumentError, RefusedError
 from mesh.core.status import LoanLine, RequestLine
 
 _WATCH_S = 0.5
+_OFFLINE_HINT_S = 5.0  # `lend --wait` guesses the borrower is offline after this long
 
 
 def _ctx(ctx: typer.Context) -> CliContext:
@@ -58,13 +59,27 @@ def _when(ms: int) -> str:
     left = ms / 1000 - time.time()
     if left <= 0:
         return "ended"
-    return f"in {human_duration(left)}"
+    return f"in {human_time_left(left)}"
 
 
 def _progress(line: LoanLine) -> str:
     if line.phase == "fetching" and line.size:
         return f"{line.bytes_done * 100 // line.size}%"
     return ""
+
+
+def _state(line: LoanLine) -> str:
+    """The state column. While the other side of one of this node's loans is unreachable,
+    what the ledger says of it is as of when it was last heard: say since when, instead
+    of a percentage that looks live."""
+    progress = _progress(line)
+    if not line.silent_since_ms:
+        return line.phase + (f" {progress}" if progress else "")
+    since = human_clock(line.silent_since_ms)
+    silent = f"{safe(line.silent_name)} unreachable since {since}"
+    if line.phase == "fetching" and line.silent_name == line.borrower_name:
+        return f"{silent} at {progress}" if progress else silent
+    return f"{line.phase} {progress}".rstrip() + f"; {silent}"
 
 
 def _loan_json(line: LoanLine) -> dict[str, object]:
@@ -83,6 +98,8 @@ def _loan_json(line: LoanLine) -> dict[str, object]:
         "until_ms": line.until_ms or None,
         "reason": line.reason or None,
         "created_ms": line.created_ms,
+        "silent_since_ms": line.silent_since_ms or None,
+        "silent": line.silent_name or None,
     }
 
 
@@ -94,7 +111,7 @@ def _print_loans(lines: list[LoanLine]) -> None:
         f"{'ID':<9} {'LENDER':<12} {'BORROWER':<12} {'STATE':<26} {'SIZE':>8}  {'UNTIL':<14} FILE"
     )
     for line in lines:
-        state = line.phase + (f" {_progress(line)}" if _progress(line) else "")
+        state = _state(line)
         typer.echo(
             f"{line.id:<9} {safe(line.lender_name):<12} {safe(line.borrower_name):<12} "
             f"{state:<26} {human_size(line.size):>8}  {_when(line.until_ms):<14} "
@@ -179,6 +196,7 @@ def _wait_held(daemon: object, loan: str, size: int) -> None:
         bar.start()
     task = bar.add_task(loan, total=size, state="") if bar is not None else None
     told = ""
+    began = time.monotonic()
     try:
         while True:
             found = [x for x in daemon.loans() if x.id == loan]
@@ -187,7 +205,12 @@ def _wait_held(daemon: object, loan: str, size: int) -> None:
             line = found[0]
             state = line.phase
             if state == "waiting for the borrower":
-                state = f"waiting for {safe(line.borrower_name)} (offline?)"
+                # An online borrower answers within a second or two: guess offline only
+                # once it has been silent for longer.
+                quiet = time.monotonic() - began >= _OFFLINE_HINT_S
+                state = f"waiting for {safe(line.borrower_name)}" + (" (offline?)" if quiet else "")
+            elif line.silent_since_ms:
+                state = _state(line)  # "laptop unreachable since 14:02 at 26%"
             if bar is not None and task is not None:
                 bar.update(task, total=line.size, completed=line.bytes_done, state=state)
             elif state != told:
@@ -245,7 +268,10 @@ def loans(
 
     States: waiting for the borrower (it has not answered yet: offline, say), awaiting
     acceptance, fetching (with progress), held, refused (over the borrower's quota or free
-    space; retried), failed (retried), declined, returned, recalled, expired, ended.
+    space; retried when there is room), failed (retried when its cause clears), declined,
+    returned, recalled, expired, ended. While the other side of one of this node's loans
+    cannot be reached, the state says since when ("laptop unreachable since 14:02 at
+    26%"): what is shown of it is as of then.
 
     \b
     Examples:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from mesh.core.text import shown
@@ -56,6 +57,34 @@ def human_speed(bytes_per_s: float | None) -> str:
     if bytes_per_s is None:
         return "-"
     return f"{human_size(max(0.0, bytes_per_s))}/s"
+
+
+def human_time_left(seconds: float) -> str:
+    """Time until something ends, rounded at the precision it is shown with, so a loan
+    lent `--for 3d` reads "3 days" (not the 2 days 23 h 59 min its milliseconds say):
+    42 s, 9 min 30 s, 25 min, 1 h, 1 h 30 min, 3 days, 2 days 12 h."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 600:
+        minutes, secs = divmod(whole, 60)
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    minutes = round(whole / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(round(whole / 3600), 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+def human_clock(ms: int) -> str:
+    """A wall-clock time as people read it: 14:02 today, else with the date."""
+    when = time.localtime(ms / 1000)
+    if time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M", when)
+    return time.strftime("%Y-%m-%d %H:%M", when)
 
 
 def human_ago(seconds: float) -> str:

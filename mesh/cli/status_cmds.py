@@ -20,6 +20,7 @@ from mesh.cli.context import CliContext
 from mesh.cli.output import (
     bar,
     human_ago,
+    human_clock,
     human_duration,
     human_size,
     human_speed,
@@ -159,7 +160,12 @@ def _loans(frame: Frame, rates: Rates) -> list[str]:
     lines = [f"{'LOAN':<9} {'WAY':<4} {'WITH':<12} {'STATE':<10} {'PROGRESS':<44} FILE"]
     for line in frame.loans:
         way, peer = _direction(frame, line)
-        if line.phase == "fetching":
+        if line.silent_since_ms:
+            # What is known of a silent peer is as of then: no live-looking bar or speed.
+            fetching = line.phase == "fetching" and line.size
+            was = f"at {line.bytes_done * 100 // line.size}% " if fetching else ""
+            progress = f"{was}unreachable since {human_clock(line.silent_since_ms)}"
+        elif line.phase == "fetching":
             pct = line.bytes_done * 100 // line.size if line.size else 100
             progress = (
                 f"{bar(line.bytes_done, line.size)} {pct:>3}% "
@@ -187,7 +193,8 @@ def as_json(frame: Frame, rates: Rates) -> dict[str, object]:
         loans = []
         for line in frame.loans:
             way, peer = _direction(frame, line)
-            rate = rates.rate(line.id) if line.phase == "fetching" else None
+            live = line.phase == "fetching" and not line.silent_since_ms
+            rate = rates.rate(line.id) if live else None
             loans.append(
                 {
                     "id": line.id,
@@ -201,6 +208,7 @@ def as_json(frame: Frame, rates: Rates) -> dict[str, object]:
                     "bytes_per_s": round(rate) if rate is not None else None,
                     "until_ms": line.until_ms or None,
                     "reason": line.reason or None,
+                    "peer_silent_since_ms": line.silent_since_ms or None,
                 }
             )
     return {
@@ -272,7 +280,8 @@ def status(
     libraries: [{name, root, open, files, bytes, changed_ms, watch}];
     members: [{name, node_id, online, address, last_seen_s, lag}];
     loans (null without a daemon): [{id, direction ("in" or "out"), peer, library, path,
-    state, size, bytes_done, bytes_per_s, until_ms, reason}]. Unknown values are null;
+    state, size, bytes_done, bytes_per_s, until_ms, reason, peer_silent_since_ms (the peer
+    cannot be reached; what is shown is as of then)}]. Unknown values are null;
     with --watch, one JSON object per line and per second.
 
     \b

@@ -123,7 +123,8 @@ def ended_by_lender(binding: Binding, now_ms: int) -> Phase | None:
 
 
 def ended_by_borrower(binding: Binding, status: LoanStatus | None) -> Phase | None:
-    """RETURNED or DECLINED if the borrower said so about this lending of it.
+    """RETURNED or DECLINED if the borrower said so about this lending of it; ENDED once
+    a returned loan's copy is gone.
 
     A return or decline holds for the binding as it was written then: a binding written
     again later (lent anew) starts over; a content update alone does not.
@@ -132,6 +133,8 @@ def ended_by_borrower(binding: Binding, status: LoanStatus | None) -> Phase | No
         return None
     if status.state is LoanState.RETURNED:
         return Phase.RETURNED
+    if status.state is LoanState.GIVEN_BACK:
+        return Phase.ENDED
     if status.state is LoanState.DECLINED:
         return Phase.DECLINED
     return None
@@ -211,6 +214,9 @@ def borrower_wants(
     return Want.COPY
 
 
+NOT_ENOUGH_SPACE = "not enough free space"
+
+
 def refusal(size: int, *, held_bytes: int, quota: int, free: int, reserve: int) -> str:
     """Why the borrower's policy refuses a copy of `size` bytes now ('' if it does not)."""
     if quota and held_bytes + size > quota:
@@ -219,7 +225,7 @@ def refusal(size: int, *, held_bytes: int, quota: int, free: int, reserve: int) 
             f"the quota is {quota}"
         )
     if free - size < reserve:
-        return f"not enough free space: {free} bytes free, {size} needed, {reserve} kept free"
+        return f"{NOT_ENOUGH_SPACE}: {free} bytes free, {size} needed, {reserve} kept free"
     return ""
 
 

@@ -84,6 +84,7 @@ class LoanState(enum.IntEnum):
     REFUSED = 6
     FAILED = 7
     REMOVED = 8
+    GIVEN_BACK = 9  # returned by the borrower, and its copy is gone
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

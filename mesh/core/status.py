@@ -111,6 +111,10 @@ class LoanLine:
     reason: str
     created_ms: int
     updated_ms: int
+    # On this node's own loans: the other side is unreachable, last heard from then (wall
+    # clock ms); 0 while it is reachable. What the ledger says of it is as of then.
+    silent_since_ms: int = 0
+    silent_name: str = ""  # which side that is
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

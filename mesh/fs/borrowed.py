@@ -211,13 +211,18 @@ def _unlink_if_present(parent: int, name: str, where: str) -> None:
 def _write_all(fd: int, data: bytes | mmap.mmap, offset: int) -> None:
     with memoryview(data) as whole:
         view = whole
-        while view:
-            written = os.pwrite(fd, view, offset)
-            if written <= 0:  # pwrite on a regular file writes or fails; never loop forever
-                raise OSError(errno.EIO, "nothing written")
-            view = view[written:]
-            offset += written
-        del view  # its slice of the buffer, before the buffer may be closed
+        try:
+            while view:
+                written = os.pwrite(fd, view, offset)
+                if written <= 0:  # pwrite on a regular file writes or fails; never loop forever
+                    raise OSError(errno.EIO, "nothing written")
+                view = view[written:]
+                offset += written
+        finally:
+            # Its slice of the buffer, released even when a write failed part-way: the
+            # traceback keeps this frame, and an exported slice would stop the buffer
+            # from closing (BufferError) for as long as the error is kept.
+            view.release()
 
 
 def _open_direct(fd: int) -> int:
@@ -291,8 +296,10 @@ class StagingFile:
             fd, self._direct = self._direct, -1
             os.close(fd)
         if self._buffer is not None:
-            self._buffer.close()
-            self._buffer = None
+            buffer, self._buffer = self._buffer, None
+            # Still exported by a caller's view: freed when that view goes.
+            with contextlib.suppress(BufferError):
+                buffer.close()
 
     def read_chunk(self, index: int) -> bytes:
         """Chunk `index` as it is on disk now (shorter if the file was cut short)."""
@@ -349,10 +356,15 @@ class StagingFile:
             raise _os_error(exc, f"flush {self._where} to disk") from exc
 
     def close(self) -> None:
-        self._stop_direct()
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
+        """Close both descriptors and free the buffer; the descriptors go first, so a
+        buffer still exported somewhere costs memory until it is collected, never a
+        descriptor."""
+        try:
+            self._stop_direct()
+        finally:
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                os.close(fd)
 
     def __enter__(self) -> StagingFile:
         return self
@@ -543,6 +555,18 @@ class BorrowedFolder:
                 return False
             there = self._lstat(dirs[-1], names[-1], self._shown(names))
             return there is not None and file_id.matches(there)
+
+    def file_at(self, parts: Sequence[str]) -> FileId | None:
+        """The regular file at `parts` as it is now; None for nothing or anything else."""
+        names = self._check_parts(parts)
+        with ExitStack() as stack:
+            dirs = self._find_folders(stack, names[:-1])
+            if dirs is None:
+                return None
+            there = self._lstat(dirs[-1], names[-1], self._shown(names))
+        if there is None or not stat.S_ISREG(there.st_mode):
+            return None
+        return FileId.of(there)
 
     def open_copy(self, parts: Sequence[str], file_id: FileId) -> int:
         """A read-only descriptor of the copy `file_id` at `parts`, for serving it to a peer;

@@ -1,43 +1,77 @@
 """The lending agent: a reconcile loop over the replicated state (DESIGN.md, Lending).
 
 Theory of operation. Whenever the records change, and once a second for end times, it
-asks the store for a plan (node/lending.py): which loans this node should hold a copy of,
+asks the store for a plan (node/plan.py): which loans this node should hold a copy of,
 which copies must go, which loans wait for its owner's answer. Pulls run as tasks, one per
-loan; a pull whose loan ended meanwhile is cancelled, and a refused or failed one is tried
-again after the retry interval while its loan lasts, or at once when a member comes back
-online (it may be the source the pull was missing). Every step is a loan status, so every
-node's ledger shows it. On start it acts on whatever it missed while it was down.
+loan. A pull that stops being wanted (its loan ended or was replaced, or it is held now)
+is cancelled, waited for, and its staging file and checkpoint are deleted at once.
+
+A refused or failed pull waits for what stopped it to clear, not for a timer: free space
+(polled while a loan waits for it), a new version of its binding, a change in who could
+serve it, or a member coming back online (it may be the source the pull was missing).
+The retry timer stays as a safety net, doubling up to 8 times the retry interval while
+the pull keeps failing. Every step is a loan status, so every node's ledger shows it.
+
+The copies themselves are checked (node/keeping.py) at start, every check interval and
+when the borrowed folder changes: a held copy that is gone or changed is pulled again, and
+staging files that belong to no pull are deleted. On start it acts on whatever it missed
+while it was down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Protocol
 
+from mesh.core.backoff import Backoff
 from mesh.core.records import LoanState
 from mesh.fs.borrowed import FileId
 from mesh.node.changes import ChangeSignal
-from mesh.node.lending import Lent, Plan
+from mesh.node.keeping import BorrowedWatch, lost_copies, sweep_staging
+from mesh.node.lending import Lent
 from mesh.node.local import now_ms
-from mesh.node.puller import Puller, PullHost
+from mesh.node.plan import Plan, end_state, plan
+from mesh.node.puller import Puller, PullHost, staging_name
 from mesh.store.loans import Copy
 
 log = logging.getLogger(__name__)
 _TICK_S = 1.0  # end times are checked at least this often
+_SPACE_POLL_S = 0.5  # free space is looked at this often while a loan waits for it
+_WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after this
+SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
+_HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this often
+_BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
 
 
 class AgentHost(PullHost, Protocol):
     changes: ChangeSignal
 
 
+@dataclasses.dataclass
+class _Waiting:
+    """A pull that stopped short, and what would let it go on."""
+
+    at: float  # the safety net: tried again at this time (monotonic) at the latest
+    backoff: Backoff
+    content: bytes  # the binding's content hash it was for
+    holders: tuple[bytes, ...] | None  # who could serve it then (None: not known yet)
+    space: int  # bytes of free space it waits for; 0: it does not wait for space
+    looked_at: float = 0.0  # when the holders were last compared (monotonic)
+
+
 class Agent:
     def __init__(self, host: AgentHost) -> None:
         self._host = host
         self._pulls: dict[bytes, tuple[asyncio.Task[bool], Puller]] = {}
-        self._retry_at: dict[bytes, float] = {}
+        self._waiting: dict[bytes, _Waiting] = {}
+        self._backoffs: dict[bytes, Backoff] = {}
+        self._next_check = 0.0
+        self._watch: BorrowedWatch | None = None
+        self._noting: set[asyncio.Task[None]] = set()
 
     def progress(self, key: bytes) -> int | None:
         """Bytes verified so far of the running pull of a loan, if one runs."""
@@ -45,49 +79,87 @@ class Agent:
         return found[1].bytes_done if found is not None else None
 
     def peer_back(self) -> None:
-        """A member is reachable again: a pull that found no source may find one now,
-        instead of after its retry interval (30 s)."""
-        if self._retry_at:
-            self._retry_at.clear()
+        """A member is reachable again: a pull that found no source may find one now."""
+        if self._waiting:
+            for waiting in self._waiting.values():
+                waiting.at = 0.0
+            self._host.changes.bump()
+
+    def watching(self) -> tuple[int, int] | None:
+        """The (device, inode) of the borrowed folder the agent watches, if it does."""
+        return self._watch.watching if self._watch is not None else None
+
+    def _check_soon(self) -> None:
+        """The borrowed folder changed: check the copies shortly (changes come in bursts)."""
+        soon = time.monotonic() + _WATCHED_CHECK_S
+        if self._next_check > soon:
+            self._next_check = soon
             self._host.changes.bump()
 
     async def run(self) -> None:
+        self._watch = BorrowedWatch(str(self._host.borrowed.root), self._check_soon)
+        self._watch.start()
         try:
             while True:
                 version = self._host.changes.version
                 try:
+                    if time.monotonic() >= self._next_check:
+                        self._next_check = time.monotonic() + self._host.settings.check_interval_s
+                        await self._check()
                     await self._pass()
                 except Exception:  # a bug must not stop lending for good
                     log.exception("the lending agent's pass failed; trying again")
                 # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a
                 # cancellation that arrives as the wait ends, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_TICK_S):
+                    async with asyncio.timeout(self._sleep()):
                         await self._host.changes.wait(version)
         finally:
+            self._watch.stop()
             for task, _ in self._pulls.values():
                 task.cancel()
             await asyncio.gather(*(t for t, _ in self._pulls.values()), return_exceptions=True)
 
+    def _sleep(self) -> float:
+        now = time.monotonic()
+        wake = [now + _TICK_S, self._next_check]
+        wake += [w.at for w in self._waiting.values()]
+        if any(w.space for w in self._waiting.values()):
+            wake.append(now + _SPACE_POLL_S)
+        return max(0.0, min(wake) - now)
+
     async def _pass(self) -> None:
         s, lending = self._host.settings, self._host.lending
-        plan: Plan = await self._host.store(
-            lending.plan,
+        todo: Plan = await self._host.store(
+            plan,
+            lending,
             now_ms(),
             borrow_ask_first=s.borrow_ask_first,
             lend_ask_first=s.lend_ask_first,
         )
-        wanted = {lent.key for lent in plan.fetch}
+        wanted = {lent.key for lent in todo.fetch}
         for key in [k for k in self._pulls if k not in wanted]:
-            task, _ = self._pulls.pop(key)
-            task.cancel()  # its loan ended, or it is held now
+            await self._stop(key)  # its loan ended, or it is held now
+        for key in [k for k in self._waiting if k not in wanted]:
+            del self._waiting[key]
+            self._backoffs.pop(key, None)
         stale = await self._host.store(lambda: [k for k in lending.book.pulls() if k not in wanted])
         for key in stale:  # pulls of loans that ended before they were held
-            await self._host.store(lending.book.drop_pull, key)
-            await asyncio.to_thread(self._host.borrowed.discard, key.hex()[:40])
-        for copy, state, why in plan.remove:
+            await self._forget(key)
+        for copy, state, why in todo.remove:
             await self._remove(copy, state, why)
-        for lent in plan.ask:
+        for lent in todo.source_gone:
+            await self._stop(lent.key)
+            self._waiting.pop(lent.key, None)  # pulled at once when the file is back
+            await self._host.store(self._say_source_gone, lent)
+        for lent in todo.given_back:
+            await self._stop(lent.key)
+            status = await self._host.store(lending.status_of, lent)
+            end, why = end_state(lent.binding, status, now_ms())
+            await self._host.store(
+                lending.write_status, lent.lender, lent.binding, end, now_ms(), reason=why
+            )
+        for lent in todo.ask:
             await self._host.store(
                 lending.write_status,
                 lent.lender,
@@ -101,19 +173,65 @@ class Agent:
                 lent.binding.path,
                 lending.name_of(lent.lender),
             )
-        now = time.monotonic()
-        for lent in plan.fetch:
-            if lent.key in self._pulls or self._retry_at.get(lent.key, 0.0) > now:
+        for lent in todo.fetch:
+            running = self._pulls.get(lent.key)
+            if running is not None and running[1].lent.binding.content != lent.binding.content:
+                # A newer version superseded what it pulls: its chunks are of no use.
+                log.info("a new version of %s: pulling that instead", lent.binding.path)
+                await self._stop(lent.key)
+                self._waiting.pop(lent.key, None)
+            elif running is not None:
                 continue
+            waiting = self._waiting.get(lent.key)
+            if waiting is not None and not await self._cleared(lent, waiting):
+                continue
+            self._waiting.pop(lent.key, None)
             self._start(lent)
+
+    def _say_source_gone(self, lent: Lent) -> None:
+        """The loan's status says the lender deleted the file (once, on the store thread)."""
+        lending = self._host.lending
+        status = lending.status_of(lent)
+        if (
+            status is not None
+            and status.state is LoanState.FAILED
+            and status.reason == SOURCE_GONE
+            and status.hash == lent.binding.content.hash
+        ):
+            return
+        lending.write_status(
+            lent.lender, lent.binding, LoanState.FAILED, now_ms(), reason=SOURCE_GONE
+        )
+
+    async def _cleared(self, lent: Lent, waiting: _Waiting) -> bool:
+        """Whether what stopped a pull may have cleared (or its safety-net time came)."""
+        if time.monotonic() >= waiting.at or lent.binding.content.hash != waiting.content:
+            return True
+        if waiting.space:
+            free = await asyncio.to_thread(self._host.borrowed.free_bytes)
+            if free >= waiting.space:
+                log.info("free space for %s again: pulling it", lent.binding.path)
+                return True
+            return False
+        now = time.monotonic()
+        if waiting.holders is None or now < waiting.looked_at + _HOLDERS_EVERY_S:
+            return False
+        waiting.looked_at = now  # finding the holders reads every open library's entries
+        return await self._holders(lent) != waiting.holders
+
+    async def _holders(self, lent: Lent) -> tuple[bytes, ...]:
+        lending = self._host.lending
+        found = await self._host.store(lending.holders, lent, now_ms())
+        return tuple(sorted(n.raw for n in found))
 
     def _start(self, lent: Lent) -> None:
         puller = Puller(self._host, lent)
         task = asyncio.create_task(puller.run(), name=f"pull {lent.binding.path}")
         self._pulls[lent.key] = (task, puller)
-        task.add_done_callback(lambda t: self._finished(lent.key, t))
+        task.add_done_callback(lambda t: self._finished(lent, puller, t))
 
-    def _finished(self, key: bytes, task: asyncio.Task[bool]) -> None:
+    def _finished(self, lent: Lent, puller: Puller, task: asyncio.Task[bool]) -> None:
+        key = lent.key
         current = self._pulls.get(key)
         if current is not None and current[0] is task:
             del self._pulls[key]
@@ -122,17 +240,88 @@ class Agent:
         exc = task.exception()
         if exc is not None:
             log.error("a pull failed unexpectedly: %s", exc, exc_info=exc)
-        if exc is not None or not task.result():
-            self._retry_at[key] = time.monotonic() + self._host.settings.retry_interval_s
+        if exc is None and task.result():
+            self._waiting.pop(key, None)
+            self._backoffs.pop(key, None)
         else:
-            self._retry_at.pop(key, None)
-        self._host.changes.bump()  # replan now: a held copy or a retry time changed
+            self._wait_for(lent, puller)
+        self._host.changes.bump()  # replan now: a held copy or a wait changed
+
+    def _wait_for(self, lent: Lent, puller: Puller) -> None:
+        """Note what the failed or refused pull waits for (see the module's docstring)."""
+        settings = self._host.settings
+        backoff = self._backoffs.setdefault(
+            lent.key,
+            Backoff(
+                settings.retry_interval_s,
+                settings.retry_interval_s * _BACKOFF_FACTOR,
+                rand=lambda: 1.0,  # one pull, one timer: no herd to spread out
+            ),
+        )
+        waiting = self._waiting[lent.key] = _Waiting(
+            at=time.monotonic() + backoff.next(),
+            backoff=backoff,
+            content=lent.binding.content.hash,
+            holders=None,
+            space=lent.binding.content.size + settings.reserve if puller.needs_space else 0,
+        )
+
+        async def note_holders() -> None:
+            with contextlib.suppress(Exception):  # the store may be closing
+                waiting.holders = await self._holders(lent)
+
+        task = asyncio.get_running_loop().create_task(note_holders())
+        self._noting.add(task)
+        task.add_done_callback(self._noting.discard)
+
+    async def _stop(self, key: bytes) -> None:
+        """Cancel a pull that is no longer wanted, wait for it to let go of its staging
+        file, and delete that file and its checkpoint."""
+        found = self._pulls.pop(key, None)
+        if found is not None:
+            task, _ = found
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._forget(key)
+
+    async def _forget(self, key: bytes) -> None:
+        lending = self._host.lending
+        pull = await self._host.store(lending.book.pull, key)
+        await self._host.store(lending.book.drop_pull, key)
+        names = {staging_name(key)} | ({pull.staging} if pull is not None else set())
+        for name in names:
+            await asyncio.to_thread(self._host.borrowed.discard, name)
+
+    async def _check(self) -> None:
+        """Held copies still as placed, and no staging file without its pull."""
+        host, book = self._host, self._host.lending.book
+        if self._watch is not None:
+            self._watch.rearm()
+        copies = await host.store(book.copies)
+        for copy, there in await asyncio.to_thread(lost_copies, host.borrowed, copies):
+            found = (there.device, there.inode, there.mtime_ns) if there else None
+            await host.store(book.lost, copy, found)
+            host.changes.bump()
+            if not copy.hash:
+                continue  # lost before, and changed again: said already
+            log.warning(
+                "the copy %s is %s: restoring it (`mesh return` gives a loan up)",
+                "/".join(copy.parts),
+                "gone" if there is None else "changed",
+            )
+
+        def live() -> set[str]:
+            return {p.staging for p in (book.pull(k) for k in book.pulls()) if p is not None}
+
+        names = await host.store(live)
+        names |= {puller.staging for _, puller in self._pulls.values()}
+        names |= {staging_name(key) for key in self._pulls}
+        for name in await asyncio.to_thread(sweep_staging, host.borrowed, names):
+            log.info("deleted the staging file %s: no pull needs it", name)
 
     async def _remove(self, copy: Copy, state: LoanState, why: str) -> None:
         host, lending = self._host, self._host.lending
-        found = self._pulls.pop(copy.binding_key, None)
-        if found is not None:
-            found[0].cancel()
+        await self._stop(copy.binding_key)
         kept = not await asyncio.to_thread(
             host.borrowed.remove,
             copy.parts,

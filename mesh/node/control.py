@@ -26,6 +26,7 @@ from mesh.core.status import (
 )
 from mesh.node import roster
 from mesh.node.local import now_ms
+from mesh.node.roster import silent_since_ms
 
 if TYPE_CHECKING:
     from mesh.node.daemon import Daemon
@@ -115,19 +116,32 @@ class ControlHandlers:
         return await self._d.store(work)
 
     async def loans(self, mine: bool) -> list[LoanLine]:
-        lending, agent = self._d.lending, self._d.agent
+        d = self._d
+        lending, agent, me = d.lending, d.agent, d.node_id
 
-        def work() -> list[tuple[bytes, LoanLine]]:
+        def work() -> tuple[list[tuple[bytes, bool, LoanLine]], dict[NodeId, int]]:
+            seen = {node: ms for node, (_h, _p, ms) in d.local.addresses.last_seen().items()}
             return [
-                (lending.key_of_loan(loan), lending.line(loan))
+                (lending.key_of_loan(loan), loan.open, lending.line(loan))
                 for loan in lending.ledger(now_ms(), mine=mine)
-            ]
+            ], seen
 
+        found_lines, seen = await d.store(work)
         lines = []
-        for key, found in await self._d.store(work):
+        for key, still_open, found in found_lines:
             live = agent.progress(key)  # fresher than the last status, on the borrower
             if live is not None and found.phase == "fetching":
                 found = dataclasses.replace(found, bytes_done=live)  # noqa: PLW2901
+            other = found.borrower if found.lender == me else found.lender
+            if still_open and me in (found.lender, found.borrower):
+                # What this node knows of the other side is as of when it last heard it.
+                heard = found.updated_ms if other == found.borrower else 0
+                silent = silent_since_ms(d, other, seen.get(other, 0), heard)
+                if silent:
+                    name = found.borrower_name if other == found.borrower else found.lender_name
+                    found = dataclasses.replace(  # noqa: PLW2901
+                        found, silent_since_ms=silent, silent_name=name
+                    )
             lines.append(found)
         return lines
 

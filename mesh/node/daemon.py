@@ -89,10 +89,12 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
         self._membership = Membership(root=NodeId(bytes(32)))
-        self._start_time = time.monotonic()
+        self.started_at = time.monotonic()
         self.port = 0
         self._group: asyncio.TaskGroup | None = None
         self.acked: dict[NodeId, VersionVector] = {}
+        # When each member whose session ended was last heard from (wall clock ms).
+        self.last_heard_ms: dict[NodeId, int] = {}
         self.local: LocalNode
         self.identity: Identity
         self.node_id: NodeId
@@ -494,6 +496,8 @@ class Daemon:
         if session.peer_vector is not None:
             # What it holds, for `mesh peers` while it is away.
             self.acked[session.peer] = session.acked
+            quiet_s = time.monotonic() - session.last_heard
+            self.last_heard_ms[session.peer] = int((time.time() - quiet_s) * 1000)
         self.sessions.release(session)
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
@@ -504,7 +508,7 @@ class Daemon:
     # -- local work ----------------------------------------------------------------------
 
     async def status(self) -> NodeStatus:
-        uptime = time.monotonic() - self._start_time
+        uptime = time.monotonic() - self.started_at
         found = await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
         watched, polled = self.watch.watched(), self.watch.polled
         rescans = "rescans" if self.settings.rescan_interval_s > 0 else ""

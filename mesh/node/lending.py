@@ -1,5 +1,6 @@
 """Lending on the store: bindings, loan statuses and borrow requests as records, the
-ledger, the commands of both sides, and the plan the agent acts on.
+ledger, the commands of both sides, and who may serve a loan (the plan the agent acts on
+is node/plan.py).
 
 Everything here runs on the store thread (the daemon's or the CLI's), synchronously; the
 agent (node/agent.py) does the waiting, the pulling and the file work.
@@ -22,9 +23,7 @@ from mesh.core.ids import NodeId
 from mesh.core.loans import (
     Loan,
     Phase,
-    Want,
     binding_key,
-    borrower_wants,
     make_loan,
     pick,
     status_for,
@@ -44,7 +43,7 @@ from mesh.core.records import (
 )
 from mesh.core.status import LoanLine, RequestLine
 from mesh.node.local import LocalNode
-from mesh.store.loans import Copy, LoanBook
+from mesh.store.loans import LoanBook
 from mesh.wire import records as wire_records
 
 REQUEST_ID_CHARS = 6
@@ -72,15 +71,6 @@ class Request:
     request: BorrowRequest
     seq: int
     answer: str  # "" (pending), "granted", or "denied: reason"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Plan:
-    """What the agent should do now, from the replicated state and the local copies."""
-
-    fetch: list[Lent]
-    remove: list[tuple[Copy, LoanState, str]]  # the copy, the status to write, why
-    ask: list[Lent]  # write "awaiting acceptance"
 
 
 class Lending:
@@ -209,7 +199,7 @@ class Lending:
             borrower=borrower,
             library=entry.library,
             path=entry.path,
-            content=_content_of(entry),
+            content=content_of(entry),
             until_ms=until_ms,
             created_ms=now_ms,
         )
@@ -291,7 +281,9 @@ class Lending:
 
     def give_back(self, what: str, now_ms: int) -> Loan:
         loan = self._to_me(what, now_ms)
-        if loan.phase is Phase.RETURNED:
+        if loan.phase is Phase.RETURNED or (
+            loan.status is not None and loan.status.state is LoanState.GIVEN_BACK
+        ):
             raise InvalidArgumentError(f"loan {loan.id} is already returned")
         self.write_status(loan.lender, loan.binding, LoanState.RETURNED, now_ms)
         return loan
@@ -397,6 +389,14 @@ class Lending:
         elif library is None or not library.asks(ask_first):
             self._answer(request, True, "", now_ms)  # an unknown library is denied there
 
+    def answer_pending(self, now_ms: int, *, ask_first: bool) -> None:
+        """Answer the unanswered borrow requests made to this node that no one needs to be
+        asked about (each as its library says)."""
+        me = self.local.node_id
+        for request in self.requests():
+            if request.request.lender == me and not request.answer:
+                self._answer_by_policy(request, ask_first, now_ms)
+
     def _answer(self, request: Request, approve: bool, reason: str, now_ms: int) -> None:
         r = request.request
         if approve:
@@ -418,79 +418,6 @@ class Lending:
                 )
             )
 
-    # -- the agent's plan ------------------------------------------------------------------
-
-    def plan(self, now_ms: int, *, borrow_ask_first: bool, lend_ask_first: bool) -> Plan:
-        """Bring the lender's side up to date (rewrite bindings of changed files, answer
-        borrow requests when no one needs to be asked), and say what the borrower's side
-        should do."""
-        me = self.local.node_id
-        self._refresh_lent_content(now_ms)
-        for request in self.requests():
-            if request.request.lender == me and not request.answer:
-                self._answer_by_policy(request, lend_ask_first, now_ms)
-        copies = {c.binding_key: c for c in self.book.copies()}
-        fetch: list[Lent] = []
-        ask: list[Lent] = []
-        remove: list[tuple[Copy, LoanState, str]] = []
-        wanted: set[bytes] = set()
-        for lent in self.bindings():
-            if lent.binding.borrower != me:
-                continue
-            status = self.status_of(lent)
-            want = borrower_wants(lent.binding, status, now_ms, ask_first=borrow_ask_first)
-            if want is Want.COPY:
-                wanted.add(lent.key)
-                copy = copies.get(lent.key)
-                if copy is None or copy.hash != lent.binding.content.hash:
-                    fetch.append(lent)
-                elif (
-                    status is None
-                    or status.state is not LoanState.HELD
-                    or (status.hash != copy.hash)
-                ):
-                    # Placed, but the status did not say so (a crash in between).
-                    self.write_status(lent.lender, lent.binding, LoanState.HELD, now_ms)
-            elif want is Want.ASK and (
-                status is None
-                or status.state is not LoanState.AWAITING_ACCEPTANCE
-                or (status.updated_ms < lent.binding.created_ms)
-            ):
-                ask.append(lent)
-            if want is not Want.COPY and lent.key in copies:
-                state, why = _end_state(lent.binding, status, now_ms)
-                remove.append((copies[lent.key], state, why))
-                wanted.add(lent.key)  # handled
-            elif (
-                want is not Want.COPY
-                and status is not None
-                and status.state
-                in (
-                    LoanState.HELD,
-                    LoanState.FETCHING,
-                )
-                and status.updated_ms >= lent.binding.created_ms
-            ):
-                state, why = _end_state(lent.binding, status, now_ms)
-                if state is not LoanState.FETCHING:
-                    self.write_status(lent.lender, lent.binding, state, now_ms, reason=why)
-        for key, copy in copies.items():
-            if key not in wanted:  # its binding is gone (its lender was removed, say)
-                remove.append((copy, LoanState.REMOVED, "the loan no longer exists"))
-        return Plan(fetch=fetch, remove=remove, ask=ask)
-
-    def _refresh_lent_content(self, now_ms: int) -> None:
-        """When a lent file changes, write the binding again with the new content."""
-        me = self.local.node_id
-        for lent in self.bindings():
-            b = lent.binding
-            if lent.lender != me or not _active(b, now_ms):
-                continue
-            entry = self.local.index.entry(b.library, b.path)  # indexed: one row per loan
-            if entry is None or entry.hash == b.content.hash:
-                continue
-            self.local.replica.write(dataclasses.replace(b, content=_content_of(entry)))
-
     # -- serving ---------------------------------------------------------------------------
 
     def lending_to(
@@ -509,7 +436,7 @@ class Lending:
                 lent.lender == lender
                 and b.borrower == requester
                 and b.content.hash == content_hash
-                and _active(b, now_ms)
+                and active(b, now_ms)
             ):
                 return lent
         if offered is None or offered.kind is not Kind.BINDING or offered.origin != lender:
@@ -521,7 +448,7 @@ class Lending:
             isinstance(record, Binding)
             and record.borrower == requester
             and record.content.hash == content_hash
-            and _active(record, now_ms)
+            and active(record, now_ms)
         ):
             return Lent(lender=lender, binding=record, envelope=offered)
         return None
@@ -600,33 +527,14 @@ class Lending:
         return found
 
 
-def _content_of(entry: LibraryEntry) -> Content:
+def content_of(entry: LibraryEntry) -> Content:
     return Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root)
 
 
-def _active(binding: Binding, now_ms: int) -> bool:
+def active(binding: Binding, now_ms: int) -> bool:
     return binding.ended is BindingEnd.NONE and not (
         binding.until_ms and now_ms >= binding.until_ms
     )
-
-
-def _end_state(binding: Binding, status: LoanStatus | None, now_ms: int) -> tuple[LoanState, str]:
-    """The status a borrower writes once its copy is gone, and why."""
-    if (
-        status is not None
-        and status.updated_ms >= binding.created_ms
-        and status.state
-        in (
-            LoanState.RETURNED,
-            LoanState.DECLINED,
-        )
-    ):
-        return status.state, status.reason
-    if binding.ended is BindingEnd.RECALLED:
-        return LoanState.REMOVED, "recalled by the lender"
-    if binding.until_ms and now_ms >= binding.until_ms:
-        return LoanState.REMOVED, "the loan expired"
-    return LoanState.REMOVED, "the loan ended"
 
 
 def _request_id(borrower: NodeId, seq: int) -> str:
@@ -640,4 +548,4 @@ def copy_parts(lender: NodeId, binding: Binding) -> list[str]:
     return [lender_folder(lender), binding.library, *binding.path.split("/")]
 
 
-__all__ = ["Lending", "Lent", "Plan", "Request"]
+__all__ = ["Lending", "Lent", "Request", "active", "content_of", "copy_parts"]

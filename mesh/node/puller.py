@@ -34,7 +34,7 @@ from mesh.config import Settings
 from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count, chunk_span
 from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
 from mesh.core.ids import NodeId
-from mesh.core.loans import refusal
+from mesh.core.loans import NOT_ENOUGH_SPACE, refusal
 from mesh.core.pull_plan import PullPlan, Run
 from mesh.core.records import LoanState
 from mesh.core.transfer import FetchRequest, Manifest, ManifestRequest
@@ -107,7 +107,9 @@ class Puller:
         self._saving = asyncio.Lock()
         self._checkpoint: asyncio.Future[None] | None = None
         self._note = ""
-        self._staging_name = self._key_hex
+        self._staging_name = staging_name(lent.key)
+        # Why the last run stopped short, for the agent to know what to wait for.
+        self.needs_space = False
         # Set by _pull_from for the duration of a pull:
         self._plan: PullPlan[NodeId]
         self._verified: Bitmap
@@ -118,10 +120,9 @@ class Puller:
         self._hashed: bytes | None = None
 
     @property
-    def _key_hex(self) -> str:
-        # A hash of the whole binding key: its first bytes are only its kind and lender,
-        # which loans from one lender share.
-        return hashlib.sha256(self.lent.key).hexdigest()[:40]
+    def staging(self) -> str:
+        """The name of this pull's staging file (it may not exist yet)."""
+        return self._staging_name
 
     async def _status(self, state: LoanState, *, reason: str = "") -> None:
         await self._host.store(self._write_status, state, reason)
@@ -144,6 +145,7 @@ class Puller:
         """Pull until held (True), or until it fails or is refused (False, status says why)."""
         why = await self._host.store(self._policy)
         if why:
+            self.needs_space = why.startswith(NOT_ENOUGH_SPACE)
             log.info("refused the loan of %s: %s", self.lent.binding.path, why)
             await self._status(LoanState.REFUSED, reason=why)
             return False
@@ -160,7 +162,7 @@ class Puller:
             await asyncio.to_thread(self._host.borrowed.discard, pull.staging)
             pull = None
         self._pull = pull
-        self._staging_name = pull.staging if pull is not None else self._key_hex
+        self._staging_name = pull.staging if pull is not None else staging_name(self.lent.key)
         self._hashes = pull.chunk_hashes if pull is not None else None
         verified = Bitmap(chunk_count(content.size), pull.verified if pull else b"")
         present = verified.present()
@@ -178,9 +180,11 @@ class Puller:
         began, resumed_at = time.monotonic(), self.bytes_done
         try:
             hashes = await self._pull_from(sources, verified)
-        except NoSpaceError as exc:
-            # What is staged would hold on to the space the user has to free, and count
-            # against the free space the next try needs: that try starts afresh.
+        except PlacementError as exc:
+            # A write that failed part-way (a full disk, an I/O error). What is staged
+            # would hold on to the space the user has to free, and count against the free
+            # space the next try needs: that try starts afresh.
+            self.needs_space = isinstance(exc, NoSpaceError)
             log.warning("pull of %s failed: %s", self.lent.binding.path, exc)
             await self._host.store(self._host.lending.book.drop_pull, self.lent.key)
             await asyncio.to_thread(self._host.borrowed.discard, self._staging_name)
@@ -279,13 +283,16 @@ class Puller:
                 return self._hashes
             return None
         finally:
-            if self._checkpoint is not None:
-                await asyncio.gather(self._checkpoint, return_exceptions=True)
-            # A write still running in the writer (its waiter was cancelled) must end before
-            # the descriptor closes: a number reused by another open would take its bytes.
-            await asyncio.to_thread(self._writer.shutdown, wait=True, cancel_futures=True)
-            await asyncio.to_thread(self._whole.close)
-            await asyncio.to_thread(staging.close)
+            try:
+                if self._checkpoint is not None:
+                    await asyncio.gather(self._checkpoint, return_exceptions=True)
+                # A write still running in the writer (its waiter was cancelled) must end
+                # before the descriptor closes: a number reused by another open would take
+                # its bytes.
+                await asyncio.to_thread(self._writer.shutdown, wait=True, cancel_futures=True)
+                await asyncio.to_thread(self._whole.close)
+            finally:
+                await asyncio.to_thread(staging.close)
 
     async def _source_loop(self, source: NodeId) -> None:
         """Fetch runs from one source until nothing is left it could help with. The next
@@ -491,6 +498,18 @@ class Puller:
             self._last_saved = time.monotonic()
 
     async def _place(self, hashes: bytes) -> bool:
+        """Place and record the copy. A cancellation (the loan ended meanwhile) waits for
+        both: placing runs in a thread that would go on regardless, and a copy placed but
+        not recorded would be a file in the borrowed folder that nothing ever removes. Once
+        recorded, the agent's next plan removes it."""
+        placing = asyncio.ensure_future(self._place_and_record(hashes))
+        try:
+            return await asyncio.shield(placing)
+        except asyncio.CancelledError:
+            await asyncio.gather(placing, return_exceptions=True)
+            raise
+
+    async def _place_and_record(self, hashes: bytes) -> bool:
         lent, host = self.lent, self._host
         lender_name = host.lending.name_of(lent.lender)
         parts = copy_parts(lent.lender, lent.binding)
@@ -538,6 +557,12 @@ class Puller:
         return True
 
 
+def staging_name(key: bytes) -> str:
+    """The staging file of a loan's pull: a hash of the whole binding key (its first bytes
+    are only its kind and lender, which loans from one lender share)."""
+    return hashlib.sha256(key).hexdigest()[:40]
+
+
 def _check_manifest(manifest: Manifest, lent: Lent) -> None:
     content = lent.binding.content
     if manifest.hash != content.hash or manifest.size != content.size:
@@ -555,4 +580,4 @@ def _write_verified(
     whole.add(index, data)
 
 
-__all__ = ["Bitmap", "Puller"]
+__all__ = ["Bitmap", "Puller", "staging_name"]

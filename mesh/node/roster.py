@@ -67,3 +67,19 @@ async def member_views(daemon: Daemon) -> tuple[NodeId, list[MemberView]]:
                 )
             )
     return daemon.membership.root, out
+
+
+def silent_since_ms(daemon: Daemon, node_id: NodeId, seen_ms: int, heard_ms: int) -> int:
+    """When `node_id` was last heard from, if it is unreachable now; 0 while it answers.
+    `seen_ms`: when it was last reached (the address book); `heard_ms`: anything else
+    known to be from it then (its last loan status, say). All wall clock ms."""
+    session = daemon.sessions.get(node_id)
+    window = daemon.settings.keepalive_s + daemon.settings.ping_timeout_s
+    if session is not None and session.peer_hello is not None:
+        quiet = time.monotonic() - session.last_heard
+        if quiet <= window:
+            return 0
+        return int((time.time() - quiet) * 1000)  # a link gone quiet, not yet closed
+    # Nothing known: unheard of since this node started, at least.
+    started_ms = int((time.time() - (time.monotonic() - daemon.started_at)) * 1000)
+    return max(daemon.last_heard_ms.get(node_id, 0), seen_ms, heard_ms) or started_ms

@@ -118,6 +118,26 @@ class LoanBook:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM copies WHERE binding_key = ?", (binding_key,))
 
+    def lost(self, copy: Copy, found: tuple[int, int, int] | None) -> None:
+        """`copy` is no longer on disk as placed: forget its content, so the agent pulls it
+        again. `found` (device, inode, mtime_ns): the file now at its place, which that
+        pull replaces; None when nothing (or no regular file) is there. A no-op if the copy
+        was placed anew since `copy` was read."""
+        placed = (copy.binding_key, copy.device, copy.inode, copy.mtime_ns)
+        with self._db.transaction() as conn:
+            if found is None:
+                conn.execute(
+                    "DELETE FROM copies WHERE binding_key = ? AND device = ? AND inode = ? "
+                    "AND mtime_ns = ?",
+                    placed,
+                )
+            else:
+                conn.execute(
+                    "UPDATE copies SET hash = x'', device = ?, inode = ?, mtime_ns = ? "
+                    "WHERE binding_key = ? AND device = ? AND inode = ? AND mtime_ns = ?",
+                    (*found, *placed),
+                )
+
     # -- pulls -------------------------------------------------------------------------
 
     def pull(self, binding_key: bytes) -> Pull | None:

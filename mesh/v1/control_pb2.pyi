@@ -720,6 +720,8 @@ class LoanView(_message.Message):
     CREATED_MS_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     UPDATED_MS_FIELD_NUMBER: _builtins.int
+    SILENT_SINCE_MS_FIELD_NUMBER: _builtins.int
+    SILENT_NAME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     lender: _builtins.bytes
     lender_name: _builtins.str
@@ -738,6 +740,12 @@ class LoanView(_message.Message):
     hash: _builtins.bytes
     updated_ms: _builtins.int
     """of the borrower's last status"""
+    silent_since_ms: _builtins.int
+    """The other side of this node's own loan is unreachable, last heard from then (wall
+    clock ms); 0 while it is reachable, or on a loan between two other nodes.
+    """
+    silent_name: _builtins.str
+    """which side that is (the lender's or borrower's name)"""
     def __init__(
         self,
         *,
@@ -756,10 +764,12 @@ class LoanView(_message.Message):
         created_ms: _builtins.int = ...,
         hash: _builtins.bytes = ...,
         updated_ms: _builtins.int = ...,
+        silent_since_ms: _builtins.int = ...,
+        silent_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "hash", b"hash", "id", b"id", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "hash", b"hash", "id", b"id", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "silent_name", b"silent_name", "silent_since_ms", b"silent_since_ms", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

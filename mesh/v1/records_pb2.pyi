@@ -105,6 +105,8 @@ class _LoanStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoanState.V
     LOAN_STATE_REFUSED: _LoanState.ValueType  # 6
     LOAN_STATE_FAILED: _LoanState.ValueType  # 7
     LOAN_STATE_REMOVED: _LoanState.ValueType  # 8
+    LOAN_STATE_GIVEN_BACK: _LoanState.ValueType  # 9
+    """returned, and the copy is gone"""
 
 class LoanState(_LoanState, metaclass=_LoanStateEnumTypeWrapper): ...
 
@@ -117,6 +119,8 @@ LOAN_STATE_DECLINED: LoanState.ValueType  # 5
 LOAN_STATE_REFUSED: LoanState.ValueType  # 6
 LOAN_STATE_FAILED: LoanState.ValueType  # 7
 LOAN_STATE_REMOVED: LoanState.ValueType  # 8
+LOAN_STATE_GIVEN_BACK: LoanState.ValueType  # 9
+"""returned, and the copy is gone"""
 Global___LoanState: _TypeAlias = LoanState  # noqa: Y015
 
 @_typing.final

@@ -257,6 +257,8 @@ def loan_to_wire(line: LoanLine) -> pb.LoanView:
         reason=line.reason,
         created_ms=line.created_ms,
         updated_ms=line.updated_ms,
+        silent_since_ms=line.silent_since_ms,
+        silent_name=line.silent_name,
     )
 
 
@@ -277,6 +279,8 @@ def loan_from_wire(msg: pb.LoanView) -> LoanLine:
         reason=msg.reason,
         created_ms=msg.created_ms,
         updated_ms=msg.updated_ms,
+        silent_since_ms=msg.silent_since_ms,
+        silent_name=msg.silent_name,
     )
 
 

@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 import xxhash
 
+from mesh.home import Home
 from tests.cli.conftest import Daemon, Mesh
 from tests.faults.harness import write_file
 from tests.lan.daemon import until as lan_until
 from tests.lan.netns import MakeLan
+from tests.node.conftest import assert_no_stale_staging
 
 CODE = re.compile(r"mesh join (\S+) --at (\S+)")
 MB = 1000 * 1000
@@ -85,6 +87,8 @@ def three(tmp_path: Path, make_lan: MakeLan) -> Iterator[tuple[Node, Node, Node]
         if node.daemon is not None and node.daemon.proc.poll() is None:
             node.down()
         print(f"--- {node.name}'s log\n" + "\n".join(node.logs))
+    for node in nodes:  # no ended loan left anything staged
+        assert_no_stale_staging(node.name, Home.resolve(node.mesh.home), node.borrowed)
 
 
 # Each poll runs a `mesh` command: every 0.2 s is often enough.
@@ -131,7 +135,8 @@ def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> N
     until("the tower to see it ended", lambda: tower.loan(short)["state"] == "ended")
 
     # The lent file is edited: the borrower ends up with the new version.
-    tower.run("lend", "Movies/notes.txt", "--to", "laptop", "--wait")
+    waited = tower.run("lend", "Movies/notes.txt", "--to", "laptop", "--wait")
+    assert "offline?" not in waited.stderr  # the laptop is online: no guess that it is not
     notes = laptop.borrowed / "tower" / "Movies" / "notes.txt"
     assert notes.read_text() == "first"
     (movies / "notes.txt").write_text("second, edited")
@@ -191,6 +196,8 @@ def test_lend_wait_on_an_offline_borrower_says_so_and_ctrl_c_keeps_the_loan(
         lines.append(told.get())
     lines.extend(rest.splitlines())
     assert proc.returncode == 130
+    waiting = [line for line in lines if "waiting for laptop" in line]
+    assert "offline?" not in waiting[0], waiting  # said only after seconds of silence
     loan = loan_id(out)
     assert any(f"stopped waiting; loan {loan} stays" in line for line in lines)
     assert tower.loan(loan)["state"] == "waiting for the borrower"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mesh.cli.output import bar, human_ago, human_duration, human_size, human_speed
+from mesh.cli.output import (
+    bar,
+    human_ago,
+    human_duration,
+    human_size,
+    human_speed,
+    human_time_left,
+)
 
 
 @pytest.mark.parametrize(
@@ -65,3 +72,20 @@ def test_bars() -> None:
     assert bar(100, 100, width=10) == "[##########]"
     assert bar(150, 100, width=10) == "[##########]"
     assert bar(5, 0) == ""
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (3 * 86400 - 0.048, "3 days"),  # `--for 3d`, read back a moment later
+        (3600 - 0.05, "1 h"),  # `--for 1h`
+        (90 * 60 - 0.2, "1 h 30 min"),
+        (600 - 0.3, "10 min"),
+        (9 * 60 + 30, "9 min 30 s"),
+        (42.4, "42 s"),
+        (2.5 * 86400, "2 days 12 h"),
+        (7 * 86400 - 1, "7 days"),
+    ],
+)
+def test_time_left_reads_as_typed(seconds: float, text: str) -> None:
+    assert human_time_left(seconds) == text

@@ -231,6 +231,32 @@ def fault_mesh(
     return nodes
 
 
+def settled(lender: FaultNode, borrower: FaultNode, loan: str, copy: Path, digest: str) -> None:
+    """After a fault: the borrower holds the verified copy, nothing is left in its staging
+    folder, and both ledgers say the same, live (neither side silent)."""
+    until("the borrower to hold it", lambda: borrower.phase(loan) == "held", 60)
+    assert file_hash(copy) == digest
+    until("the staging folder to empty", lambda: borrower.staged() == [], 2)
+    agree(lender, borrower, loan, "held")
+
+
+def agree(lender: FaultNode, borrower: FaultNode, loan: str, phase: str) -> None:
+    """Both ledgers show `phase` for the loan (with the same progress), neither stale."""
+
+    def same() -> bool:
+        a, b = lender.loan(loan), borrower.loan(loan)
+        return (
+            a is not None
+            and b is not None
+            and a.phase == b.phase == phase
+            and a.bytes_done == b.bytes_done
+            and not a.silent_since_ms
+            and not b.silent_since_ms
+        )
+
+    until(f"both ledgers to say {phase}", same, 10)
+
+
 def dump_logs(nodes: Sequence[FaultNode]) -> None:
     """Print the daemons' logs (pytest shows them when the test failed)."""
     for node in nodes:
@@ -256,10 +282,13 @@ class PartialWatcher:
     where `versions` names them, have one of those contents (xxh3-128 hex digests)."""
 
     def __init__(
-        self, root: Path, sizes: dict[str, int], versions: dict[str, set[str]] | None = None
+        self,
+        root: Path,
+        sizes: dict[str, int | set[int]],
+        versions: dict[str, set[str]] | None = None,
     ) -> None:
         self.root = root
-        self.sizes = sizes  # relative path -> size of the whole file
+        self.sizes = sizes  # relative path -> size of the whole file (or of each version)
         self.versions = versions or {}
         self.seen: set[str] = set()
         self.wrong: list[str] = []
@@ -291,7 +320,9 @@ class PartialWatcher:
     def _look(self, path: Path, rel: str) -> None:
         st = path.stat()
         self.seen.add(rel)
-        if st.st_size != self.sizes.get(rel) or st.st_mode & stat.S_IWUSR:
+        sizes = self.sizes.get(rel)
+        allowed_sizes = sizes if isinstance(sizes, set) else {sizes}
+        if st.st_size not in allowed_sizes or st.st_mode & stat.S_IWUSR:
             self.wrong.append(f"{rel}: {st.st_size} bytes, mode {st.st_mode:o}")
             return
         allowed = self.versions.get(rel)

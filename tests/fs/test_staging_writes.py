@@ -11,7 +11,7 @@ import pytest
 import xxhash
 
 from mesh.core.chunks import CHUNK_SIZE, chunk_count, chunk_span
-from mesh.core.errors import PlacementError
+from mesh.core.errors import NoSpaceError, PlacementError
 from mesh.fs import resumable_hash
 from mesh.fs.borrowed import BorrowedFolder
 from mesh.fs.whole_hash import SavedHash, WholeHash
@@ -179,3 +179,37 @@ def test_where_the_hash_state_cannot_be_saved_the_hash_is_still_right(
         assert whole.saved() is None  # a resume reads back instead
         assert whole.digest() == xxhash.xxh3_128_digest(data)
         whole.close()
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_disk_that_fills_mid_chunk_fails_the_write_and_frees_everything(
+    tmp_path: Path,
+) -> None:
+    """ENOSPC part-way into an O_DIRECT chunk: NoSpaceError, then close() frees the buffer
+    and both descriptors (no BufferError from a slice the error kept), and discarding the
+    staging file gives the disk back."""
+    from tests.faults.harness import tmpfs
+
+    # Room for two and a half chunks: the third one is cut short by the full disk.
+    with tmpfs(tmp_path / "small", f"{CHUNK_SIZE * 5 // 2 // 1024}k") as where:
+        folder = BorrowedFolder(where)
+        free = folder.free_bytes()
+        before = _open_fds()
+        data = content(6 * CHUNK_SIZE)
+        staging = folder.staging("ee77", len(data))
+        if not staging.direct:
+            staging.close()
+            pytest.skip("this tmpfs refuses O_DIRECT")
+        with pytest.raises(NoSpaceError, match="no space left on the disk") as failed:
+            for index in range(6):
+                staging.write_chunk(index, chunk(data, index))
+        assert staging.direct, "the O_DIRECT path failed for another reason"
+        staging.close()  # while the error (and its traceback) is still alive
+        assert failed.value is not None
+        assert _open_fds() == before
+        folder.discard("ee77")
+        assert folder.free_bytes() == free
+        assert folder.staged_keys() == []

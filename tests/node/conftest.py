@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,9 +14,12 @@ from typing import Any
 import pytest
 
 from mesh.config import Settings
+from mesh.fs.borrowed import STAGING
 from mesh.home import Home
 from mesh.node.daemon import Daemon
-from mesh.node.local import LocalNode
+from mesh.node.lending import Lending
+from mesh.node.local import LocalNode, now_ms
+from mesh.node.puller import staging_name
 from mesh.security.identity import Identity
 from mesh.transport.peer_client import PeerChannel
 
@@ -121,3 +125,36 @@ async def nodes(tmp_path: Path) -> AsyncIterator[Callable[[str], NodeHandle]]:
     yield make
     for handle in made:
         await handle.halt()
+    for handle in made:
+        if handle.daemon is not None and hasattr(handle.daemon, "_borrowed"):
+            borrowed = handle.daemon.settings.borrowed_path
+            assert_no_stale_staging(handle.name, handle.home, borrowed)
+
+
+def assert_no_stale_staging(name: str, home: Home, borrowed: Path) -> None:
+    """Every staging file in a stopped node's borrowed folder belongs to a pull of a loan
+    that is still open: an ended loan (recalled, returned, expired, replaced...) left none."""
+    staging = borrowed / STAGING
+    present = sorted(os.listdir(staging)) if staging.exists() else []
+    if not present:
+        return
+    node = LocalNode.open(home)
+    try:
+        lending = Lending(node)
+        me = node.node_id
+        open_keys = {
+            lending.key_of_loan(loan)
+            for loan in lending.ledger(now_ms())
+            if loan.borrower == me and loan.open
+        }
+        live = {staging_name(key) for key in open_keys} | {
+            pull.staging
+            for key in lending.book.pulls()
+            if key in open_keys and (pull := lending.book.pull(key)) is not None
+        }
+        stale_rows = [key.hex()[:12] for key in lending.book.pulls() if key not in open_keys]
+    finally:
+        node.close()
+    stale = [file for file in present if file.removesuffix(".swap") not in live]
+    assert not stale, f"{name}: staging files of no open loan's pull: {stale}"
+    assert not stale_rows, f"{name}: checkpoints of no open loan's pull: {stale_rows}"

@@ -157,8 +157,13 @@ async def test_return_and_decline_by_the_borrower(nodes: Make, tmp_path: Path) -
     with pytest.raises(MeshError, match=f"lent to laptop.*`mesh recall {first.id}`"):
         await t.store(lambda: t.lending.give_back("a.txt", now_ms()))
     await d.store(lambda: d.lending.give_back(first.id, now_ms()))
-    await until_phase(tower, first.id, "returned")
     await wait_for(lambda: not copy_of(tmp_path, "Docs/a.txt").exists(), what="the return")
+    # Returned, and once the copy is gone, ended, as a recalled loan does; both sides.
+    await until_phase(tower, first.id, "ended")
+    await until_phase(laptop, first.id, "ended")
+    assert (await loans(tower))[first.id].reason == "returned by the borrower"
+    with pytest.raises(MeshError, match="already returned"):
+        await d.store(lambda: d.lending.give_back(first.id, now_ms()))
 
 
 async def test_over_the_quota_is_refused_and_nothing_is_fetched(
