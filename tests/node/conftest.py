@@ -59,7 +59,12 @@ class NodeHandle:
             return node.identity.cert_der, node.name
 
     async def start(self, **overrides: Any) -> Daemon:
-        settings = Settings.for_tests(**{"port": 0, "listen": "127.0.0.1", **overrides})
+        # Each node its own borrowed folder: a shared ~/Borrowed would mix nodes' (and
+        # parallel runs') copies and staging files.
+        borrowed = str(self.home.root / "Borrowed")
+        settings = Settings.for_tests(
+            **{"port": 0, "listen": "127.0.0.1", "borrowed_folder": borrowed, **overrides}
+        )
         self.stop = asyncio.Event()
         self.daemon = Daemon(self.home, settings)
         self.task = asyncio.create_task(self.daemon.run(self.stop))
