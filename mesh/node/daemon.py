@@ -211,14 +211,26 @@ class Daemon:
                 await self.joining.close()
                 self.scanning.cancel_all()
                 await control.stop(s.shutdown_grace_s)
+                await self._part_from_peers(s.shutdown_grace_s)
                 await self.server.stop(s.shutdown_grace_s)
-                for session in self.sessions.all():
-                    session.close()
                 await self.peers.stop()
                 await self.channels.close()
         finally:
             await self.discovery.stop()  # idempotent; here for a crash inside the group
             log.info("stopped")
+
+    async def _part_from_peers(self, grace: float) -> None:
+        """End every gossip stream from this side, telling each peer that this node stops,
+        before the server stops: no call is left for gRPC to abort ("Aborting method ...
+        due to server stop"), and no peer sees a broken stream."""
+        self.peers.stop_dialling()
+        sessions = self.sessions.all()
+        for session in sessions:
+            session.close(stopping=True)
+        if sessions:
+            await asyncio.wait(
+                [asyncio.create_task(s.closed.wait()) for s in sessions], timeout=grace
+            )
 
     # -- membership ----------------------------------------------------------------------
 
@@ -461,6 +473,9 @@ class Daemon:
             return False
         self.agent.peer_back()
         return True
+
+    def announce(self, session: Session) -> bool:
+        return self.sessions.announce(session)
 
     def release(self, session: Session) -> None:
         if session.peer_vector is not None:

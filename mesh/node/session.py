@@ -17,6 +17,12 @@ refused is not offered again until this node holds more of it, so a record the p
 never take (a bad signature, say) is not resent forever. A refused batch is logged with the
 peer and the reason; the stream goes on.
 
+Both ends may dial at once. After the hellos each end asks its registry to admit the
+stream; one that must yield is refused with a `duplicate` GossipError, and an open one that
+a better stream replaces is ended with the same error. The peer's vector arrives only on a
+stream the peer admitted, so "gossip stream with X open" is logged then, once per reunion:
+a duplicate, whichever side ends it and however its transport ends, logs at debug level only.
+
 Each end pings at the keepalive interval and answers pings; a peer silent for longer than
 keepalive plus the ping timeout is taken for dead (gRPC's own keepalive usually notices
 first).
@@ -89,6 +95,8 @@ class SessionHost(Protocol):
 
     def release(self, session: Session) -> None: ...
 
+    def announce(self, session: Session) -> bool: ...
+
     async def our_vector(self) -> VersionVector: ...
 
     async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]: ...
@@ -100,6 +108,15 @@ class SessionHost(Protocol):
 
 class _ClosedHereError(Exception):
     """close() was called: end the session's tasks without an error."""
+
+
+class _DuplicateError(Exception):
+    """The peer ended this stream because another one between the same nodes wins."""
+
+
+DUPLICATE = "duplicate"  # the GossipError code of a stream that yields to another
+STOPPING = "stopping"  # ... of a node that stops: the peer logs it as such, not as a break
+_PARTING_S = 1.0  # how long a closing end waits for the peer to close its end first
 
 
 class Session:
@@ -128,6 +145,12 @@ class Session:
         self.rtt_s: float | None = None
         self.closed = asyncio.Event()
         self._stop = asyncio.Event()
+        # A stream that yields to another between the same nodes (either end decided).
+        self.duplicate = False
+        self._stopping = False  # close() because this node stops: say so to the peer
+        # The peer admitted it too (its vector came) and it was no duplicate then: its end
+        # is news. Its opening is news unless it took over from another (host.announce).
+        self.announced = False
         self._nonces = itertools.count(1)
         self._pings: dict[int, float] = {}
         # Gossip state.
@@ -156,10 +179,11 @@ class Session:
         try:
             await self._handshake()
             if not self.host.admit_session(self):
-                await self._refuse("duplicate", "a stream between these nodes is already open")
+                self.duplicate = True
+                await self._part(DUPLICATE, "a stream between these nodes is already open")
                 return
             try:
-                log.info("gossip stream with %s open", self.peer_name)
+                await self.stream.send(VectorFrame(vector=await self.host.our_vector()))
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._pinger())
                     tg.create_task(self._reader())
@@ -168,7 +192,17 @@ class Session:
             finally:
                 self.host.release(self)
         except* _ClosedHereError:
-            log.info("gossip stream with %s closed by this node", self.peer_name)
+            if self.duplicate:
+                await self._part(DUPLICATE, "another stream between these nodes replaced it")
+                log.debug("duplicate gossip stream with %s closed", self.peer_name)
+            else:
+                if self._stopping:
+                    await self._part(STOPPING, "is stopping")
+                level = logging.INFO if self.announced else logging.DEBUG
+                log.log(level, "gossip stream with %s closed by this node", self.peer_name)
+        except* _DuplicateError:
+            self.duplicate = True
+            log.debug("%s ended a duplicate gossip stream", self.peer_name)
         except* PeerUnavailableError as group:
             self._log_end(group.exceptions[0])
         except* RemovalNoticeError as group:
@@ -180,11 +214,19 @@ class Session:
             log.warning("%s", group.exceptions[0])
         finally:
             self.state = State.CLOSED
-            self.stream.close()
-            self.closed.set()
+            try:
+                # Shielded: a cancelled session still closes its stream, within the bound.
+                await asyncio.shield(self.stream.aclose(_PARTING_S))
+            finally:
+                self.stream.close()
+                self.closed.set()
 
-    def close(self) -> None:
-        """End the session from this side (removal, shutdown, a duplicate)."""
+    def close(self, *, duplicate: bool = False, stopping: bool = False) -> None:
+        """End the session from this side: a removal; `stopping`, this node stops; or
+        `duplicate`, another stream with the same peer replaces it. The peer is told which
+        of the last two it is."""
+        self.duplicate = self.duplicate or duplicate
+        self._stopping = self._stopping or stopping
         self._stop.set()
 
     async def _until_closed(self) -> None:
@@ -192,10 +234,22 @@ class Session:
         raise _ClosedHereError
 
     def _log_end(self, exc: BaseException) -> None:
-        if self.state is State.OPEN:
+        if self.announced and not self.duplicate:
             log.info("gossip stream with %s closed: %s", self.peer_name, exc)
         else:
-            log.debug("gossip stream with %s failed: %s", self.peer_name, exc)
+            # Never announced (the peer had not admitted it, or it was a duplicate): its
+            # end is no news, whatever gRPC said about it.
+            log.debug("gossip stream with %s ended before it opened: %s", self.peer_name, exc)
+
+    async def _part(self, code: str, message: str) -> None:
+        """Tell the peer why this end closes, then let it close its end first (within
+        `_PARTING_S`): frames are ordered, so it reads the reason before anything breaks,
+        and neither end logs a broken stream."""
+        with contextlib.suppress(PeerUnavailableError, ProtocolError, TimeoutError):
+            async with asyncio.timeout(_PARTING_S):
+                await self.stream.send(GossipError(code=code, message=message))
+                while await self.stream.recv() is not None:
+                    pass
 
     async def _refuse(self, code: str, message: str) -> None:
         with contextlib.suppress(PeerUnavailableError, TimeoutError):
@@ -215,6 +269,9 @@ class Session:
             frame = await asyncio.wait_for(self.stream.recv(), self.timeout_s)
         except TimeoutError as exc:
             raise PeerUnavailableError(f"{self.peer.short()} sent no hello in time") from exc
+        if frame is None:
+            # Ended before its hello: a peer that stops, or drops a duplicate, at that moment.
+            raise PeerUnavailableError(f"{self.peer.short()} ended the stream before its hello")
         if isinstance(frame, GossipError):
             raise RefusedError(f"{self.peer.short()} refused the stream: {frame.message}")
         if not isinstance(frame, Hello):
@@ -232,7 +289,7 @@ class Session:
         self.peer_hello = frame
         self.state = State.OPEN
         self.last_heard = time.monotonic()
-        await self.stream.send(VectorFrame(vector=await self.host.our_vector()))
+        # Our vector goes out once the registry admits the stream (see run()).
 
     async def _pinger(self) -> None:
         while True:
@@ -408,6 +465,11 @@ class Session:
                     raise ProtocolError("a second vector")
                 self.peer_vector = frame.vector
                 self._vector_heard.set()
+                # The peer admitted this stream: both ends hold it.
+                if not self.duplicate:
+                    self.announced = True
+                    if self.host.announce(self):
+                        log.info("gossip stream with %s open", self.peer_name)
             case Batch():
                 if self.peer_vector is None:
                     raise ProtocolError("a batch before the vector")
@@ -420,6 +482,11 @@ class Session:
                 sent = self._pings.pop(frame.nonce, None)
                 if sent is not None:
                     self.rtt_s = time.monotonic() - sent
+            case GossipError(code=code) if code == STOPPING:
+                raise PeerUnavailableError(f"{self.peer_name} is stopping")
+            case GossipError(code=code) if code == DUPLICATE:
+                self.duplicate = True  # before the registry releases it (run's finally)
+                raise _DuplicateError
             case GossipError():
                 raise RefusedError(f"{self.peer_name} ended the stream: {frame.message}")
             case Hello():

@@ -37,6 +37,9 @@ class MemoryStream:
     async def recv(self) -> GossipFrame | None:
         return await self.inbox.get()
 
+    async def aclose(self, within: float) -> None:
+        self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -80,6 +83,9 @@ class Host:
 
     def release(self, session: Session) -> None:
         self.registry.release(session)
+
+    def announce(self, session: Session) -> bool:
+        return self.registry.announce(session)
 
 
 A = NodeId(b"\x01" * 32)
