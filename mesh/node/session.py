@@ -45,6 +45,7 @@ from typing import Protocol
 
 from mesh.core.epoch import Epoch
 from mesh.core.errors import (
+    MeshError,
     PeerUnavailableError,
     ProtocolError,
     RefusedError,
@@ -245,7 +246,7 @@ class Session:
         """Tell the peer why this end closes, then let it close its end first (within
         `_PARTING_S`): frames are ordered, so it reads the reason before anything breaks,
         and neither end logs a broken stream."""
-        with contextlib.suppress(PeerUnavailableError, ProtocolError, TimeoutError):
+        with contextlib.suppress(MeshError, TimeoutError):
             async with asyncio.timeout(_PARTING_S):
                 await self.stream.send(GossipError(code=code, message=message))
                 while await self.stream.recv() is not None:

@@ -19,7 +19,12 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from mesh.core.errors import PeerUnavailableError, ProtocolError, RemovalNoticeError
+from mesh.core.errors import (
+    MeshError,
+    PeerUnavailableError,
+    ProtocolError,
+    RemovalNoticeError,
+)
 from mesh.core.gossip import GossipFrame
 from mesh.core.ids import NodeId
 from mesh.transport.auth import REMOVAL_KEY
@@ -113,7 +118,8 @@ class GossipStream:
         `within` s) for the peer to end its side, so the call ends with OK, not CANCELLED.
         (The answering side's call ends when its handler returns.)"""
         if not self.closed and self._finish is not None:
-            with contextlib.suppress(PeerUnavailableError, ProtocolError, TimeoutError, *_ERRORS):
+            # Whatever ends the wait ends it: the session has already heard why it ends.
+            with contextlib.suppress(MeshError, TimeoutError, *_ERRORS):
                 async with asyncio.timeout(within):
                     await self._finish()
                     while await self.recv() is not None:
