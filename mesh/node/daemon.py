@@ -83,6 +83,7 @@ class Daemon:
         self.settings = settings
         self.started = asyncio.Event()
         self.changes = ChangeSignal()
+        self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
         self._membership = Membership(root=NodeId(bytes(32)))
@@ -224,6 +225,7 @@ class Daemon:
         before the server stops: no call is left for gRPC to abort ("Aborting method ...
         due to server stop"), and no peer sees a broken stream."""
         self.peers.stop_dialling()
+        self.stopping = True  # a member that dials now is told so at its hello
         sessions = self.sessions.all()
         for session in sessions:
             session.close(stopping=True)
@@ -467,7 +469,7 @@ class Daemon:
     # -- sessions ------------------------------------------------------------------------
 
     def admit_session(self, session: Session) -> bool:
-        if not self.is_member(session.peer):
+        if self.stopping or not self.is_member(session.peer):
             return False
         if not self.sessions.admit(session):
             return False

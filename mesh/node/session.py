@@ -88,6 +88,7 @@ class SessionHost(Protocol):
     node_id: NodeId
     epoch: Epoch
     changes: ChangeSignal
+    stopping: bool  # the node is shutting down: it admits no new stream
 
     @property
     def name(self) -> str: ...
@@ -180,8 +181,11 @@ class Session:
         try:
             await self._handshake()
             if not self.host.admit_session(self):
-                self.duplicate = True
-                await self._part(DUPLICATE, "a stream between these nodes is already open")
+                if self.host.stopping:
+                    await self._part(STOPPING, "is stopping")
+                else:
+                    self.duplicate = True
+                    await self._part(DUPLICATE, "a stream between these nodes is already open")
                 return
             try:
                 await self.stream.send(VectorFrame(vector=await self.host.our_vector()))

@@ -60,6 +60,7 @@ class Host:
     epoch: Epoch = field(default_factory=lambda: Epoch(1, 1))
     registry: SessionRegistry = field(init=False)
     changes: ChangeSignal = field(default_factory=ChangeSignal)
+    stopping: bool = False
 
     def __post_init__(self) -> None:
         self.registry = SessionRegistry(self.node_id)
