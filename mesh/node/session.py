@@ -150,6 +150,7 @@ class Session:
         # A stream that yields to another between the same nodes (either end decided).
         self.duplicate = False
         self._stopping = False  # close() because this node stops: say so to the peer
+        self._closed_here = False
         # The peer admitted it too (its vector came) and it was no duplicate then: its end
         # is news. Its opening is news unless it took over from another (host.announce).
         self.announced = False
@@ -197,6 +198,7 @@ class Session:
             finally:
                 self.host.release(self)
         except* _ClosedHereError:
+            self._closed_here = True  # said below; a peer's parting met on the way is not
             if self.duplicate:
                 await self._part(DUPLICATE, "another stream between these nodes replaced it")
                 log.debug("duplicate gossip stream with %s closed", self.peer_name)
@@ -239,7 +241,9 @@ class Session:
         raise _ClosedHereError
 
     def _log_end(self, exc: BaseException) -> None:
-        if self.announced and not self.duplicate:
+        if self._closed_here:
+            log.debug("gossip stream with %s also ended: %s", self.peer_name, exc)
+        elif self.announced and not self.duplicate:
             log.info("gossip stream with %s closed: %s", self.peer_name, exc)
         else:
             # Never announced (the peer had not admitted it, or it was a duplicate): its
@@ -253,8 +257,12 @@ class Session:
         with contextlib.suppress(MeshError, TimeoutError):
             async with asyncio.timeout(_PARTING_S):
                 await self.stream.send(GossipError(code=code, message=message))
-                while await self.stream.recv() is not None:
-                    pass
+                while True:
+                    frame = await self.stream.recv()
+                    # The end, or the peer parting at the same moment (both stop, or
+                    # both drop the same duplicate): then nobody would close first.
+                    if frame is None or isinstance(frame, GossipError):
+                        break
 
     async def _refuse(self, code: str, message: str) -> None:
         with contextlib.suppress(PeerUnavailableError, TimeoutError):

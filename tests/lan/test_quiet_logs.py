@@ -7,6 +7,7 @@ that reads as a failure, and every pair of members ends with one stream."""
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,8 +87,13 @@ def test_joins_restarts_and_stops_log_nothing_alarming(peers: list[LanPeer]) -> 
         p.stop()
     up_all(peers)
     until("every node online again, one stream each", lambda: one_stream_each(peers), 30)
+    # And all stop at once, as a power strip would.
     for p in peers:
-        p.stop()
+        assert p.proc is not None
+        p.proc.send_signal(signal.SIGTERM)
+    for p in peers:
+        assert p.proc is not None
+        assert p.proc.wait(15) == 0
 
     for p in peers:
         assert alarming(p) == [], f"{p.name}'s log:\n{p.log.read_text()}"
