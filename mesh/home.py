@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh.core.errors import HomeBusyError, LocalError
+from mesh.core.errors import HomeBusyError, LocalError, NotInitializedError
 
 # sun_path holds 108 bytes with its NUL; leave room for the file name.
 _MAX_SOCKET_PATH = 100
@@ -84,6 +84,18 @@ class Home:
 
     def exists(self) -> bool:
         return self.cert_file.exists() and self.key_file.exists()
+
+    def require_node(self) -> None:
+        """Raise NotInitializedError, with the `mesh init` hint, unless a node lives here.
+
+        Only `mesh init` makes a node (every other command, `mesh up` too, refuses and
+        creates nothing): its name is fixed once it joins a mesh, and a mistyped --home or
+        MESH_HOME must not quietly become a second node.
+        """
+        if not self.exists():
+            raise NotInitializedError(
+                f"no node in {self.root} yet; run `mesh init --name NAME` first"
+            )
 
     def ensure(self) -> None:
         """Create the home (0700) and its socket folder (0700) if missing."""

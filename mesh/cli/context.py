@@ -37,6 +37,7 @@ class CliContext:
     def local_node(self) -> Iterator[LocalNode]:
         """The node's store, opened under the home's lock (waiting for another command)."""
         home = self.home
+        home.require_node()  # before the lock, whose file would create the folder
         lock = HomeLock(home, "cli")
         try:
             lock.acquire()
@@ -62,6 +63,7 @@ class CliContext:
     def node(self) -> Iterator[NodeApi]:
         """The running daemon if there is one, else the store under the home's lock."""
         home = self.home
+        home.require_node()
         lock = HomeLock(home, "cli")
         try:
             lock.acquire()
@@ -99,6 +101,7 @@ class CliContext:
         from mesh.transport.control_client import ControlClient
 
         home = self.home
+        home.require_node()
         lock = HomeLock(home, "cli")
         try:
             lock.acquire()

@@ -120,13 +120,10 @@ def up(
         settings = config.with_value(settings, "network.limit", limit)
     settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
 
+    home.require_node()  # as `mesh status` says: a node is made by `mesh init` only
     lock = HomeLock(home, "daemon")
     lock.acquire_as_daemon()
     try:
-        if not home.exists():
-            node, result = LocalNode.init(home, None)
-            node.close()
-            typer.echo(f"created node {result.name!r} (id {result.node_id})", err=True)
         if not home.config_file.exists():
             config.save(config.load(home.config_file), home.config_file)
         node = LocalNode.open(home)

@@ -6,6 +6,12 @@ runs on, so the demo doubles as a tutorial.
 Clean-up is the point of this module's shape: every child is started here and recorded by
 its process id, and `close()` stops exactly those (SIGINT, then SIGKILL after a grace
 period) and removes the folder, whatever step was interrupted.
+
+A Ctrl-C only raises a flag (`interrupt()`); the demo looks at it wherever it waits, and
+stops there. A KeyboardInterrupt raised at an arbitrary point could land inside a gRPC call
+to a node's control socket, and a channel left half-closed by it makes the interpreter hang
+at exit (seen: `_ChannelCallState.__del__` waiting forever); every wait here is short, so the
+flag is seen within a fifth of a second.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mesh.cli.context import CliContext
 from mesh.cli.output import human_size
@@ -33,8 +39,11 @@ NAMES = ("tower", "laptop", "desk")
 LIBRARY = "Films"
 BIG_FILE = "holiday.mkv"
 _STEP_TIMEOUT_S = 120.0
-_STOP_GRACE_S = 10.0
-_POLL_S = 0.2
+# A Ctrl-C must end the demo within 2 s: a node gets 1 s to stop cleanly (it needs well
+# under that), a command the demo runs half a second; then SIGKILL, as the folder goes anyway.
+_STOP_GRACE_S = 1.0
+_COMMAND_GRACE_S = 0.5
+_POLL_S = 0.1
 _JOIN = re.compile(r"mesh join (\S+) --at (\S+)")
 _SMALL_FILES = {
     "README.txt": "Films lent by the tower, shared by `mesh demo`.\n",
@@ -68,14 +77,36 @@ class Demo:
     big_size: int
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     nodes: list[DemoNode] = field(init=False)
+    interrupted: bool = field(default=False, init=False)
     _step: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.nodes = [DemoNode(name, self.root / name) for name in NAMES]
 
+    # --- interruption -------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Ask the demo to stop at its next wait; safe to call from a signal handler."""
+        self.interrupted = True
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, but stop as soon as the demo is interrupted."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _POLL_S))
+
     # --- narration ----------------------------------------------------------------------
 
     def say(self, text: str) -> None:
+        self.check()
         self._step += 1
         print(f"\n[{self._step}] {text}", file=self.out, flush=True)
 
@@ -86,38 +117,62 @@ class Demo:
         With `live`, the command's stderr is this terminal, so its progress bar shows.
         """
         print(f"  {node.name}$ mesh {shlex.join(args)}", file=self.out, flush=True)
-        proc = subprocess.run(
-            node.argv(*args),
-            stdout=subprocess.PIPE,
-            stderr=None if live else subprocess.PIPE,
-            text=True,
-            env=self._env(),
-            timeout=_STEP_TIMEOUT_S,
-            check=False,
+        returncode, stdout, stderr = self._command(
+            node, args, stderr=None if live else subprocess.PIPE
         )
-        for line in proc.stdout.splitlines():
+        for line in stdout.splitlines():
             if not line.strip() or only not in line:
                 continue
             print(f"    {line}", file=self.out, flush=True)
-        if proc.returncode != 0:
-            why = (proc.stderr or "").strip().splitlines()
+        if returncode != 0:
+            why = (stderr or "").strip().splitlines()
             raise LocalError(
                 f"the demo stopped: `mesh {shlex.join(args)}` on {node.name} failed"
                 + (f": {why[-1]}" if why else "")
             )
-        return proc.stdout
+        return stdout
 
     def quietly(self, node: DemoNode, *args: str) -> None:
-        proc = subprocess.run(
+        returncode, _, stderr = self._command(node, args, stderr=subprocess.PIPE)
+        self.check()
+        if returncode != 0:
+            raise LocalError(f"the demo stopped: `mesh {shlex.join(args)}` failed: {stderr}")
+
+    def _command(
+        self, node: DemoNode, args: tuple[str, ...], stderr: int | None
+    ) -> tuple[int, str, str | None]:
+        """Run `mesh ARGS` to its end, or end it if the demo is interrupted.
+
+        The command runs in a process group of its own, so a Ctrl-C in the terminal reaches
+        the demo only: a command interrupted at random (say, while Python imports its
+        modules) could print a traceback; the demo ends it with SIGTERM instead, which a
+        command does not catch and which leaves nothing to clean up that the demo keeps.
+        """
+        proc = subprocess.Popen(
             node.argv(*args),
-            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
             env=self._env(),
-            timeout=_STEP_TIMEOUT_S,
-            check=False,
+            process_group=0,
         )
-        if proc.returncode != 0:
-            raise LocalError(f"the demo stopped: `mesh {shlex.join(args)}` failed: {proc.stderr}")
+        deadline = time.monotonic() + _STEP_TIMEOUT_S
+        with proc:
+            while True:
+                try:
+                    # communicate() may be called again after its timeout; nothing is lost.
+                    out, err = proc.communicate(timeout=_POLL_S)
+                    return proc.returncode, out, err
+                except subprocess.TimeoutExpired:
+                    pass
+                if self.interrupted or time.monotonic() > deadline:
+                    _stop(proc, _COMMAND_GRACE_S, signal.SIGTERM)
+                    self.check()
+                    raise LocalError(
+                        f"the demo stopped: `mesh {shlex.join(args)}` on {node.name} "
+                        f"took over {_STEP_TIMEOUT_S:.0f} s"
+                    )
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "MESH_HOME"}
@@ -193,6 +248,7 @@ class Demo:
         with (folder / BIG_FILE).open("wb") as out:
             written, n = 0, 0
             while written < self.big_size:
+                self.check()
                 block[:8] = n.to_bytes(8, "big")
                 piece = block[: self.big_size - written]
                 out.write(piece)
@@ -225,11 +281,7 @@ class Demo:
                 proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + _STOP_GRACE_S
         for proc in running:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc, max(0.0, deadline - time.monotonic()), None)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def logs(self, lines: int = 8) -> str:
@@ -255,7 +307,7 @@ class Demo:
                     )
             if time.monotonic() > deadline:
                 raise LocalError(f"the demo stopped: no {what} in {_STEP_TIMEOUT_S:.0f} s")
-            time.sleep(_POLL_S)
+            self.pause(_POLL_S)
 
     def _answers(self, node: DemoNode) -> bool:
         try:
@@ -279,3 +331,15 @@ class Demo:
     def _phase(self, node: DemoNode, loan_id: str) -> str:
         with node.client() as client:
             return next((x.phase for x in client.loans() if x.id == loan_id), "")
+
+
+def _stop(proc: subprocess.Popen[Any], grace: float, sig: signal.Signals | None) -> None:
+    """Send `sig` (None: it was sent already), wait up to `grace`, then SIGKILL."""
+    if proc.poll() is None and sig is not None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -14,11 +13,6 @@ import typer
 
 from mesh import config
 from mesh.core.errors import InvalidArgumentError, LocalError
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM (a closed terminal, `kill`) cleans up exactly as Ctrl-C does.
-    raise KeyboardInterrupt
 
 
 def demo(
@@ -56,7 +50,14 @@ def demo(
     from mesh.cli.demo import Demo
 
     show = Demo(Path(tempfile.mkdtemp(prefix="mesh-demo-")), big)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # Ctrl-C, and SIGTERM (a closed terminal, `kill`), only raise the demo's flag: it
+        # stops at its next wait, never in the middle of a call to a node (see demo.py).
+        # A second Ctrl-C changes nothing; the clean-up is bounded anyway.
+        show.interrupt()
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     exploring = False
     try:
         try:
@@ -73,12 +74,10 @@ def demo(
         if not exploring:
             raise  # interrupted mid-demo: exit 130 once cleaned up
     finally:
-        # A second Ctrl-C must not cut the clean-up short and leave nodes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         typer.echo(f"\nStopping the three nodes and removing {show.root}", err=True)
         show.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _explore(show: object) -> None:
@@ -93,7 +92,7 @@ def _explore(show: object) -> None:
         "(each node's home is beside it: laptop, desk). Ctrl-C here stops them all."
     )
     while True:
-        time.sleep(1.0)
+        show.pause(1.0)
         for node in show.nodes:
             if node.daemon is not None and node.daemon.poll() is not None:
                 raise LocalError(f"{node.name}'s `mesh up` exited ({node.daemon.returncode})")

@@ -86,6 +86,7 @@ class Daemon:
         self.settings = settings
         self.started = asyncio.Event()
         self.changes = ChangeSignal()
+        self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
         self._membership = Membership(root=NodeId(bytes(32)))
@@ -227,14 +228,27 @@ class Daemon:
                 await self.joining.close()
                 self.scanning.cancel_all()
                 await control.stop(s.shutdown_grace_s)
+                await self._part_from_peers(s.shutdown_grace_s)
                 await self.server.stop(s.shutdown_grace_s)
-                for session in self.sessions.all():
-                    session.close()
                 await self.peers.stop()
                 await self.channels.close()
         finally:
             await self.discovery.stop()  # idempotent; here for a crash inside the group
             log.info("stopped")
+
+    async def _part_from_peers(self, grace: float) -> None:
+        """End every gossip stream from this side, telling each peer that this node stops,
+        before the server stops: no call is left for gRPC to abort ("Aborting method ...
+        due to server stop"), and no peer sees a broken stream."""
+        self.peers.stop_dialling()
+        self.stopping = True  # a member that dials now is told so at its hello
+        sessions = self.sessions.all()
+        for session in sessions:
+            session.close(stopping=True)
+        if sessions:
+            await asyncio.wait(
+                [asyncio.create_task(s.closed.wait()) for s in sessions], timeout=grace
+            )
 
     # -- membership ----------------------------------------------------------------------
 
@@ -485,12 +499,15 @@ class Daemon:
     # -- sessions ------------------------------------------------------------------------
 
     def admit_session(self, session: Session) -> bool:
-        if not self.is_member(session.peer):
+        if self.stopping or not self.is_member(session.peer):
             return False
         if not self.sessions.admit(session):
             return False
         self.agent.peer_back()
         return True
+
+    def announce(self, session: Session) -> bool:
+        return self.sessions.announce(session)
 
     def release(self, session: Session) -> None:
         if session.peer_vector is not None:

@@ -94,10 +94,7 @@ class LocalNode:
 
     @classmethod
     def open(cls, home: Home) -> LocalNode:
-        if not home.exists():
-            raise NotInitializedError(
-                f"no node in {home.root} yet; run `mesh init --name NAME` first"
-            )
+        home.require_node()
         identity = ident.load(home.key_file, home.cert_file)
         db = Database(home.database)
         if not NodeState(db).initialized():

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from typing import Protocol
 
 from mesh.config import Settings
@@ -41,12 +43,26 @@ class PeersHost(SessionHost, Protocol):
     def remember_address(self, node_id: NodeId, host: str, port: int) -> None: ...
 
 
+# How long after a duplicate stream ended its replacement is expected: that one opens
+# without a second "open" in the log.
+_REPLACEMENT_S = 10.0
+
+
 class SessionRegistry:
-    """The open session with each peer; decides between two streams to the same peer."""
+    """The open session with each peer; decides between two streams to the same peer.
+
+    It also keeps the log honest about a dial race (members dial each other at once, and
+    at each of their addresses): the peer's first stream to open is announced, and one
+    that takes over from it, or follows a duplicate that ended, opens quietly, so a
+    reunion reads as one "open".
+    """
 
     def __init__(self, self_id: NodeId) -> None:
         self._self = self_id
         self._sessions: dict[NodeId, Session] = {}
+        # Peers announced online -> until when (inf while a stream is open; for a while
+        # after a duplicate ended, as its replacement is on its way).
+        self._announced: dict[NodeId, float] = {}
 
     def get(self, peer: NodeId) -> Session | None:
         return self._sessions.get(peer)
@@ -62,13 +78,26 @@ class SessionRegistry:
             keep_new = session.initiator in (current.initiator, lower)
             if not keep_new:
                 return False
-            current.close()
+            current.close(duplicate=True)
         self._sessions[session.peer] = session
         return True
+
+    def announce(self, session: Session) -> bool:
+        """Note that `session` is open at both ends; True if that is news to log."""
+        if self._sessions.get(session.peer) is not session:
+            return False
+        due = self._announced.get(session.peer)
+        self._announced[session.peer] = math.inf
+        return due is None or time.monotonic() >= due
 
     def release(self, session: Session) -> None:
         if self._sessions.get(session.peer) is session:
             del self._sessions[session.peer]
+            if session.peer in self._announced:
+                if session.duplicate:
+                    self._announced[session.peer] = time.monotonic() + _REPLACEMENT_S
+                else:
+                    del self._announced[session.peer]
 
     def close(self, peer: NodeId) -> None:
         session = self._sessions.get(peer)
@@ -110,6 +139,10 @@ class PeerManager:
             self._maintain(host, port), name=f"peer {target(host, port)}"
         )
 
+    def stop_dialling(self) -> None:
+        """Dial nothing more; each loop ends once its session does."""
+        self._stopping = True
+
     async def stop(self) -> None:
         # The flag, not only the cancellation, ends the loops: in Python 3.11 a TaskGroup
         # whose child fails while it is being cancelled raises the child's error instead of
@@ -144,12 +177,16 @@ class PeerManager:
                     backoff.reset()
                     continue
             except PeerUnavailableError as exc:
-                problem = str(exc)
+                # A member that is off, restarting or elsewhere: normal, and `mesh status`
+                # and `mesh doctor` say so; the log would only cry wolf at every restart.
+                if str(exc) != last_problem:
+                    log.debug("%s (retrying)", exc)
+                last_problem = str(exc)
             if self._stopping:
                 return
             if problem and problem != last_problem:
                 log.warning("%s (retrying)", problem)
-            last_problem = problem
+                last_problem = problem
             wake = self._wake.setdefault((host, port), asyncio.Event())
             wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -17,6 +17,12 @@ refused is not offered again until this node holds more of it, so a record the p
 never take (a bad signature, say) is not resent forever. A refused batch is logged with the
 peer and the reason; the stream goes on.
 
+Both ends may dial at once. After the hellos each end asks its registry to admit the
+stream; one that must yield is refused with a `duplicate` GossipError, and an open one that
+a better stream replaces is ended with the same error. The peer's vector arrives only on a
+stream the peer admitted, so "gossip stream with X open" is logged then, once per reunion:
+a duplicate, whichever side ends it and however its transport ends, logs at debug level only.
+
 Each end pings at the keepalive interval and answers pings; a peer silent for longer than
 keepalive plus the ping timeout is taken for dead (gRPC's own keepalive usually notices
 first).
@@ -39,6 +45,7 @@ from typing import Protocol
 
 from mesh.core.epoch import Epoch
 from mesh.core.errors import (
+    MeshError,
     PeerUnavailableError,
     ProtocolError,
     RefusedError,
@@ -82,6 +89,7 @@ class SessionHost(Protocol):
     node_id: NodeId
     epoch: Epoch
     changes: ChangeSignal
+    stopping: bool  # the node is shutting down: it admits no new stream
 
     @property
     def name(self) -> str: ...
@@ -89,6 +97,8 @@ class SessionHost(Protocol):
     def admit_session(self, session: Session) -> bool: ...
 
     def release(self, session: Session) -> None: ...
+
+    def announce(self, session: Session) -> bool: ...
 
     async def our_vector(self) -> VersionVector: ...
 
@@ -101,6 +111,15 @@ class SessionHost(Protocol):
 
 class _ClosedHereError(Exception):
     """close() was called: end the session's tasks without an error."""
+
+
+class _DuplicateError(Exception):
+    """The peer ended this stream because another one between the same nodes wins."""
+
+
+DUPLICATE = "duplicate"  # the GossipError code of a stream that yields to another
+STOPPING = "stopping"  # ... of a node that stops: the peer logs it as such, not as a break
+_PARTING_S = 1.0  # how long a closing end waits for the peer to close its end first
 
 
 class Session:
@@ -129,6 +148,13 @@ class Session:
         self.rtt_s: float | None = None
         self.closed = asyncio.Event()
         self._stop = asyncio.Event()
+        # A stream that yields to another between the same nodes (either end decided).
+        self.duplicate = False
+        self._stopping = False  # close() because this node stops: say so to the peer
+        self._closed_here = False
+        # The peer admitted it too (its vector came) and it was no duplicate then: its end
+        # is news. Its opening is news unless it took over from another (host.announce).
+        self.announced = False
         self._nonces = itertools.count(1)
         self._pings: dict[int, float] = {}
         # Gossip state.
@@ -157,10 +183,14 @@ class Session:
         try:
             await self._handshake()
             if not self.host.admit_session(self):
-                await self._refuse("duplicate", "a stream between these nodes is already open")
+                if self.host.stopping:
+                    await self._part(STOPPING, "is stopping")
+                else:
+                    self.duplicate = True
+                    await self._part(DUPLICATE, "a stream between these nodes is already open")
                 return
             try:
-                self._log(logging.INFO, "open", "gossip stream with %s open", self.peer_name)
+                await self.stream.send(VectorFrame(vector=await self.host.our_vector()))
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._pinger())
                     tg.create_task(self._reader())
@@ -169,9 +199,20 @@ class Session:
             finally:
                 self.host.release(self)
         except* _ClosedHereError:
-            self._log(
-                logging.INFO, "closed", "gossip stream with %s closed by this node", self.peer_name
-            )
+            self._closed_here = True  # said below; a peer's parting met on the way is not
+            if self.duplicate:
+                await self._part(DUPLICATE, "another stream between these nodes replaced it")
+                log.debug("duplicate gossip stream with %s closed", self.peer_name)
+            else:
+                if self._stopping:
+                    await self._part(STOPPING, "is stopping")
+                level = logging.INFO if self.announced else logging.DEBUG
+                self._log(
+                    level, "closed", "gossip stream with %s closed by this node", self.peer_name
+                )
+        except* _DuplicateError:
+            self.duplicate = True
+            log.debug("%s ended a duplicate gossip stream", self.peer_name)
         except* PeerUnavailableError as group:
             self._log_end(group.exceptions[0])
         except* RemovalNoticeError as group:
@@ -189,16 +230,24 @@ class Session:
             self._log(logging.WARNING, "refused", "%s", group.exceptions[0])
         finally:
             self.state = State.CLOSED
-            self.stream.close()
-            self.closed.set()
+            try:
+                # Shielded: a cancelled session still closes its stream, within the bound.
+                await asyncio.shield(self.stream.aclose(_PARTING_S))
+            finally:
+                self.stream.close()
+                self.closed.set()
 
     def _log(self, level: int, kind: str, msg: str, *args: object) -> None:
         """A line this peer's doing: rate limited per peer and kind (node/peer_log.py)."""
         # Counted by node id: the name in the hello is the peer's to choose.
         peer_log.log(log, level, self.peer, self.peer_name, kind, msg, *args)
 
-    def close(self) -> None:
-        """End the session from this side (removal, shutdown, a duplicate)."""
+    def close(self, *, duplicate: bool = False, stopping: bool = False) -> None:
+        """End the session from this side: a removal; `stopping`, this node stops; or
+        `duplicate`, another stream with the same peer replaces it. The peer is told which
+        of the last two it is."""
+        self.duplicate = self.duplicate or duplicate
+        self._stopping = self._stopping or stopping
         self._stop.set()
 
     async def _until_closed(self) -> None:
@@ -206,12 +255,30 @@ class Session:
         raise _ClosedHereError
 
     def _log_end(self, exc: BaseException) -> None:
-        if self.state is State.OPEN:
+        if self._closed_here:
+            log.debug("gossip stream with %s also ended: %s", self.peer_name, exc)
+        elif self.announced and not self.duplicate:
             self._log(
                 logging.INFO, "closed", "gossip stream with %s closed: %s", self.peer_name, exc
             )
         else:
-            log.debug("gossip stream with %s failed: %s", self.peer_name, exc)
+            # Never announced (the peer had not admitted it, or it was a duplicate): its
+            # end is no news, whatever gRPC said about it.
+            log.debug("gossip stream with %s ended before it opened: %s", self.peer_name, exc)
+
+    async def _part(self, code: str, message: str) -> None:
+        """Tell the peer why this end closes, then let it close its end first (within
+        `_PARTING_S`): frames are ordered, so it reads the reason before anything breaks,
+        and neither end logs a broken stream."""
+        with contextlib.suppress(MeshError, TimeoutError):
+            async with asyncio.timeout(_PARTING_S):
+                await self.stream.send(GossipError(code=code, message=message))
+                while True:
+                    frame = await self.stream.recv()
+                    # The end, or the peer parting at the same moment (both stop, or
+                    # both drop the same duplicate): then nobody would close first.
+                    if frame is None or isinstance(frame, GossipError):
+                        break
 
     async def _refuse(self, code: str, message: str) -> None:
         with contextlib.suppress(PeerUnavailableError, TimeoutError):
@@ -231,6 +298,9 @@ class Session:
             frame = await asyncio.wait_for(self.stream.recv(), self.timeout_s)
         except TimeoutError as exc:
             raise PeerUnavailableError(f"{self.peer.short()} sent no hello in time") from exc
+        if frame is None:
+            # Ended before its hello: a peer that stops, or drops a duplicate, at that moment.
+            raise PeerUnavailableError(f"{self.peer.short()} ended the stream before its hello")
         if isinstance(frame, GossipError):
             raise RefusedError(f"{self.peer.short()} refused the stream: {frame.message}")
         if not isinstance(frame, Hello):
@@ -248,7 +318,7 @@ class Session:
         self.peer_hello = frame
         self.state = State.OPEN
         self.last_heard = time.monotonic()
-        await self.stream.send(VectorFrame(vector=await self.host.our_vector()))
+        # Our vector goes out once the registry admits the stream (see run()).
 
     async def _pinger(self) -> None:
         while True:
@@ -428,6 +498,13 @@ class Session:
                     raise ProtocolError("a second vector")
                 self.peer_vector = frame.vector
                 self._vector_heard.set()
+                # The peer admitted this stream: both ends hold it.
+                if not self.duplicate:
+                    self.announced = True
+                    if self.host.announce(self):
+                        self._log(
+                            logging.INFO, "open", "gossip stream with %s open", self.peer_name
+                        )
             case Batch():
                 if self.peer_vector is None:
                     raise ProtocolError("a batch before the vector")
@@ -440,6 +517,11 @@ class Session:
                 sent = self._pings.pop(frame.nonce, None)
                 if sent is not None:
                     self.rtt_s = time.monotonic() - sent
+            case GossipError(code=code) if code == STOPPING:
+                raise PeerUnavailableError(f"{self.peer_name} is stopping")
+            case GossipError(code=code) if code == DUPLICATE:
+                self.duplicate = True  # before the registry releases it (run's finally)
+                raise _DuplicateError
             case GossipError():
                 raise RefusedError(f"{self.peer_name} ended the stream: {frame.message}")
             case Hello():

@@ -2,18 +2,29 @@
 
 The node's session code is the same whichever side dialled; it sees only `send`, `recv`
 and `close`, core values and MeshErrors, never a protobuf message or a gRPC exception.
+
+Reads and writes run as tasks of their own that the caller awaits through a shield: grpc.aio
+cancels the whole call when a task awaiting `read()` or `write()` on the dialling side is
+cancelled, and the session cancels its reader whenever it ends, so without the shield a
+node could never say goodbye on a stream it dialled (the peer saw the call cancelled).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from mesh.core.errors import PeerUnavailableError, ProtocolError, RemovalNoticeError
+from mesh.core.errors import (
+    MeshError,
+    PeerUnavailableError,
+    ProtocolError,
+    RemovalNoticeError,
+)
 from mesh.core.gossip import GossipFrame
 from mesh.core.ids import NodeId
 from mesh.transport.auth import REMOVAL_KEY
@@ -43,6 +54,7 @@ class GossipStream:
         read: Callable[[], Awaitable[Any]],
         write: Callable[[gossip_pb2.GossipFrame], Awaitable[None]],
         close: Callable[[], object],
+        finish: Callable[[], Awaitable[None]] | None = None,
         address: str = "",
     ) -> None:
         self.peer = peer
@@ -51,26 +63,40 @@ class GossipStream:
         self._read = read
         self._write = write
         self._close = close
+        self._finish = finish  # the dialling side's half-close (done_writing)
         # gRPC allows one write in flight per call; pings and replies come from two tasks.
         self._writing = asyncio.Lock()
+        self._reading: asyncio.Future[Any] | None = None  # a read outliving a cancelled recv
+        self._ended = False  # the peer ended its side (EOF read)
         self.closed = False
 
     async def send(self, frame: GossipFrame) -> None:
         if self.closed:
             raise PeerUnavailableError(f"stream to {self.peer.short()} is closed")
         message = gossip.to_wire(frame)
+        writing = asyncio.ensure_future(self._write_one(message))
+        writing.add_done_callback(_retrieve)
         try:
-            async with self._writing:
-                await self._write(message)
+            await asyncio.shield(writing)
         except _ERRORS as exc:
             raise _removal(exc) or PeerUnavailableError(
                 f"stream to {self.peer.short()} broke: {_why(exc)}"
             ) from exc
 
+    async def _write_one(self, message: gossip_pb2.GossipFrame) -> None:
+        async with self._writing:
+            await self._write(message)
+
     async def recv(self) -> GossipFrame | None:
         """The next frame, or None when the peer ended the stream. ProtocolError if malformed."""
+        if self._ended:
+            return None
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read())
+            self._reading.add_done_callback(_retrieve)
+        reading = self._reading
         try:
-            msg = await self._read()
+            msg = await asyncio.shield(reading)
         except _ERRORS as exc:
             raise _removal(exc) or PeerUnavailableError(
                 f"stream from {self.peer.short()} broke: {_why(exc)}"
@@ -79,14 +105,40 @@ class GossipStream:
             # The server side parses as it reads: a frame that is not protobuf is the
             # peer's protocol error, not a crash of the session.
             raise ProtocolError(f"a malformed gossip frame from {self.peer.short()}") from exc
+        finally:
+            if reading.done():
+                self._reading = None
         if msg is grpc.aio.EOF or msg is None:
+            self._ended = True
             return None
         return gossip.from_wire(msg)
+
+    async def aclose(self, within: float) -> None:
+        """Close without breaking anything: the dialling side half-closes and waits (up to
+        `within` s) for the peer to end its side, so the call ends with OK, not CANCELLED.
+        (The answering side's call ends when its handler returns.)"""
+        if not self.closed and self._finish is not None:
+            # Whatever ends the wait ends it: the session has already heard why it ends.
+            with contextlib.suppress(MeshError, TimeoutError, *_ERRORS):
+                async with asyncio.timeout(within):
+                    await self._finish()
+                    while await self.recv() is not None:
+                        pass
+        self.close()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._close()
+            if self._reading is not None and not self._reading.done():
+                self._reading.cancel()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take a background read's or write's outcome, so asyncio does not log it as "never
+    retrieved": whoever awaited it has heard already, or has gone."""
+    if not task.cancelled():
+        task.exception()
 
 
 _MAX_RECORDS = 256  # more than any removal needs: the rest is not looked at

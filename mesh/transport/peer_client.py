@@ -61,6 +61,7 @@ class PeerChannel:
             read=call.read,
             write=call.write,
             close=call.cancel,
+            finish=call.done_writing,
             address=self.host,
         )
 

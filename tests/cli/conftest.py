@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# The environment a user's shell gives mesh: not what importing mesh in this process set
+# (mesh.transport turns gRPC's core logging to ERROR for library use; the CLI silences it).
+_USER_ENV = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+
 
 @dataclass
 class Mesh:
@@ -22,7 +26,7 @@ class Mesh:
     def run(
         self, *args: str, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MESH_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        env = {**_USER_ENV, "MESH_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "mesh", *args]
         if self.user is not None:
             cmd = [
@@ -48,7 +52,7 @@ class Daemon:
     """`mesh up` as a child process on 127.0.0.1 (no mDNS), stopped at the end."""
 
     def __init__(self, mesh: Mesh, *args: str, netns: str | None = None) -> None:
-        env = {**os.environ, "MESH_HOME": str(mesh.home), "PYTHONUNBUFFERED": "1"}
+        env = {**_USER_ENV, "MESH_HOME": str(mesh.home), "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "mesh", "up", "--no-mdns", "--listen", "127.0.0.1"]
         if netns is not None:
             # Its network is the namespace's; its control socket, a file, is reachable.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import stat
 import time
@@ -132,3 +133,39 @@ def test_config_show_and_set(mesh: Mesh) -> None:
     assert shown["borrowing.quota"] == "500GB"
     text = mesh.home.joinpath("config.toml").read_text()
     assert "# most bytes to hold" in text  # the file documents itself
+
+
+def test_up_and_status_agree_on_a_home_without_a_node(mesh: Mesh, daemon: Start) -> None:
+    # Only `mesh init` makes a node: both refuse the same way, and neither creates the home.
+    hint = f"mesh: no node in {mesh.home} yet; run `mesh init --name NAME` first"
+    code, err = daemon(wait=False).exited()
+    assert code == 1
+    assert err.strip() == hint
+    status = mesh.run("status", check=False)
+    assert status.returncode == 1
+    assert status.stderr.strip() == hint
+    assert not mesh.home.exists()
+
+
+def test_a_port_clash_is_one_line_without_grpc_core_noise(
+    mesh: Mesh, daemon: Start, tmp_path: Path
+) -> None:
+    # A real clash: another node's daemon already listens on the port.
+    other = Mesh(home=tmp_path / "other")
+    other.run("init", "--name", "other")
+    first = Daemon(other)
+    try:
+        first.wait_running()
+        port = json.loads(other.run("status", "--json").stdout)["port"]
+        mesh.run("init", "--name", "tower")
+        code, err = daemon("--port", str(port), wait=False).exited()
+        assert code == 1
+        lines = err.strip().splitlines()
+        assert lines[-1] == (
+            f"mesh: cannot listen on 127.0.0.1:{port}: the port is in use or not allowed "
+            "(another mesh on this machine? pick one with --port)"
+        ), err
+        # gRPC's C core logs as `E1207 16:48:34.637395   14717 add_port.cc:83] ...`.
+        assert not [x for x in lines if re.match(r"[EWIF]\d{4} ", x) or ".cc:" in x], err
+    finally:
+        first.stop()

@@ -119,6 +119,67 @@ def test_interrupting_the_demo_stops_its_nodes_and_removes_its_folder(
             os.kill(pid, signal.SIGKILL)  # the demo's own nodes, left behind by a failure
 
 
+# The demo's narration at each point, and how long after it the Ctrl-C comes.
+CTRL_C_POINTS = {
+    "start": ("Start them", 0.3),
+    "join": ("mesh join", 0.0),
+    "lend": ("lends the big file", 0.4),
+    "recall": ("recalls it", 0.0),
+}
+
+
+@pytest.mark.parametrize(("point", "presses"), [(p, 1) for p in CTRL_C_POINTS] + [("lend", 2)])
+def test_ctrl_c_at_any_point_ends_the_demo_within_2_s(
+    tmpdir_short: Path, point: str, presses: int
+) -> None:
+    # As in a terminal: the demo leads a process group and Ctrl-C signals the whole group.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh", "demo", "--size", "60MB"],
+        env=demo_env(tmpdir_short),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    err_reader = threading.Thread(target=lambda: errors.extend(proc.stderr or ()), daemon=True)
+    err_reader.start()
+    marker, delay = CTRL_C_POINTS[point]
+    root: Path | None = None
+    try:
+        until(f"the {point} step", lambda: any(marker in x for x in lines), 120)
+        found = ROOT.search("".join(lines))
+        assert found
+        root = Path(found.group(1))
+        time.sleep(delay)  # a point inside the step, not a wait for a condition
+        pressed = time.monotonic()
+        for _ in range(presses):
+            os.killpg(proc.pid, signal.SIGINT)
+            time.sleep(0.1)
+        try:
+            code = proc.wait(timeout=10)
+        finally:
+            took = time.monotonic() - pressed
+        reader.join(5)
+        err_reader.join(5)
+        err = "".join(errors)
+        assert took < 2.0, f"the demo took {took:.2f} s to stop after Ctrl-C"
+        assert code == 130, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        assert f"removing {root}" in err
+        assert not root.exists()
+        assert processes_under(root) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in processes_under(root) if root else []:
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_keep_leaves_the_nodes_running_until_ctrl_c(tmpdir_short: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mesh", "demo", "--size", "2MB", "--keep"],

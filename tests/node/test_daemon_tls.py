@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -38,6 +39,44 @@ async def test_two_members_hold_one_gossip_stream(nodes: Make) -> None:
     assert sa[0].initiator == sb[0].initiator
     # The stream is live: pings are answered both ways.
     await wait_for(lambda: sa[0].rtt_s is not None and sb[0].rtt_s is not None, what="pongs")
+
+
+async def test_a_dial_race_leaves_one_stream_and_says_nothing(
+    nodes: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both members learn the other's address in the same instant, five times over (each
+    round a fresh start of both): one stream, one "open" on each side, no warning, and a
+    stop that each side reports as such."""
+    a, b = nodes("a"), nodes("b")
+    mesh_of(a, b)
+    caplog.set_level(logging.INFO)
+    for _ in range(5):
+        caplog.clear()
+        await a.start()
+        await b.start()
+        assert a.daemon is not None and b.daemon is not None
+        a.daemon.peers.add_address("127.0.0.1", b.daemon.port)
+        b.daemon.peers.add_address("127.0.0.1", a.daemon.port)
+
+        def opened() -> list[str]:
+            return [m for m in caplog.messages if m.startswith("gossip stream with")]
+
+        await wait_for(
+            lambda: len(sessions(a)) == 1 and len(sessions(b)) == 1 and len(opened()) == 2,
+            what="one stream, announced on both sides",
+        )
+        (sa,), (sb,) = a.daemon.sessions.all(), b.daemon.sessions.all()
+        assert sa.initiator == sb.initiator
+        await wait_for(lambda x=sa, y=sb: x.rtt_s and y.rtt_s, what="pongs")  # type: ignore[misc]
+        assert sorted(opened()) == ["gossip stream with a open", "gossip stream with b open"]
+        # Both stop at once: each parts from the other (neither waits for the other to
+        # close first), and each says once that the stream closed.
+        took = await asyncio.gather(a.halt(), b.halt())
+        assert max(took) < 1.0, took
+        closed = [m for m in caplog.messages if "closed" in m]
+        assert len(closed) == 2, closed
+        loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert loud == []
 
 
 async def test_either_side_can_dial(nodes: Make) -> None:

@@ -37,6 +37,9 @@ class MemoryStream:
     async def recv(self) -> GossipFrame | None:
         return await self.inbox.get()
 
+    async def aclose(self, within: float) -> None:
+        self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -57,6 +60,7 @@ class Host:
     epoch: Epoch = field(default_factory=lambda: Epoch(1, 1))
     registry: SessionRegistry = field(init=False)
     changes: ChangeSignal = field(default_factory=ChangeSignal)
+    stopping: bool = False
 
     def __post_init__(self) -> None:
         self.registry = SessionRegistry(self.node_id)
@@ -80,6 +84,9 @@ class Host:
 
     def release(self, session: Session) -> None:
         self.registry.release(session)
+
+    def announce(self, session: Session) -> bool:
+        return self.registry.announce(session)
 
 
 A = NodeId(b"\x01" * 32)

@@ -95,13 +95,16 @@ async def test_a_flood_of_streams_from_one_member_writes_a_bounded_log_and_a_sum
     assert opened is not None
     await wait_for(opened.closed.is_set, what="b's last stream to end")
     about_b = [r.getMessage() for r in caplog.records if b_name in r.getMessage()]
-    assert 0 < len(about_b) <= 4 * 10, about_b  # a burst per kind, not one per stream
+    # A burst per kind at most, not one per stream. (Streams that replace each other are
+    # logged at debug only, so most floods write next to nothing; the rate limit is the
+    # bound for whatever a member's streams still cause at INFO and above.)
+    assert len(about_b) <= 4 * 10, about_b
     caplog.clear()
     now[0] += 60
     peer_log.flush()
     summaries = [r.getMessage() for r in caplog.records if "more like this from" in r.getMessage()]
-    assert summaries and all(b_name in s for s in summaries), summaries
-    assert sum(int(s.split()[0]) for s in summaries) + len(about_b) >= STREAMS
+    assert all(b_name in s for s in summaries), summaries
+    assert len(summaries) <= 4, summaries  # one per kind
     # c, a member that did nothing wrong, is not silenced by b's flood.
     caplog.clear()
     await c.halt()
