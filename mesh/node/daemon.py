@@ -16,7 +16,7 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from mesh.config import Settings
@@ -32,7 +32,7 @@ from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
-from mesh.core.records import Addresses, Kind
+from mesh.core.records import MEMBERSHIP_KINDS, Addresses, Kind
 from mesh.core.replica import ApplyResult
 from mesh.core.status import (
     MemberView,
@@ -406,25 +406,39 @@ class Daemon:
     async def membership_for(self, peer: VersionVector) -> list[Batch]:
         return await self.store(lambda: list(self.local.replica.loose_membership(peer)))
 
-    async def apply(self, batch: Batch, peer: NodeId) -> tuple[ApplyResult, VersionVector]:
-        def work() -> tuple[ApplyResult, VersionVector, list[tuple[NodeId, str, int]]]:
-            replica = self.local.replica
-            result = replica.apply(batch, peer)
-            new_addresses: list[tuple[NodeId, str, int]] = []
-            for env in result.stored:
-                if env.kind is Kind.ADDRESSES:
-                    record = wire_records.decode(env.kind, env.body)
-                    if isinstance(record, Addresses):
-                        new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
-            return result, replica.vector(), new_addresses
+    async def apply_all(
+        self, batches: Sequence[Batch], peer: NodeId
+    ) -> tuple[list[ApplyResult], VersionVector]:
+        """Apply batches received from `peer`, in order; the vector once all are committed.
 
-        result, vector, addresses = await self.store(work)
-        if result.membership_changed:
+        Consecutive batches share one transaction, so a large sync commits (and rewrites
+        the records table's pages) a few times instead of once per batch. A batch holding
+        membership records goes in a transaction of its own: the replica takes its new
+        membership into memory as it applies it, which must never run ahead of the disk.
+        """
+
+        def work() -> tuple[list[ApplyResult], VersionVector, list[tuple[NodeId, str, int]]]:
+            replica, db = self.local.replica, self.local.db
+            results: list[ApplyResult] = []
+            for group in _transactions(batches):
+                with db.transaction():
+                    results.extend(replica.apply(batch, peer) for batch in group)
+            new_addresses: list[tuple[NodeId, str, int]] = []
+            for result in results:
+                for env in result.stored:
+                    if env.kind is Kind.ADDRESSES:
+                        record = wire_records.decode(env.kind, env.body)
+                        if isinstance(record, Addresses):
+                            new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
+            return results, replica.vector(), new_addresses
+
+        results, vector, addresses = await self.store(work)
+        if any(result.membership_changed for result in results):
             await self.reload_members()
         for node_id, host, port in addresses:
             if self.is_member(node_id):
                 self.peers.add_address(host, port)
-        return result, vector
+        return results, vector
 
     async def _maintain(self) -> None:
         """Now and then: publish our vector if it lets tombstones go, and purge them; and
@@ -541,3 +555,17 @@ class Daemon:
 
 
 __all__ = ["Daemon"]
+
+
+def _transactions(batches: Sequence[Batch]) -> Iterator[Sequence[Batch]]:
+    """Runs of consecutive batches to apply in one transaction each: a batch holding any
+    membership record alone (see `Daemon.apply_all`)."""
+    start = 0
+    for i, batch in enumerate(batches):
+        if any(env.kind in MEMBERSHIP_KINDS for env in batch.envelopes):
+            if start < i:
+                yield batches[start:i]
+            yield batches[i : i + 1]
+            start = i + 1
+    if start < len(batches):
+        yield batches[start:]
