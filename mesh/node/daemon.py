@@ -53,6 +53,7 @@ from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
 from mesh.node.control import ControlHandlers
 from mesh.node.discovery import LanDiscovery
+from mesh.node.early_control import EarlyControl
 from mesh.node.joining import Joining
 from mesh.node.lending import Lending
 from mesh.node.local import LocalNode
@@ -81,9 +82,20 @@ _BATCHES_PER_PAGE = 4  # the session reads the next page while this one is sent
 class Daemon:
     """A running node. Create, then `await run(stop)`; `started` is set once it listens."""
 
-    def __init__(self, home: Home, settings: Settings) -> None:
+    def __init__(
+        self,
+        home: Home,
+        settings: Settings,
+        *,
+        control: EarlyControl | None = None,
+        lock: HomeLock | None = None,
+    ) -> None:
         self.home = home
         self.settings = settings
+        # `mesh up` opens the control socket before it builds the daemon, holding the
+        # home's lock already (node/early_control.py); tests and others leave it to `run`.
+        self._early = control
+        self._held = lock
         self.started = asyncio.Event()
         self.changes = ChangeSignal()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
@@ -143,8 +155,9 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
-        lock = HomeLock(self.home, "daemon")
-        lock.acquire_as_daemon()
+        lock = self._held or HomeLock(self.home, "daemon")
+        if self._held is None:
+            lock.acquire_as_daemon()
         try:
             self.local = await self.store(LocalNode.open, self.home)
             try:
@@ -153,7 +166,8 @@ class Daemon:
                 await self.store(self.local.close)
         finally:
             self._store.shutdown(wait=True)
-            lock.release()
+            if self._held is None:
+                lock.release()
 
     async def _serve(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -173,9 +187,14 @@ class Daemon:
             ping_timeout_s=s.ping_timeout_s,
         )
         self.port = await self.server.start()
-        self.home.ensure()
-        control = ControlServer(ControlHandlers(self), self.home.control_socket)
-        await control.start()
+        control: ControlServer | EarlyControl
+        if self._early is not None:
+            control = self._early
+            self._early.gate.attach(ControlHandlers(self))
+        else:
+            self.home.ensure()
+            control = ControlServer(ControlHandlers(self), self.home.control_socket)
+            await control.start()
         self.peers = PeerManager(self, s)
         self._lending = Lending(self.local)
         self._borrowed = await asyncio.to_thread(BorrowedFolder, s.borrowed_path)
