@@ -43,204 +43,39 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import multiprocessing
 import os
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mesh.config import Settings
-from mesh.core.gossip import Batch
-from mesh.core.ids import NodeId
 from mesh.core.vector import VersionVector
-from mesh.home import Home
 from mesh.node import daemon as daemon_module
-from mesh.node.daemon import Daemon
-from mesh.node.local import LocalNode
 from mesh.node.peers import PeerManager
-from mesh.store.index import FileRow, ScanBatch
-from mesh.v1 import gossip_pb2
 from mesh.wire import envelope as wire_envelope
-from mesh.wire import gossip as wire_gossip
-from mesh.wire.gossip import MAX_BATCH_RECORDS
-from tests.node.conftest import NodeHandle, mesh_of
-
-LIBRARY = "photos"
-PAGE_BYTES = 1 << 20
-# No pings during a measurement: they are a few dozen bytes a second that (c) would count.
-# No watching: the benchmark writes its nodes' indexes itself.
-QUIET = {
-    "keepalive_s": 30.0,
-    "ping_timeout_s": 10.0,
-    "maintenance_interval_s": 3600.0,
-    "watch": False,
-}
-
-
-# -- nodes ---------------------------------------------------------------------------------
-
-
-class Node(NodeHandle):
-    """A real daemon in this process (tests/node/conftest.py), as the benchmark drives it."""
-
-    @property
-    def d(self) -> Daemon:
-        assert self.daemon is not None
-        return self.daemon
-
-
-def make_node(root: Path, name: str) -> Node:
-    home = Home.resolve(root / name)
-    node, _ = LocalNode.init(home, name)
-    node.close()
-    return Node(home=home, name=name, settings=Settings.for_tests())
-
-
-def row(i: int, version: int = 0) -> FileRow:
-    """A plausible photo entry: (path, size, mtime_ns, inode, hash, chunk root)."""
-    return (
-        f"2024/{i // 1000:03d}/IMG_{i:06d}.jpg",
-        3_000_000 + i + version,
-        1_700_000_000_000_000_000 + i * 1_000_000 + version,
-        1_000_000 + i,
-        (i * 2 + 1 + version * 7919).to_bytes(16, "big"),
-        (i * 3 + 2 + version * 7919).to_bytes(16, "big"),
-    )
-
-
-def seed(node: Node, folder: Path, entries: int) -> None:
-    """Share a library and write `entries` entries into its index before the daemon runs:
-    each takes the node's next sequence number, as a scan's would, so it is a real record."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with node.local() as local:
-        local.share(str(folder), LIBRARY)
-        step = 20_000
-        for start in range(0, entries, step):
-            rows = [row(i) for i in range(start, min(entries, start + step))]
-            local.index.apply(LIBRARY, ScanBatch(new=rows))
-    # The entries have no files behind them: with the folder there, the scan a node makes of
-    # its libraries at start would find them all gone and sync deletions instead (it did,
-    # in one round of three, racing the sync). A missing root is left as it is indexed.
-    folder.rmdir()
-
-
-async def write_entry(node: Node, i: int, version: int) -> int:
-    """Write (or rewrite) entry `i` on a running node; returns the seq it took."""
-    d = node.d
-    rows = [row(i, version)]
-
-    def work() -> int:
-        d.local.index.apply(LIBRARY, ScanBatch(changed=rows))
-        clock = d.local.replica.clock(d.node_id)
-        assert clock is not None
-        return clock.seq
-
-    return await d.store(work)
-
-
-async def until(
-    condition: Callable[[], Any], within: float, what: str, every: float = 0.002
-) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(every)
-
-
-async def until_holds(node: Node, origin: NodeId, seq: int, within: float) -> float:
-    """Wait until `node` holds `origin`'s records through `seq`; returns when (monotonic).
-
-    Woken by the node's change signal (every store write bumps it), so no polling delay."""
-    d = node.d
-    deadline = time.monotonic() + within
-    while True:
-        version = d.changes.version
-        clock = await d.store(d.local.replica.clock, origin)
-        if clock is not None and clock.seq >= seq:
-            return time.monotonic()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"{node.name} never got {origin.short()} through {seq}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(d.changes.wait(version), min(left, 0.05))
-
-
-# -- bytes on the wire ---------------------------------------------------------------------
-
-
-def tcp_counters(port: int) -> dict[tuple[int, int], tuple[int, int]]:
-    """(bytes sent, bytes received) of every established TCP socket whose local port is
-    `port` (the server side of each connection into it), keyed by (local, remote) port."""
-    out = subprocess.run(
-        ["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    found: dict[tuple[int, int], tuple[int, int]] = {}
-    blocks = re.split(r"\n(?=\S)", out.strip())
-    for block in blocks:
-        head = re.match(r"\s*\d+\s+\d+\s+\S+:(\d+)\s+\S+:(\d+)", block)
-        if head is None:
-            continue
-        sent = re.search(r"bytes_sent:(\d+)", block)
-        received = re.search(r"bytes_received:(\d+)", block)
-        found[int(head[1]), int(head[2])] = (
-            int(sent[1]) if sent else 0,
-            int(received[1]) if received else 0,
-        )
-    return found
-
-
-@dataclass(frozen=True)
-class Traffic:
-    a_to_b: int
-    b_to_a: int
-
-    @property
-    def total(self) -> int:
-        return self.a_to_b + self.b_to_a
-
-
-def traffic(a: Node, b: Node) -> Traffic:
-    """TCP payload bytes between two nodes, over the connections either dialled (as seen from
-    each one's listening side: nothing else connects to them in this benchmark)."""
-    a_to_b = b_to_a = 0
-    for sent, received in tcp_counters(a.d.port).values():
-        a_to_b, b_to_a = a_to_b + sent, b_to_a + received
-    for sent, received in tcp_counters(b.d.port).values():
-        a_to_b, b_to_a = a_to_b + received, b_to_a + sent
-    return Traffic(a_to_b, b_to_a)
-
-
-def delta(after: Traffic, before: Traffic) -> Traffic:
-    return Traffic(after.a_to_b - before.a_to_b, after.b_to_a - before.b_to_a)
-
-
-async def settled(a: Node, b: Node, within: float = 10.0, quiet_s: float = 0.3) -> Traffic:
-    """Wait until no byte has moved between `a` and `b` for `quiet_s`; the counters then."""
-    deadline = time.monotonic() + within
-    last, since = traffic(a, b), time.monotonic()
-    while time.monotonic() - since < quiet_s:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"traffic between {a.name} and {b.name} never settled")
-        await asyncio.sleep(0.05)
-        now = traffic(a, b)
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
-
+from tests.bench.gossip_apart import apart_sync
+from tests.bench.gossip_nodes import (
+    QUIET,
+    Node,
+    Traffic,
+    codec_seconds,
+    delta,
+    make_node,
+    med,
+    own_batches_running,
+    seed,
+    settled,
+    spread,
+    until,
+    until_holds,
+    verdict,
+    write_entry,
+)
+from tests.node.conftest import mesh_of
 
 # -- (a) initial sync ----------------------------------------------------------------------
 
@@ -251,17 +86,6 @@ class SyncResult:
     after_open_s: float
     wire: Traffic
     records: int
-
-
-def codec_seconds(batches: list[Batch]) -> float:
-    """Serialize every batch as a gossip frame and parse it back into core values: the
-    protobuf work any sync of these records over this wire format cannot skip."""
-    started = time.perf_counter()
-    for batch in batches:
-        data = wire_gossip.to_wire(batch).SerializeToString()
-        frame = wire_gossip.from_wire(gossip_pb2.GossipFrame.FromString(data))
-        assert isinstance(frame, Batch)
-    return time.perf_counter() - started
 
 
 async def initial_sync(root: Path, entries: int, tag: str) -> tuple[SyncResult, Node, Node]:
@@ -302,126 +126,6 @@ async def initial_sync(root: Path, entries: int, tag: str) -> tuple[SyncResult, 
         ),
         a,
         b,
-    )
-
-
-def serve_node(home: str, conn: Connection) -> None:
-    """A child process's whole life: run the node at `home` until told to stop, after
-    telling the parent its port and its own clock's seq."""
-    logging.basicConfig(level="ERROR")
-
-    async def life() -> None:
-        node = Node(home=Home.resolve(Path(home)), name="a", settings=Settings.for_tests())
-        d = await node.start(**QUIET)
-        conn.send((d.port, (await d.our_vector())[d.node_id].seq))
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        await node.halt()
-
-    asyncio.run(life())
-
-
-def receive_node(home: str, holder: str, origin: bytes, seq: int, conn: Connection) -> None:
-    """A child process's whole life as the receiving node: start fresh, dial `holder`,
-    tell the parent when it started and when it held `origin`'s records through `seq`
-    (monotonic clock, which is the same in every process), then wait to be told to stop."""
-    logging.basicConfig(level="ERROR")
-
-    async def life() -> None:
-        node = Node(home=Home.resolve(Path(home)), name="b", settings=Settings.for_tests())
-        started = time.monotonic()
-        await node.start(static_peers=(holder,), **QUIET)
-        conn.send(("started", started))
-        done = await until_holds(node, NodeId(origin), seq, within=600)
-        received = sum(s.records_received for s in node.d.sessions.all())
-        conn.send(("done", done, received))
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        await node.halt()
-
-    asyncio.run(life())
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set (VmHWM), from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def control_latencies(socket: Path, stop: Callable[[], bool]) -> list[float]:
-    """Status calls on a control socket, one after another, until `stop()`: each's time."""
-    from mesh.transport.control_client import ControlClient
-
-    client = ControlClient(socket)
-    took: list[float] = []
-    try:
-        while not stop():
-            started = time.monotonic()
-            client.status()
-            took.append(time.monotonic() - started)
-            time.sleep(0.01)
-    finally:
-        client.close()
-    return took
-
-
-@dataclass
-class ApartResult:
-    seconds: float
-    wire: Traffic
-    records: int
-    peak_rss_mb: float
-    control_s: list[float]  # Status calls to the receiver during the sync
-
-
-async def initial_sync_apart(root: Path, entries: int, tag: str) -> ApartResult:
-    """(a) with each node in a process of its own, as two machines would be: the holder
-    serves, the receiver starts fresh and syncs, while this process asks the receiver's
-    control socket for its status over and over and reads its peak RSS from /proc."""
-    a, b = make_node(root, f"a{tag}"), make_node(root, f"b{tag}")
-    mesh_of(a, b)
-    seed(a, root / f"files-a{tag}", entries)
-    with a.local() as local:
-        a_id = local.node_id
-    context = multiprocessing.get_context("spawn")
-    loop = asyncio.get_running_loop()
-    parent, child = context.Pipe()
-    holder = context.Process(target=serve_node, args=(str(a.home.root), child))
-    holder.start()
-    receiver = None
-    try:
-        port, target_seq = await asyncio.wait_for(loop.run_in_executor(None, parent.recv), 60)
-        to_b, at_b = context.Pipe()
-        receiver = context.Process(
-            target=receive_node,
-            args=(str(b.home.root), f"127.0.0.1:{port}", a_id.raw, target_seq, at_b),
-        )
-        receiver.start()
-        _, started = await asyncio.wait_for(loop.run_in_executor(None, to_b.recv), 60)
-        finished = False
-        asking = loop.run_in_executor(
-            None, control_latencies, b.home.control_socket, lambda: finished
-        )
-        _, done, received = await loop.run_in_executor(None, to_b.recv)
-        finished = True
-        control_s = await asking
-        assert receiver.pid is not None
-        rss = peak_rss_mb(receiver.pid)
-        counters = tcp_counters(port)
-        wire = Traffic(sum(c[0] for c in counters.values()), sum(c[1] for c in counters.values()))
-        to_b.send("stop")
-        await loop.run_in_executor(None, receiver.join, 30)
-    finally:
-        parent.send("stop")
-        await loop.run_in_executor(None, holder.join, 30)
-        if receiver is not None and receiver.is_alive():
-            receiver.kill()
-    return ApartResult(
-        seconds=done - started,
-        wire=wire,
-        records=received,
-        peak_rss_mb=rss,
-        control_s=control_s,
     )
 
 
@@ -526,23 +230,6 @@ async def line(root: Path, count: int, rounds: int, strict: bool, tag: str) -> L
             await n.halt()
 
 
-# -- report --------------------------------------------------------------------------------
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def spread(values: list[float], scale: float = 1.0, unit: str = "") -> str:
-    if len(values) < 2:
-        return ""
-    return f" [{min(values) * scale:.3g}-{max(values) * scale:.3g}{unit}]"
-
-
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
-
-
 async def run(args: argparse.Namespace) -> bool:
     ok = True
     with tempfile.TemporaryDirectory(prefix="bench-gossip-") as tmp:
@@ -629,63 +316,6 @@ async def sync_and_change(root: Path, args: argparse.Namespace) -> bool:
     return ok
 
 
-async def apart_sync(
-    root: Path, args: argparse.Namespace, codec_s: float | None, envelope_bytes: int | None
-) -> bool:
-    """(a) between two processes, the figures of issue 19 with their targets, beside the
-    same run's baseline: the same batches serialized and parsed alone."""
-    runs: list[ApartResult] = []
-    codec: list[float] = [] if codec_s is None else [codec_s]
-    for r in range(args.rounds):
-        runs.append(await initial_sync_apart(root, args.entries, f"-apart-{r}"))
-        if envelope_bytes is None:
-            # Only this part runs: the baseline from the holder's records, read as it serves them.
-            envelope_bytes, base = await batches_baseline(root / f"a-apart-{r}")
-            codec.append(base)
-    assert envelope_bytes is not None
-    times = [x.seconds for x in runs]
-    wire = [x.wire.total / envelope_bytes for x in runs]
-    slowest = [max(x.control_s, default=0.0) for x in runs]
-    rss = [x.peak_rss_mb for x in runs]
-    time_target = 1.0 if args.entries <= 100_000 else 10.0 * args.entries / 1_000_000
-    print(
-        f"    two processes  {med(times):7.3f} s{spread(times)}   (each node in a process of "
-        f"its own; records taken {runs[0].records:,})   target <= {time_target:g} s: "
-        f"{verdict(med(times) <= time_target)}"
-    )
-    print(
-        f"      baseline     {med(codec):7.3f} s   serialize + parse the same batches alone; "
-        f"ratio sync/baseline {med(times) / med(codec):.2f}"
-    )
-    print(
-        f"      wire         {med(wire):.3f}x the envelopes{spread(wire)}   target <= 1.05x: "
-        f"{verdict(med(wire) <= 1.05)}"
-    )
-    print(
-        f"      control      slowest Status answer during the sync {med(slowest) * 1000:.0f} ms"
-        f"{spread(slowest, 1000, ' ms')} ({sum(len(x.control_s) for x in runs)} calls)   "
-        f"target <= 100 ms: {verdict(max(slowest) <= 0.1)}"
-    )
-    million = verdict(med(rss) <= 150) if args.entries >= 1_000_000 else "n/a"
-    print(
-        f"      receiver     peak RSS {med(rss):.0f} MB{spread(rss, unit=' MB')}   target "
-        f"(1M entries) <= 150 MB: {million}"
-    )
-    return med(times) <= time_target and med(wire) <= 1.05 and max(slowest) <= 0.1
-
-
-async def batches_baseline(home: Path) -> tuple[int, float]:
-    """(envelope bytes, serialize + parse seconds) of the batches a node at `home` serves."""
-    node = Node(home=Home.resolve(home), name="a", settings=Settings.for_tests())
-    await node.start(**QUIET)
-    try:
-        frozen = await own_batches_running(node)
-    finally:
-        await node.halt()
-    envs = [e for batch in frozen for e in batch.envelopes]
-    return sum(len(wire_envelope.to_bytes(e)) for e in envs), codec_seconds(frozen)
-
-
 async def lines(root: Path, args: argparse.Namespace) -> bool:
     ok = True
     print(f"(b) a line of {args.line} nodes: a new entry from one end to the other")
@@ -704,19 +334,6 @@ async def lines(root: Path, args: argparse.Namespace) -> bool:
         )
         ok &= med(res.far) <= 1.0
     return ok
-
-
-async def own_batches_running(node: Node) -> list[Batch]:
-    d = node.d
-
-    def work() -> list[Batch]:
-        return list(
-            d.local.replica.missing(
-                VersionVector(), PAGE_BYTES, relay_membership=False, max_records=MAX_BATCH_RECORDS
-            )
-        )
-
-    return await d.store(work)
 
 
 def main() -> None:
