@@ -14,7 +14,7 @@ import typer
 from mesh import config
 from mesh.cli.context import CliContext
 from mesh.core.errors import ConfigError
-from mesh.home import HomeLock
+from mesh.home import Home, HomeLock
 
 if TYPE_CHECKING:
     from mesh.node.daemon import Daemon
@@ -24,6 +24,20 @@ def _ctx(ctx: typer.Context) -> CliContext:
     obj = ctx.obj
     assert isinstance(obj, CliContext)
     return obj
+
+
+def _prepare(home: Home, settings: config.Settings) -> type[Daemon]:
+    """What comes before building the daemon: its logging (named after the node), the
+    allocator's tuning, and the import of the daemon and most of mesh with it."""
+    from mesh.node import allocator, logs
+    from mesh.node.local import LocalNode
+
+    node = LocalNode.open(home)
+    name = node.name
+    node.close()
+    logs.setup(name, settings.log_level)
+    allocator.tune_for_transfers()
+    return _daemon_class()
 
 
 def _daemon_class() -> type[Daemon]:
@@ -94,9 +108,6 @@ def up(
       mesh up --no-mdns --listen 127.0.0.1 --log-level debug
       mesh up --limit 20MB          # leave room on a slow uplink
     """
-    from mesh.node import allocator, logs
-    from mesh.node.local import LocalNode
-
     home = _ctx(ctx).home
     settings = config.load(home.config_file)
     overrides: dict[str, object] = {}
@@ -126,17 +137,14 @@ def up(
     try:
         if not home.config_file.exists():
             config.save(config.load(home.config_file), home.config_file)
-        node = LocalNode.open(home)
-        name = node.name
-        node.close()
+        # The lock is held from here to the end: the control socket opens before the
+        # daemon is built, and a second `mesh up` must not take it over meanwhile.
+        asyncio.run(_serve(home, settings, lock))
     finally:
         lock.release()
-    logs.setup(name, settings.log_level)
-    allocator.tune_for_transfers()
-    asyncio.run(_serve(_daemon_class()(home, settings)))
 
 
-async def _serve(daemon: Daemon) -> None:
+async def _serve(home: Home, settings: config.Settings, lock: HomeLock) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -151,9 +159,20 @@ async def _serve(daemon: Daemon) -> None:
 
     for sig in signals:
         loop.add_signal_handler(sig, on_signal)
+    # The control socket first: `mesh status` right after `mesh up` waits for the answer
+    # instead of finding no daemon while the rest of mesh is imported (~0.3 s).
+    from mesh.node.early_control import EarlyControl
+
+    home.ensure()
+    control = EarlyControl(home.control_socket)
+    await control.start()
     try:
-        await daemon.run(stop)
+        # Off the loop, so calls already waiting on the socket are taken in.
+        daemon_class = await asyncio.to_thread(_prepare, home, settings)
+        if not stop.is_set():
+            await daemon_class(home, settings, control=control, lock=lock).run(stop)
     finally:
+        await control.stop(settings.shutdown_grace_s)
         for sig in signals:
             loop.remove_signal_handler(sig)
 

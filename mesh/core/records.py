@@ -190,14 +190,19 @@ def kind_of(record: Record) -> Kind:
     return KIND_OF[type(record)]
 
 
+_LENGTH = struct.Struct(">I").pack
+_ENTRY_KIND = bytes([Kind.ENTRY])
+
+
 def _field(value: str | bytes) -> bytes:
     data = value.encode("utf-8") if isinstance(value, str) else value
-    return struct.pack(">I", len(data)) + data
+    return _LENGTH(len(data)) + data
 
 
 def entry_key(origin: NodeId, library: str, path: str) -> bytes:
     """The key of `origin`'s entry at (library, path), as `key_of` makes it."""
-    return struct.pack(">B", Kind.ENTRY) + origin.raw + _field(library) + _field(path)
+    lib, name = library.encode(), path.encode()
+    return b"".join((_ENTRY_KIND, origin.raw, _LENGTH(len(lib)), lib, _LENGTH(len(name)), name))
 
 
 def split_key(key: bytes) -> tuple[Kind, NodeId, list[bytes]]:
@@ -222,6 +227,8 @@ def key_of(origin: NodeId, record: Record) -> bytes:
 
     Length-prefixed fields, so no two different keys share an encoding.
     """
+    if type(record) is LibraryEntry:  # most records by far: no dispatch
+        return entry_key(origin, record.library, record.path)
     parts: list[str | bytes]
     match record:
         case LibraryEntry():

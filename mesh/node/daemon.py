@@ -16,7 +16,7 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from mesh.config import Settings
@@ -32,7 +32,7 @@ from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
-from mesh.core.records import Addresses, Kind
+from mesh.core.records import MEMBERSHIP_KINDS, Addresses, Kind
 from mesh.core.replica import ApplyResult
 from mesh.core.status import (
     MemberView,
@@ -53,6 +53,7 @@ from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
 from mesh.node.control import ControlHandlers
 from mesh.node.discovery import LanDiscovery
+from mesh.node.early_control import EarlyControl
 from mesh.node.joining import Joining
 from mesh.node.lending import Lending
 from mesh.node.local import LocalNode
@@ -81,9 +82,20 @@ _BATCHES_PER_PAGE = 4  # the session reads the next page while this one is sent
 class Daemon:
     """A running node. Create, then `await run(stop)`; `started` is set once it listens."""
 
-    def __init__(self, home: Home, settings: Settings) -> None:
+    def __init__(
+        self,
+        home: Home,
+        settings: Settings,
+        *,
+        control: EarlyControl | None = None,
+        lock: HomeLock | None = None,
+    ) -> None:
         self.home = home
         self.settings = settings
+        # `mesh up` opens the control socket before it builds the daemon, holding the
+        # home's lock already (node/early_control.py); tests and others leave it to `run`.
+        self._early = control
+        self._held = lock
         self.started = asyncio.Event()
         self.changes = ChangeSignal()
         self.stopping = False
@@ -144,8 +156,9 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
-        lock = HomeLock(self.home, "daemon")
-        lock.acquire_as_daemon()
+        lock = self._held or HomeLock(self.home, "daemon")
+        if self._held is None:
+            lock.acquire_as_daemon()
         try:
             self.local = await self.store(LocalNode.open, self.home)
             try:
@@ -154,7 +167,8 @@ class Daemon:
                 await self.store(self.local.close)
         finally:
             self._store.shutdown(wait=True)
-            lock.release()
+            if self._held is None:
+                lock.release()
 
     async def _serve(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -174,9 +188,14 @@ class Daemon:
             ping_timeout_s=s.ping_timeout_s,
         )
         self.port = await self.server.start()
-        self.home.ensure()
-        control = ControlServer(ControlHandlers(self), self.home.control_socket)
-        await control.start()
+        control: ControlServer | EarlyControl
+        if self._early is not None:
+            control = self._early
+            self._early.gate.attach(ControlHandlers(self))
+        else:
+            self.home.ensure()
+            control = ControlServer(ControlHandlers(self), self.home.control_socket)
+            await control.start()
         self.peers = PeerManager(self, s)
         self._lending = Lending(self.local)
         self._borrowed = await asyncio.to_thread(BorrowedFolder, s.borrowed_path)
@@ -420,25 +439,39 @@ class Daemon:
     async def membership_for(self, peer: VersionVector) -> list[Batch]:
         return await self.store(lambda: list(self.local.replica.loose_membership(peer)))
 
-    async def apply(self, batch: Batch, peer: NodeId) -> tuple[ApplyResult, VersionVector]:
-        def work() -> tuple[ApplyResult, VersionVector, list[tuple[NodeId, str, int]]]:
-            replica = self.local.replica
-            result = replica.apply(batch, peer)
-            new_addresses: list[tuple[NodeId, str, int]] = []
-            for env in result.stored:
-                if env.kind is Kind.ADDRESSES:
-                    record = wire_records.decode(env.kind, env.body)
-                    if isinstance(record, Addresses):
-                        new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
-            return result, replica.vector(), new_addresses
+    async def apply_all(
+        self, batches: Sequence[Batch], peer: NodeId
+    ) -> tuple[list[ApplyResult], VersionVector]:
+        """Apply batches received from `peer`, in order; the vector once all are committed.
 
-        result, vector, addresses = await self.store(work)
-        if result.membership_changed:
+        Consecutive batches share one transaction, so a large sync commits (and rewrites
+        the records table's pages) a few times instead of once per batch. A batch holding
+        membership records goes in a transaction of its own: the replica takes its new
+        membership into memory as it applies it, which must never run ahead of the disk.
+        """
+
+        def work() -> tuple[list[ApplyResult], VersionVector, list[tuple[NodeId, str, int]]]:
+            replica, db = self.local.replica, self.local.db
+            results: list[ApplyResult] = []
+            for group in _transactions(batches):
+                with db.transaction():
+                    results.extend(replica.apply(batch, peer) for batch in group)
+            new_addresses: list[tuple[NodeId, str, int]] = []
+            for result in results:
+                for env in result.stored:
+                    if env.kind is Kind.ADDRESSES:
+                        record = wire_records.decode(env.kind, env.body)
+                        if isinstance(record, Addresses):
+                            new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
+            return results, replica.vector(), new_addresses
+
+        results, vector, addresses = await self.store(work)
+        if any(result.membership_changed for result in results):
             await self.reload_members()
         for node_id, host, port in addresses:
             if self.is_member(node_id):
                 self.peers.add_address(host, port)
-        return result, vector
+        return results, vector
 
     async def _maintain(self) -> None:
         """Now and then: publish our vector if it lets tombstones go, and purge them; and
@@ -558,3 +591,17 @@ class Daemon:
 
 
 __all__ = ["Daemon"]
+
+
+def _transactions(batches: Sequence[Batch]) -> Iterator[Sequence[Batch]]:
+    """Runs of consecutive batches to apply in one transaction each: a batch holding any
+    membership record alone (see `Daemon.apply_all`)."""
+    start = 0
+    for i, batch in enumerate(batches):
+        if any(env.kind in MEMBERSHIP_KINDS for env in batch.envelopes):
+            if start < i:
+                yield batches[start:i]
+            yield batches[i : i + 1]
+            start = i + 1
+    if start < len(batches):
+        yield batches[start:]

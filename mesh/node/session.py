@@ -8,8 +8,11 @@ ends with a GossipError that says why, logged on both sides.
 Then both ends send their version vector. Each sends the other what it lacks (Scuttlebutt
 reconciliation): batches of records per origin, ascending, from the replica; then, once,
 the loose membership records no vector can show; then, whenever the replica changes, what
-changed. Every batch carries an id; the receiver applies it in one transaction and answers
-with an Ack naming its new vector (and a refusal and its reason, if any). At most
+changed. Every batch carries an id; the receiver applies it and answers with an Ack naming
+its new vector (and a refusal and its reason, if any). Batches that arrived while the
+previous ones were being applied are applied together, in one transaction, and acked
+together once it is committed: a large sync then costs a few commits, not one per batch
+(each rewrote the same pages of the records table). At most
 `WINDOW` batches are unacknowledged at once, so a slow peer slows the sender instead of
 making it buffer. What the sender believes the peer has (`sent`) advances as batches go
 out and falls back to the acked vector when a batch is refused; an origin whose batch was
@@ -106,7 +109,9 @@ class SessionHost(Protocol):
 
     async def membership_for(self, peer: VersionVector) -> list[Batch]: ...
 
-    async def apply(self, batch: Batch, peer: NodeId) -> tuple[ApplyResult, VersionVector]: ...
+    async def apply_all(
+        self, batches: Sequence[Batch], peer: NodeId
+    ) -> tuple[list[ApplyResult], VersionVector]: ...
 
 
 class _ClosedHereError(Exception):
@@ -166,6 +171,9 @@ class Session:
         self._window = asyncio.Semaphore(WINDOW)
         self._in_flight: dict[int, Batch] = {}
         self._batch_ids = itertools.count(1)
+        # Batches received, not yet applied: at most a window's worth from a sender that
+        # keeps to it; the reader waits when it is full, as it waited on each apply before.
+        self._inbox: asyncio.Queue[Batch] = asyncio.Queue(WINDOW)
         self._refusals = 0  # refused batches so far (a page read ahead may be stale)
         self.records_sent = 0
         self.records_received = 0
@@ -195,6 +203,7 @@ class Session:
                     tg.create_task(self._pinger())
                     tg.create_task(self._reader())
                     tg.create_task(self._sender())
+                    tg.create_task(self._applier())
                     tg.create_task(self._until_closed())
             finally:
                 self.host.release(self)
@@ -447,23 +456,31 @@ class Session:
 
     # -- receiving ---------------------------------------------------------------------
 
-    async def _on_batch(self, batch: Batch) -> None:
-        result, vector = await self.host.apply(batch, self.peer)
-        refused = result.outcome is Outcome.REFUSED
-        if refused:
-            self._log(
-                logging.WARNING,
-                "refused records",
-                "refused records of %s from %s: %s",
-                batch.origin.short(),
-                self.peer_name,
-                result.reason,
+    async def _applier(self) -> None:
+        while True:
+            batches = [await self._inbox.get()]
+            while not self._inbox.empty():
+                batches.append(self._inbox.get_nowait())
+            await self._on_batches(batches)
+
+    async def _on_batches(self, batches: list[Batch]) -> None:
+        results, vector = await self.host.apply_all(batches, self.peer)
+        for batch, result in zip(batches, results, strict=True):
+            refused = result.outcome is Outcome.REFUSED
+            if refused:
+                self._log(
+                    logging.WARNING,
+                    "refused records",
+                    "refused records of %s from %s: %s",
+                    batch.origin.short(),
+                    self.peer_name,
+                    result.reason,
+                )
+            self.records_received += len(result.stored)
+            self._peer_holds(batch)
+            await self.stream.send(
+                Ack(batch_id=batch.batch_id, vector=vector, refused=refused, reason=result.reason)
             )
-        self.records_received += len(result.stored)
-        self._peer_holds(batch)
-        await self.stream.send(
-            Ack(batch_id=batch.batch_id, vector=vector, refused=refused, reason=result.reason)
-        )
 
     def _peer_holds(self, batch: Batch) -> None:
         """Note that the peer holds what it just sent, so it is not offered back to it.
@@ -508,7 +525,7 @@ class Session:
             case Batch():
                 if self.peer_vector is None:
                     raise ProtocolError("a batch before the vector")
-                await self._on_batch(frame)
+                await self._inbox.put(frame)
             case Ack():
                 self._on_ack(frame)
             case Ping(pong=False):

@@ -55,12 +55,17 @@ class ControlClient:
 
     def ping(self, timeout: float = 2.0) -> None:
         """Raise DaemonNotRunningError unless the daemon answers within `timeout`."""
+        # A Status call waiting for the connection, not `channel_ready_future`: that one
+        # starts gRPC's connectivity poller, and closing the channel then waits for its
+        # next 0.2 s tick, a third of the time a quick command like `mesh invite` took.
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError as exc:
-            raise DaemonNotRunningError(
-                f"the daemon does not answer on {self._path}; is `mesh up` still running?"
-            ) from exc
+            self._stub.Status(pb.StatusRequest(), timeout=timeout, wait_for_ready=True)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                raise DaemonNotRunningError(
+                    f"the daemon does not answer on {self._path}; is `mesh up` still running?"
+                ) from exc
+            raise self._error(exc) from exc
 
     def status(self) -> NodeStatus:
         msg = self._call(self._stub.Status, pb.StatusRequest(), timeout=_CALL_TIMEOUT_S)

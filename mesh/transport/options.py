@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from mesh.security.identity import SAN_NAME
-
 MAX_PEER_MESSAGE = 8 << 20  # a 1 MiB chunk or a bounded gossip batch, with room to spare
 MAX_CONTROL_MESSAGE = 64 << 20
 MAX_TRAILERS = 1 << 20  # the records of a removal (see auth.py), a few kB in practice
@@ -37,6 +35,10 @@ def server_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str,
 
 
 def channel_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int | str]]:
+    # Here, not at the top: the control server needs this module before `mesh up` has
+    # loaded `cryptography` (a twentieth of a second), which the certificates bring.
+    from mesh.security.identity import SAN_NAME
+
     return [
         ("grpc.ssl_target_name_override", SAN_NAME),
         ("grpc.default_authority", SAN_NAME),

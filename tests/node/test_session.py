@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -76,7 +77,9 @@ class Host:
     async def membership_for(self, peer: VersionVector) -> list[Batch]:
         return []
 
-    async def apply(self, batch: Batch, peer: NodeId) -> tuple[ApplyResult, VersionVector]:
+    async def apply_all(
+        self, batches: Sequence[Batch], peer: NodeId
+    ) -> tuple[list[ApplyResult], VersionVector]:
         raise AssertionError("no batches are sent here")
 
     def admit_session(self, session: Session) -> bool:
