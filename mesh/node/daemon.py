@@ -282,6 +282,9 @@ class Daemon:
     def is_member(self, node_id: NodeId) -> bool:
         return node_id != self.node_id and self._membership.is_member(node_id)
 
+    def was_removed(self, node_id: NodeId) -> bool:
+        return node_id in self._membership.removed
+
     def member(self, node_id: NodeId) -> Member | None:
         return self._membership.members.get(node_id) if node_id != self.node_id else None
 

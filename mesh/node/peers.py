@@ -36,6 +36,8 @@ class PeersHost(SessionHost, Protocol):
 
     def member(self, node_id: NodeId) -> Member | None: ...
 
+    def was_removed(self, node_id: NodeId) -> bool: ...
+
     async def on_removal_notice(self, records: tuple[bytes, ...], by: NodeId) -> None: ...
 
     def session(self, node_id: NodeId) -> Session | None: ...
@@ -168,6 +170,14 @@ class PeerManager:
                     log.info("%s is this node itself; not dialling it", where)
                     return
                 member = self._host.member(peer)
+                if member is None and self._host.was_removed(peer):
+                    # For good: the address is dialled again only if it is heard of anew
+                    # (a new node there, say).
+                    log.info(
+                        "%s is %s, removed from the mesh; not dialling it", where, peer.short()
+                    )
+                    self._addresses.pop((host, port), None)
+                    return
                 if member is None:
                     problem = f"{where} is node {peer.short()}, which is not a member of this mesh"
                 elif (existing := self._host.session(peer)) is not None:

@@ -251,6 +251,7 @@ def test_a_removed_node_is_told_and_stops(
     _, err, _ = tower_daemon.stop()
     assert 1 <= err.count("that it was removed from the mesh") <= 2, err
     assert "refused a call" not in err
+    assert "not a member of this mesh" not in err  # nor does the tower keep dialling it
 
 
 def test_a_node_removed_while_away_learns_it_when_back(

@@ -235,5 +235,7 @@ def test_a_removed_node_learns_it_on_the_lan_and_stops_dialling(lan_peers: MakeP
     assert "removed from the mesh by laptop" in air.cli("members").stdout
     proc = air.cli("borrow", "tower:Movies/heat.mkv", check=False)
     assert proc.returncode == 1 and "removed from the mesh by laptop" in proc.stderr
-    # The others see two members, online; air is no longer among them.
+    # The others see two members, online; air is no longer among them, nor dialled.
     assert {m["name"] for m in tower.json("members")} == {"tower", "laptop"}
+    for p in (tower, laptop):
+        assert " WARNING " not in p.log.read_text(), p.log.read_text()
