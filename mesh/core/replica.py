@@ -26,7 +26,6 @@ from mesh.core.records import (
     Kind,
     Record,
     Removal,
-    VectorRecord,
     check,
     is_deleted,
     key_of,
@@ -42,6 +41,7 @@ from mesh.core.replica_store import (
     Put,
     ReplicaStore,
 )
+from mesh.core.replica_tombstones import PURGE_LIMIT, Decode, Tombstones, vector_key
 from mesh.core.vector import Clock, VersionVector
 
 # What callers import from here, including the names that moved to the modules it composes.
@@ -59,9 +59,6 @@ __all__ = [
     "vector_key",
 ]
 
-PURGE_LIMIT = 10_000
-
-Decode = Callable[[Kind, bytes], Record]
 Encode = Callable[[Record], tuple[Kind, bytes]]
 
 
@@ -98,11 +95,6 @@ def _dead(envelope: Envelope, record: Record, membership: Membership) -> bool:
     return not membership.counts(envelope.origin, envelope.epoch, envelope.seq)
 
 
-def vector_key(origin: NodeId) -> bytes:
-    """The key of `origin`'s published version vector."""
-    return key_of(origin, VectorRecord(VersionVector()))
-
-
 class Replica:
     """This node's replica over a `ReplicaStore`. Not thread-safe: one caller at a time."""
 
@@ -134,6 +126,14 @@ class Replica:
             membership=lambda: self._membership,
         )
         self._proofs = ProofChecks(store=store, verify=verify)
+        self._tombstones = Tombstones(
+            self_id=self_id,
+            store=store,
+            decode=decode,
+            write=self.write,
+            vector=self.vector,
+            membership=lambda: self._membership,
+        )
         own = store.clock(self_id)
         if own is not None and own.epoch > epoch:
             raise StoreError(
@@ -260,70 +260,17 @@ class Replica:
         )
 
     def publish_vector(self) -> Envelope | None:
-        """Write our vector when it covers a tombstone our last published one did not.
-
-        Call it after applying what a peer sent (debounced): it writes nothing otherwise,
-        so vectors are gossiped only while there is something to purge. Only members'
-        vectors count for purging, so a node that is not (or no longer) one says nothing:
-        past its cutoff, each vector it wrote would be one more tombstone to cover.
-        """
-        if not self._membership.is_member(self._id):
-            return None
-        vector = self.vector()
-        last = self._published(self._id)
-        for origin, clock in vector.items():
-            seen = last.get(origin) if last is not None else None
-            if seen is not None and seen.epoch > clock.epoch:
-                continue
-            covered = seen.seq if seen is not None and seen.epoch == clock.epoch else 0
-            if covered < clock.seq and self._store.tombstones(
-                origin, clock.epoch, covered, clock.seq, max_count=1
-            ):
-                return self.write(VectorRecord(vector))
-        return None
+        """Write our vector when it covers a tombstone our last published one did not
+        (core/replica_tombstones.py); call it after applying what a peer sent (debounced)."""
+        return self._tombstones.publish_vector()
 
     def purge(self, *, limit: int = PURGE_LIMIT) -> tuple[bytes, ...]:
         """Forget tombstones every current member's latest published vector covers."""
-        vectors: list[VersionVector] = []
-        for member in self._membership.members:
-            published = self._published(member)
-            if published is None:
-                return ()  # a member we have not heard from yet may still need them
-            vectors.append(published)
-        if not vectors:
-            return ()
-        keys: list[bytes] = []
-        for origin, clock in self.vector().items():
-            bound = clock.seq
-            for published in vectors:
-                theirs = published.get(origin)
-                if theirs is None or theirs.epoch < clock.epoch:
-                    bound = 0
-                    break
-                if theirs.epoch == clock.epoch:
-                    bound = min(bound, theirs.seq)
-            if bound > 0:
-                keys.extend(
-                    self._store.tombstones(
-                        origin, clock.epoch, 0, bound, max_count=limit - len(keys)
-                    )
-                )
-            if len(keys) >= limit:
-                break
-        if keys:
-            self._store.commit(Changes(removes=tuple(keys)))
-        return tuple(keys)
+        return self._tombstones.purge(limit=limit)
 
     def published(self, origin: NodeId) -> VersionVector | None:
         """The vector `origin` last published (what it held then), if it published one."""
-        return self._published(origin)
-
-    def _published(self, origin: NodeId) -> VersionVector | None:
-        envelope = self._store.get(vector_key(origin))
-        if envelope is None:
-            return None
-        record = self._decode(envelope.kind, envelope.body)
-        return record.vector if isinstance(record, VectorRecord) else None
+        return self._tombstones.published(origin)
 
     # -- what a peer lacks (core/replica_send.py) -------------------------------------------
 
