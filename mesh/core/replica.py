@@ -1,72 +1,9 @@
 """The replica: this node's copy of every origin's records, merged by the rules of DESIGN.md.
 
-Theory of operation
--------------------
-Every record has one writer, its origin, which numbers its writes 1, 2, 3, ... within an
-epoch. For each origin the store keeps a clock (epoch, seq): "I hold everything live that
-this origin wrote in this epoch up to seq". A newer write of a key replaces the older, so the
-live records of an origin have holes; a batch `(origin, epoch, after, through]` says
-"everything live in that range is here", and an empty range is a valid batch.
-
-A batch is routed by this table (`_ROUTES`), on where it falls against our clock of its
-origin and on whether it holds membership records only:
-
-    situation                                   anything           membership only
-    ------------------------------------------  -----------------  ---------------
-    OWN: our origin, our epoch or newer         IGNORE             IGNORE
-    OWN_OLDER: our origin, an older epoch       RELAY (rest ign.)  RELAY
-    FROM_ZERO: a newer epoch (or a first one),  NEW_EPOCH          NEW_EPOCH
-      starting at 0
-    CONTINUES: our epoch, starting at or below  SAME_EPOCH         SAME_EPOCH
-      our seq
-    HOLE: would leave a hole                    REFUSE             RELAY
-    RETIRED: an epoch older than ours           REFUSE             RELAY
-
-NEW_EPOCH retires the older epochs (their records are dropped, membership records kept) and
-SAME_EPOCH skips what our seq covers; both move the clock to the batch's end. RELAY takes
-membership records key by key, keeping the newest version, and leaves the clock alone: it
-claims no coverage, so it can never hide a hole. Records our clock covers are never taken
-again, so a purged tombstone cannot let the record it deleted come back from a peer that is
-behind: that record's seq is covered. Retired epochs are exactly the epochs older than the
-clock's (epochs are ordered and a clock never moves back), so they need no list of their own.
-
-A clock moves only as far as its origin signed (mesh/core/clock_proof.py): a batch that
-would move it must carry the origin's clock proof covering the batch's end, or end with a
-record the origin signed. Otherwise a member relaying a batch could announce an epoch or a
-seq the origin never reached, and every node would drop the origin's records or skip its
-next writes. The latest proof verified of each origin is kept and sent on with that
-origin's batches; ours is signed when our clock has moved and our records go out.
-
-A batch of an origin that no admission names is refused, unless it holds membership records
-only or its origin is the root (whose genesis admits itself): a member relaying records
-cannot invent origins, each of which would grow every replica and vector for good.
-
-A refused batch stores nothing; the stream goes on, and the peer offers it again next time
-(our clock did not move). Every check that can refuse runs before anything is committed;
-one `Changes` value is committed per batch.
-
-Membership records are never dropped, whatever happens to their origin, so that every node
-ends up with the same ones and computes the same members. Those of retired epochs are in no
-vector (a peer may have jumped epochs through a node that never had them): `missing` offers
-every membership record our clock does not cover, one per batch, after the streams of all
-origins, and RELAY takes them.
-
-Removals: a removed origin's records past its cutoff do not count. They are still taken and
-relayed, but stored as tombstones, whatever they say, and purged like any tombstone. Refusing
-them instead would make the outcome depend on arrival order: a node that took a write past
-the cutoff before it heard of the removal no longer holds the version it superseded, and a
-batch describes what is live at its sender, so no node could tell which peers still send the
-earlier version. As tombstones, every node supersedes the same versions and ends up holding
-(then purging) the same records. When a removal starts or stops counting, the origin's stored
-records past the cutoff are flagged again.
-
-Tombstones: each member publishes its vector as a VECTOR record, but only when that lets
-someone purge: when it holds a tombstone its last published vector does not cover. Vector
-records are not tombstones, so receiving or writing one never calls for another and gossip
-settles. (A non-member publishes nothing: its vector does not count, and a removed node's
-vectors would be tombstones themselves, past its cutoff.) A tombstone is purged once the
-latest published vector of every current member covers it; our clock then still covers its
-seq, so nothing it superseded is taken again.
+It composes the routing of a batch and the theory of operation (core/replica_routes.py),
+the sending side (core/replica_send.py) and the clock-proof checks of the receiving side
+(core/replica_proofs.py) over a `ReplicaStore`, and holds the writes, the membership and
+the purge of tombstones.
 """
 
 from __future__ import annotations
@@ -75,7 +12,7 @@ import enum
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
-from mesh.core.clock_proof import COVERED_KINDS, ClockProof, covered_digest, proof_bytes
+from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope, signing_bytes
 from mesh.core.epoch import ZERO, Epoch
 from mesh.core.errors import InvalidArgumentError, ProtocolError, StoreError
@@ -89,12 +26,14 @@ from mesh.core.records import (
     Kind,
     Record,
     Removal,
-    VectorRecord,
     check,
     is_deleted,
     key_of,
     kind_of,
 )
+from mesh.core.replica_proofs import ProofChecks, Verify
+from mesh.core.replica_routes import ROUTES, Route, Situation, check_shape, situation_of
+from mesh.core.replica_send import DEFAULT_BATCH_BYTES, MAX_BATCH_RECORDS, Sender, Sign
 from mesh.core.replica_store import (
     MAX_SEQ,
     Changes,
@@ -102,16 +41,25 @@ from mesh.core.replica_store import (
     Put,
     ReplicaStore,
 )
+from mesh.core.replica_tombstones import PURGE_LIMIT, Decode, Tombstones, vector_key
 from mesh.core.vector import Clock, VersionVector
 
-DEFAULT_BATCH_BYTES = 1 << 20
-MAX_BATCH_RECORDS = 10_000
-PURGE_LIMIT = 10_000
+# What callers import from here, including the names that moved to the modules it composes.
+__all__ = [
+    "DEFAULT_BATCH_BYTES",
+    "MAX_BATCH_RECORDS",
+    "PURGE_LIMIT",
+    "ApplyResult",
+    "Decode",
+    "Encode",
+    "Outcome",
+    "Replica",
+    "Sign",
+    "Verify",
+    "vector_key",
+]
 
-Decode = Callable[[Kind, bytes], Record]
 Encode = Callable[[Record], tuple[Kind, bytes]]
-Verify = Callable[[bytes, bytes, bytes], bool]  # certificate DER, data, signature
-Sign = Callable[[bytes], bytes]
 
 
 class Outcome(enum.Enum):
@@ -133,42 +81,6 @@ class ApplyResult:
     membership_changed: bool = False
 
 
-class _Situation(enum.Enum):
-    """Where a batch falls against our clock of its origin."""
-
-    OWN = "own"
-    OWN_OLDER = "own older epoch"
-    FROM_ZERO = "a newer epoch from 0"
-    CONTINUES = "continues our epoch"
-    HOLE = "would leave a hole"
-    RETIRED = "a retired epoch"
-
-
-class _Route(enum.Enum):
-    NEW_EPOCH = "new epoch"
-    SAME_EPOCH = "same epoch"
-    RELAY = "relay"  # membership records key by key; the clock stays
-    IGNORE = "ignore"
-    REFUSE = "refuse"
-
-
-# (situation, holds membership records only) -> route; see the table at the top.
-_ROUTES: dict[tuple[_Situation, bool], _Route] = {
-    (_Situation.OWN, False): _Route.IGNORE,
-    (_Situation.OWN, True): _Route.IGNORE,
-    (_Situation.OWN_OLDER, False): _Route.RELAY,
-    (_Situation.OWN_OLDER, True): _Route.RELAY,
-    (_Situation.FROM_ZERO, False): _Route.NEW_EPOCH,
-    (_Situation.FROM_ZERO, True): _Route.NEW_EPOCH,
-    (_Situation.CONTINUES, False): _Route.SAME_EPOCH,
-    (_Situation.CONTINUES, True): _Route.SAME_EPOCH,
-    (_Situation.HOLE, False): _Route.REFUSE,
-    (_Situation.HOLE, True): _Route.RELAY,
-    (_Situation.RETIRED, False): _Route.REFUSE,
-    (_Situation.RETIRED, True): _Route.RELAY,
-}
-
-
 def _point(envelope: Envelope) -> Clock:
     return Clock(envelope.epoch, envelope.seq)
 
@@ -181,36 +93,6 @@ def _dead(envelope: Envelope, record: Record, membership: Membership) -> bool:
     if not membership.removed or envelope.kind in MEMBERSHIP_KINDS:
         return False
     return not membership.counts(envelope.origin, envelope.epoch, envelope.seq)
-
-
-def vector_key(origin: NodeId) -> bytes:
-    """The key of `origin`'s published version vector."""
-    return key_of(origin, VectorRecord(VersionVector()))
-
-
-def _check_shape(batch: Batch) -> None:
-    """Refuse a batch whose envelopes disagree with its header or are out of order."""
-    if batch.after_seq < 0 or batch.through_seq < batch.after_seq:
-        raise ProtocolError(f"a batch range ({batch.after_seq}, {batch.through_seq}] is backwards")
-    last = batch.after_seq
-    for env in batch.envelopes:
-        if env.origin != batch.origin or env.epoch != batch.epoch:
-            raise ProtocolError(f"record {env.seq} is not of the batch's origin and epoch")
-        if env.seq <= last:
-            raise ProtocolError(f"record {env.seq} is out of order (after {last})")
-        if env.seq > batch.through_seq:
-            raise ProtocolError(f"record {env.seq} is past the batch end {batch.through_seq}")
-        last = env.seq
-
-
-def _fit(envelopes: Sequence[Envelope], max_bytes: int, max_records: int) -> int:
-    """How many of `envelopes` make one batch: within both bounds, but at least one."""
-    total = 0
-    for i, env in enumerate(envelopes[:max_records]):
-        total += env.size
-        if total > max_bytes and i > 0:
-            return i
-    return min(len(envelopes), max_records)
 
 
 class Replica:
@@ -236,10 +118,22 @@ class Replica:
         self._verify = verify
         self._encode = encode
         self._sign = sign
-        self._own_proof: ClockProof | None = None  # our last signed clock, while it is current
-        # The last proof of each origin whose signature was checked (so a proof carried by
-        # many batches is verified once), kept in the store only once found complete.
-        self._checked: dict[NodeId, ClockProof] = {}
+        self._sender = Sender(
+            self_id=self_id,
+            store=store,
+            sign=sign,
+            vector=self.vector,
+            membership=lambda: self._membership,
+        )
+        self._proofs = ProofChecks(store=store, verify=verify)
+        self._tombstones = Tombstones(
+            self_id=self_id,
+            store=store,
+            decode=decode,
+            write=self.write,
+            vector=self.vector,
+            membership=lambda: self._membership,
+        )
         own = store.clock(self_id)
         if own is not None and own.epoch > epoch:
             raise StoreError(
@@ -366,72 +260,19 @@ class Replica:
         )
 
     def publish_vector(self) -> Envelope | None:
-        """Write our vector when it covers a tombstone our last published one did not.
-
-        Call it after applying what a peer sent (debounced): it writes nothing otherwise,
-        so vectors are gossiped only while there is something to purge. Only members'
-        vectors count for purging, so a node that is not (or no longer) one says nothing:
-        past its cutoff, each vector it wrote would be one more tombstone to cover.
-        """
-        if not self._membership.is_member(self._id):
-            return None
-        vector = self.vector()
-        last = self._published(self._id)
-        for origin, clock in vector.items():
-            seen = last.get(origin) if last is not None else None
-            if seen is not None and seen.epoch > clock.epoch:
-                continue
-            covered = seen.seq if seen is not None and seen.epoch == clock.epoch else 0
-            if covered < clock.seq and self._store.tombstones(
-                origin, clock.epoch, covered, clock.seq, max_count=1
-            ):
-                return self.write(VectorRecord(vector))
-        return None
+        """Write our vector when it covers a tombstone our last published one did not
+        (core/replica_tombstones.py); call it after applying what a peer sent (debounced)."""
+        return self._tombstones.publish_vector()
 
     def purge(self, *, limit: int = PURGE_LIMIT) -> tuple[bytes, ...]:
         """Forget tombstones every current member's latest published vector covers."""
-        vectors: list[VersionVector] = []
-        for member in self._membership.members:
-            published = self._published(member)
-            if published is None:
-                return ()  # a member we have not heard from yet may still need them
-            vectors.append(published)
-        if not vectors:
-            return ()
-        keys: list[bytes] = []
-        for origin, clock in self.vector().items():
-            bound = clock.seq
-            for published in vectors:
-                theirs = published.get(origin)
-                if theirs is None or theirs.epoch < clock.epoch:
-                    bound = 0
-                    break
-                if theirs.epoch == clock.epoch:
-                    bound = min(bound, theirs.seq)
-            if bound > 0:
-                keys.extend(
-                    self._store.tombstones(
-                        origin, clock.epoch, 0, bound, max_count=limit - len(keys)
-                    )
-                )
-            if len(keys) >= limit:
-                break
-        if keys:
-            self._store.commit(Changes(removes=tuple(keys)))
-        return tuple(keys)
+        return self._tombstones.purge(limit=limit)
 
     def published(self, origin: NodeId) -> VersionVector | None:
         """The vector `origin` last published (what it held then), if it published one."""
-        return self._published(origin)
+        return self._tombstones.published(origin)
 
-    def _published(self, origin: NodeId) -> VersionVector | None:
-        envelope = self._store.get(vector_key(origin))
-        if envelope is None:
-            return None
-        record = self._decode(envelope.kind, envelope.body)
-        return record.vector if isinstance(record, VectorRecord) else None
-
-    # -- what a peer lacks -----------------------------------------------------------------
+    # -- what a peer lacks (core/replica_send.py) -------------------------------------------
 
     def missing(
         self,
@@ -441,102 +282,15 @@ class Replica:
         relay_membership: bool = True,
         max_records: int = MAX_BATCH_RECORDS,
     ) -> Iterator[Batch]:
-        """Batches of what a peer with vector `peer` lacks, per origin, ascending.
-
-        Origins come admitters first, so a peer learns a certificate before the signed
-        records that need it. With `relay_membership`, the membership records our clock does
-        not cover follow, one per batch (see the module notes): ask for them when a stream
-        starts, not on every push, since no vector tells whether the peer has them.
-        """
-        vector = self.vector()
-        rank = self._membership.rank
-        for origin in sorted(vector, key=rank):
-            ours, theirs = vector[origin], peer.get(origin)
-            if theirs is None or theirs.epoch < ours.epoch:
-                after = 0
-            elif theirs.epoch == ours.epoch and theirs.seq < ours.seq:
-                after = theirs.seq
-            else:
-                continue
-            proof = self._proof_of(origin, ours)
-            yield from self._pages(
-                origin, ours.epoch, after, ours.seq, max_bytes, max_records, proof
-            )
-        if relay_membership:
-            yield from self.loose_membership(peer)
+        """Batches of what a peer with vector `peer` lacks, per origin, ascending (lazily:
+        nothing is read before the first batch is asked for)."""
+        return self._sender.missing(
+            peer, max_bytes, relay_membership=relay_membership, max_records=max_records
+        )
 
     def loose_membership(self, peer: VersionVector) -> Iterator[Batch]:
-        """The membership records our clock does not cover and the peer's does not either,
-        one per batch, admitters first (what `missing` adds with `relay_membership`)."""
-        vector = self.vector()
-        rank = self._membership.rank
-        loose: list[Envelope] = []
-        for env in self._store.membership():
-            held, told = vector.get(env.origin), peer.get(env.origin)
-            if held is not None and held.epoch == env.epoch and env.seq <= held.seq:
-                continue  # in the origin's stream above
-            if told is not None and told.epoch == env.epoch and env.seq <= told.seq:
-                continue  # the peer's clock covers it
-            loose.append(env)
-        for env in sorted(loose, key=lambda e: (rank(e.origin), e.epoch, e.seq)):
-            yield Batch(
-                origin=env.origin,
-                epoch=env.epoch,
-                after_seq=env.seq - 1,
-                through_seq=env.seq,
-                envelopes=(env,),
-            )
-
-    def _pages(
-        self,
-        origin: NodeId,
-        epoch: Epoch,
-        after: int,
-        through: int,
-        max_bytes: int,
-        max_records: int,
-        proof: ClockProof | None,
-    ) -> Iterator[Batch]:
-        """The store's range as batches; the last one ends at `through` whatever it holds.
-        Each carries `proof`, the origin's word that its writes reach `through`."""
-
-        def page(start: int) -> Sequence[Envelope]:
-            if start >= through:
-                return ()
-            return self._store.envelopes(
-                origin, epoch, start, through, max_count=max_records, max_bytes=max_bytes
-            )
-
-        current = page(after)
-        while True:
-            following = page(current[-1].seq) if current else ()
-            end = current[-1].seq if following else through
-            yield Batch(
-                origin=origin,
-                epoch=epoch,
-                after_seq=after,
-                through_seq=end,
-                envelopes=tuple(current),
-                proof=proof,
-            )
-            if not following:
-                return
-            after, current = end, following
-
-    def _proof_of(self, origin: NodeId, clock: Clock) -> ClockProof | None:
-        """The proof to send with `origin`'s records up to `clock`: of our own clock, signed
-        here (once per clock); of another origin, the latest one held, if of that epoch."""
-        if origin != self._id:
-            held = self._store.proof(origin)
-            return held if held is not None and held.epoch == clock.epoch else None
-        proof = self._own_proof
-        if proof is None or (proof.epoch, proof.seq) != (clock.epoch, clock.seq):
-            covered = self._store.covered(self._id, clock.epoch, clock.seq)
-            digest = covered_digest(env for _, env in covered)
-            signature = self._sign(proof_bytes(self._id, clock.epoch, clock.seq, digest))
-            proof = ClockProof(epoch=clock.epoch, seq=clock.seq, signature=signature, digest=digest)
-            self._own_proof = proof
-        return proof
+        """The membership records neither our clock nor the peer's covers, one per batch."""
+        return self._sender.loose_membership(peer)
 
     # -- applying what a peer sent ---------------------------------------------------------
 
@@ -554,26 +308,17 @@ class Replica:
                 clock=self.clock(batch.origin),
             )
 
-    def _situation(self, batch: Batch, clock: Clock | None) -> _Situation:
-        if batch.origin == self._id:
-            return _Situation.OWN_OLDER if batch.epoch < self._epoch else _Situation.OWN
-        if clock is None or batch.epoch > clock.epoch:
-            return _Situation.FROM_ZERO if batch.after_seq == 0 else _Situation.HOLE
-        if batch.epoch == clock.epoch:
-            return _Situation.CONTINUES if batch.after_seq <= clock.seq else _Situation.HOLE
-        return _Situation.RETIRED
-
     def _apply(self, batch: Batch, from_peer: NodeId) -> ApplyResult:
-        _check_shape(batch)
+        check_shape(batch)
         origin = batch.origin
         clock = self.clock(origin)
-        situation = self._situation(batch, clock)
+        situation = situation_of(batch, clock, self._id, self._epoch)
         membership_only = bool(batch.envelopes) and all(
             env.kind in MEMBERSHIP_KINDS for env in batch.envelopes
         )
-        route = _ROUTES[situation, membership_only]
+        route = ROUTES[situation, membership_only]
         if (
-            route is not _Route.IGNORE
+            route is not Route.IGNORE
             and not membership_only
             and origin != self._root  # its genesis admits itself, in this very batch
             and origin not in self._membership.certificates
@@ -584,27 +329,27 @@ class Replica:
             raise ProtocolError(
                 f"no certificate known for {origin.short()}: it was never admitted here"
             )
-        if route is _Route.REFUSE:
-            if situation is _Situation.RETIRED:
+        if route is Route.REFUSE:
+            if situation is Situation.RETIRED:
                 assert clock is not None
                 raise ProtocolError(f"epoch {batch.epoch} is retired (we hold {clock.epoch})")
             held = "nothing" if clock is None else f"{clock.epoch} up to {clock.seq}"
             raise ProtocolError(
                 f"a hole: the batch starts after {batch.epoch}/{batch.after_seq}, we hold {held}"
             )
-        if route is _Route.IGNORE:
+        if route is Route.IGNORE:
             return ApplyResult(
                 origin=origin, from_peer=from_peer, outcome=Outcome.IGNORED, clock=clock
             )
 
         drops: tuple[EpochDrop, ...] = ()
         new_clock = clock
-        if route is _Route.RELAY:
+        if route is Route.RELAY:
             fresh = [env for env in batch.envelopes if env.kind in MEMBERSHIP_KINDS]
             careful = True
         else:
-            floor = clock.seq if route is _Route.SAME_EPOCH and clock is not None else 0
-            if route is _Route.NEW_EPOCH and clock is not None:
+            floor = clock.seq if route is Route.SAME_EPOCH and clock is not None else 0
+            if route is Route.NEW_EPOCH and clock is not None:
                 drops = (EpochDrop(origin=origin, before=batch.epoch),)
             fresh = [env for env in batch.envelopes if env.seq > floor]
             new_clock = Clock(batch.epoch, max(floor, batch.through_seq))
@@ -617,11 +362,13 @@ class Replica:
         proofs: tuple[tuple[NodeId, ClockProof], ...] = ()
         if new_clock is not None and new_clock != clock:
             floor = clock.seq if clock is not None and clock.epoch == batch.epoch else 0
-            keep = self._prove_move(batch, new_clock, certificate, taken, from_peer, floor)
+            keep = self._proofs.prove_move(batch, new_clock, certificate, taken, from_peer, floor)
             if keep is not None and keep.digest:
                 # A proof is kept (and relayed) only at the point it covers, once what this
                 # node then holds matches its digest.
-                self._check_complete(batch, new_clock, keep, clock, taken)
+                self._proofs.check_complete(
+                    batch, new_clock, keep, clock, taken, self._membership.removed
+                )
                 keep = keep if new_clock.seq == keep.seq else None
             proofs = ((origin, keep),) if keep is not None else ()
 
@@ -651,7 +398,7 @@ class Replica:
         if changes:
             self._store.commit(changes)
             self._records, self._membership = records, membership
-        ignoring = situation is _Situation.OWN_OLDER
+        ignoring = situation is Situation.OWN_OLDER
         return ApplyResult(
             origin=origin,
             from_peer=from_peer,
@@ -706,95 +453,6 @@ class Replica:
                     raise ProtocolError(f"record {env.seq} has a bad signature")
             taken[key] = (key, env, record)  # ascending: a later write of a key wins
         return list(taken.values()), own_certificate or self._membership.certificates.get(origin)
-
-    def _prove_move(
-        self,
-        batch: Batch,
-        to: Clock,
-        certificate: bytes | None,
-        taken: Sequence[tuple[bytes, Envelope, Record]],
-        from_peer: NodeId,
-        floor: int,
-    ) -> ClockProof | None:
-        """Check that the origin itself says its writes reach `to` (ProtocolError if not).
-
-        Either the batch's clock proof covers `to`, or it ends at `to` with a record the
-        origin signed and, if a relay sent it, holds every seq past `floor` (what we hold):
-        a signed last record says nothing of the records before it, so a relay that could
-        have left some out must pass the proof on. Returns the batch's proof if it is to be
-        kept (verified, and newer than the one held); a proof already verified is not
-        verified again.
-        """
-        origin, proof = batch.origin, batch.proof
-        if proof is not None and proof.covers(to.epoch, to.seq):
-            held = self._store.proof(origin)
-            if proof == held:
-                return None
-            if self._checked.get(origin) != proof:
-                if certificate is None or not self._verify(
-                    certificate,
-                    proof_bytes(origin, proof.epoch, proof.seq, proof.digest),
-                    proof.signature,
-                ):
-                    raise ProtocolError(
-                        f"the clock proof of {origin.short()} ({proof.epoch}/{proof.seq}) has "
-                        "a bad signature"
-                    )
-                self._checked[origin] = proof
-            return proof if proof.newer_than(held) else None
-        last = batch.envelopes[-1] if batch.envelopes else None
-        # Seqs in a batch ascend, each within its range: so many past the floor, none missing.
-        whole = from_peer == origin or sum(e.seq > floor for e in batch.envelopes) == to.seq - floor
-        if last is not None and whole and last.seq == to.seq and last.kind in SIGNED_KINDS:
-            if any(env is last for _, env, _ in taken):
-                return None  # verified with the records
-            if (
-                certificate is not None
-                and last.signature
-                and self._verify(certificate, last.signing_bytes(), last.signature)
-            ):
-                return None
-        raise ProtocolError(
-            f"no signature of {origin.short()} says its writes reach {to.epoch}/{to.seq}: "
-            "its clock cannot move there"
-        )
-
-    def _check_complete(
-        self,
-        batch: Batch,
-        to: Clock,
-        proof: ClockProof,
-        clock: Clock | None,
-        taken: Sequence[tuple[bytes, Envelope, Record]],
-    ) -> None:
-        """Where the clock reaches the proof's seq, what this node would then hold of the
-        origin's covered records must match the proof's digest (core/clock_proof.py).
-
-        If it does not, the sender left some out: the batch is refused, and the clock goes
-        back to the last point found complete (the proof held), so that the records come
-        again from whoever holds them, the origin or another member. That is the one
-        refusal that commits something: records taken since that point stay, as any
-        record of a batch applied does. A removed origin is not checked: past its cutoff
-        its records are tombstones, purged at different times on different nodes.
-        """
-        origin = batch.origin
-        if to.seq != proof.seq or origin in self._membership.removed:
-            return
-        held = dict(self._store.covered(origin, to.epoch, to.seq))
-        for key, env, _ in taken:
-            if env.kind in COVERED_KINDS:
-                held[key] = env
-        if covered_digest(held.values()) == proof.digest:
-            return
-        if clock is not None and clock.epoch == to.epoch:
-            complete = self._store.proof(origin)
-            back = Clock(to.epoch, complete.seq if complete and complete.epoch == to.epoch else 0)
-            if back < clock:
-                self._store.commit(Changes(clocks=((origin, back),)))
-        raise ProtocolError(
-            f"records of {origin.short()} that its clock proof ({proof.epoch}/{proof.seq}) "
-            "covers are missing: taken again from the start of what was not seen complete"
-        )
 
     def signed_by_member(self, env: Envelope) -> bool:
         """Whether `env` carries a valid signature of its origin, a current member (for a
