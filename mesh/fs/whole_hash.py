@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mesh.core.chunks import CHUNK_SIZE
-from mesh.fs.borrowed import StagingFile
 from mesh.fs.resumable_hash import Hash, ResumableHash
+from mesh.fs.staging_file import StagingFile
 
 log = logging.getLogger(__name__)
 
