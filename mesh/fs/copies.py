@@ -73,25 +73,26 @@ def remove(root: BorrowedRoot, parts: Sequence[str], file_id: FileId) -> bool:
         return removed
 
 
-def holds(root: BorrowedRoot, parts: Sequence[str], file_id: FileId) -> bool:
-    """Whether the copy `file_id` is still at `parts`, unchanged."""
-    names = root.check_parts(parts)
-    with ExitStack() as stack:
-        dirs = root.find_folders(stack, names[:-1])
-        if dirs is None:
-            return False
-        there = lstat_at(dirs[-1], names[-1], root.shown(names))
-        return there is not None and file_id.matches(there)
-
-
-def file_at(root: BorrowedRoot, parts: Sequence[str]) -> FileId | None:
-    """The regular file at `parts` as it is now; None for nothing or anything else."""
+def _lstat(root: BorrowedRoot, parts: Sequence[str]) -> os.stat_result | None:
+    """What is at `parts` (not followed if a link), reached by folder descriptors; None for
+    nothing there, or a folder on the way missing."""
     names = root.check_parts(parts)
     with ExitStack() as stack:
         dirs = root.find_folders(stack, names[:-1])
         if dirs is None:
             return None
-        there = lstat_at(dirs[-1], names[-1], root.shown(names))
+        return lstat_at(dirs[-1], names[-1], root.shown(names))
+
+
+def holds(root: BorrowedRoot, parts: Sequence[str], file_id: FileId) -> bool:
+    """Whether the copy `file_id` is still at `parts`, unchanged."""
+    there = _lstat(root, parts)
+    return there is not None and file_id.matches(there)
+
+
+def file_at(root: BorrowedRoot, parts: Sequence[str]) -> FileId | None:
+    """The regular file at `parts` as it is now; None for nothing or anything else."""
+    there = _lstat(root, parts)
     if there is None or not stat.S_ISREG(there.st_mode):
         return None
     return FileId.of(there)
