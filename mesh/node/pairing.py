@@ -78,9 +78,6 @@ LINGER_S = 600.0  # after the last invitation closed, the desk still says why fo
 _STEP_S = 15.0  # a person is not typing any more: each message must come within this
 _HISTORY = 16  # closed invitations the desk remembers, to say why a code no longer works
 
-# Kept for the callers that named the states by this module.
-State = InvitationState
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Admitted:

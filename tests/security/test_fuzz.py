@@ -30,14 +30,14 @@ from mesh.core.epoch import Epoch
 from mesh.core.errors import AlreadyExistsError, InvalidPathError, ProtocolError, RefusedError
 from mesh.core.gossip import PROTOCOL_VERSION, Ack, Batch, Hello, Ping, VectorFrame
 from mesh.core.ids import NodeId
-from mesh.core.pairing import PairingPayload
+from mesh.core.pairing import InvitationState, PairingPayload
 from mesh.core.paths import check_name, check_portable_name, check_relative
 from mesh.core.records import Kind
 from mesh.core.replica import Outcome
 from mesh.discovery.mdns import parse_txt
 from mesh.home import Home
 from mesh.node.local import LocalNode
-from mesh.node.pairing import Admitted, Invitation, PairingDesk, State
+from mesh.node.pairing import Admitted, Invitation, PairingDesk
 from mesh.security.pairing import Inviter, Joiner
 from mesh.transport import options
 from mesh.transport.tls import client_credentials
@@ -430,7 +430,7 @@ async def test_fuzz_pairing_listener(caplog: pytest.LogCaptureFixture) -> None:
     def run(frames: list[bytes]) -> None:
         asyncio.run_coroutine_threadsafe(exchange(frames), loop).result(timeout=30)
         _no_handler_crashed(caplog)
-        assert invitation.state in (State.OPEN, State.LOCKED)
+        assert invitation.state in (InvitationState.OPEN, InvitationState.LOCKED)
 
     try:
         await asyncio.to_thread(run)
