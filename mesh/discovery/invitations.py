@@ -11,6 +11,7 @@ from mesh.discovery.hints import Hint, PairingHint
 
 FIND_WAIT_S = 5.0
 NODES_WAIT_S = 1.5  # browsing for nodes, after no invitation was found
+MAX_NODES_ASKED = 32  # where a closed invitation may be: the nodes a joiner asks, at most
 
 
 def _rank(host: str) -> tuple[int, str]:
@@ -58,7 +59,7 @@ def desks(nodes: Sequence[Hint]) -> list[tuple[str, int]]:
     closed, to a joiner whose code has its number."""
     return [
         (host, n.port + 1)
-        for n in nodes
+        for n in nodes[:MAX_NODES_ASKED]
         if n.port < 65535
         for host in sorted(n.hosts, key=_rank)[:1]
     ]

@@ -26,6 +26,7 @@ from mesh.core.gossip import PROTOCOL_VERSION
 from mesh.core.ids import NodeId
 from mesh.discovery.hints import Hint, PairingHint
 from mesh.discovery.interfaces import LocalAddress, addresses
+from mesh.discovery.invitations import MAX_NODES_ASKED
 from mesh.discovery.netlink import AddressWakeups
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ SERVICE = "_mesh._tcp.local."
 PAIR_SERVICE = "_mesh-pair._tcp.local."
 _RESOLVE_MS = 3000
 _SETTLE_S = 0.5  # after a netlink wake-up: DHCP removes the old address, then adds the new
-MAX_NODES_ASKED = 32  # where a closed invitation may be: the nodes a joiner asks, at most
 _MORE_INVITATIONS_S = 0.3  # after one with the code's number: is there a second one?
 
 
