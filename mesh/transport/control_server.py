@@ -230,3 +230,8 @@ class ControlServer:
     async def stop(self, grace: float) -> None:
         await self._server.stop(grace)
         self._path.unlink(missing_ok=True)
+        # The socket's folder may be a fallback under /tmp (a home too deep for sun_path);
+        # leave nothing behind there. rmdir only takes an empty folder, and the next start
+        # makes it again.
+        with contextlib.suppress(OSError):
+            self._path.parent.rmdir()
