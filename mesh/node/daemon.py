@@ -60,6 +60,7 @@ from mesh.node.local import LocalNode
 from mesh.node.peer_log import peer_log
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
+from mesh.node.reading import ReadSide
 from mesh.node.scanning import Scanning
 from mesh.node.serving import Serving
 from mesh.node.session import Session
@@ -101,6 +102,7 @@ class Daemon:
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
+        self._reads = ReadSide()  # control calls' reads, beside the store thread's writes
         self._membership = Membership(root=NodeId(bytes(32)))
         self.started_at = time.monotonic()
         self.port = 0
@@ -144,6 +146,11 @@ class Daemon:
         records = getattr(getattr(self, "local", None), "records", None)
         return result, records is not None and records.writes != before
 
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(node, ...)` with a read-only `LocalNode` on the read thread (node/reading.py):
+        for control calls, which must not wait behind the store thread's batches."""
+        return await self._reads.run(fn, *args, **kwargs)
+
     def store_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the store thread from another worker thread, waiting for it."""
         result, wrote = self._store.submit(self._counting, fn, args, {}).result()
@@ -162,7 +169,11 @@ class Daemon:
         try:
             self.local = await self.store(LocalNode.open, self.home)
             try:
-                await self._serve(stop)
+                await self._reads.open(self.home, self.local.identity, lambda: self._membership)
+                try:
+                    await self._serve(stop)
+                finally:
+                    await self._reads.close()
             finally:
                 await self.store(self.local.close)
         finally:
@@ -392,7 +403,7 @@ class Daemon:
         return await roster.member_views(self)
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
-        return await self.store(self.local.browse, node, pattern)
+        return await self.read(LocalNode.browse, node, pattern)
 
     async def add_peer(self, host: str, port: int) -> PeerCheck:
         """Check whose node answers at host:port and keep a connection to it if a member's."""
@@ -562,7 +573,7 @@ class Daemon:
 
     async def status(self) -> NodeStatus:
         uptime = time.monotonic() - self.started_at
-        found = await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
+        found = await self.read(LocalNode.status, port=self.port, uptime_s=uptime, running=True)
         watched, polled = self.watch.watched(), self.watch.polled
         rescans = "rescans" if self.settings.rescan_interval_s > 0 else ""
         return dataclasses.replace(

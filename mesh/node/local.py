@@ -85,6 +85,7 @@ class LocalNode:
             root=self.state.root() or self.identity.node_id,
             store=self.records,
             decode=wire_records.decode,
+            decode_entries=wire_records.decode_entries,
             verify=ident.verify,
             encode=wire_records.encode,
             sign=self.identity.sign,

@@ -22,7 +22,7 @@ from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.records import MEMBERSHIP_KINDS, Kind, entry_key, split_key
-from mesh.core.replica_store import Changes
+from mesh.core.replica_store import Changes, Put
 from mesh.core.vector import Clock, VersionVector
 from mesh.store.database import Database
 
@@ -55,6 +55,35 @@ def _successor(prefix: bytes) -> bytes:
 
 
 EncodeEntry = Callable[[LibraryEntry], bytes]
+_Row = tuple[bytearray, bytearray, int, int, int, int, bytearray, bytearray, int]
+
+
+def _rows(puts: Iterable[Put]) -> list[_Row]:
+    """The records table's rows of `puts`. Blobs as bytearray, not bytes: sqlite3 binds it
+    directly (see index.py's _write); a batch's puts share one origin, bound once."""
+    rows: list[_Row] = []
+    append_row = rows.append
+    origin: NodeId | None = None
+    raw = bytearray()
+    for key, env, deleted in puts:
+        if env.origin is not origin:
+            origin = env.origin
+            raw = bytearray(origin.raw)
+        epoch = env.epoch
+        append_row(
+            (
+                bytearray(key),
+                raw,
+                epoch.created_ms,
+                epoch.nonce,
+                env.seq,
+                int(env.kind),
+                bytearray(env.body),
+                bytearray(env.signature),
+                int(deleted),
+            )
+        )
+    return rows
 
 
 class SqliteReplicaStore:
@@ -281,21 +310,7 @@ class SqliteReplicaStore:
             "SET origin = excluded.origin, epoch_ms = excluded.epoch_ms, "
             "epoch_nonce = excluded.epoch_nonce, seq = excluded.seq, kind = excluded.kind, "
             "body = excluded.body, signature = excluded.signature, deleted = excluded.deleted",
-            # bytearray, not bytes: sqlite3 binds it directly (see index.py's _write).
-            [
-                (
-                    bytearray(p.key),
-                    bytearray(p.envelope.origin.raw),
-                    p.envelope.epoch.created_ms,
-                    p.envelope.epoch.nonce,
-                    p.envelope.seq,
-                    int(p.envelope.kind),
-                    bytearray(p.envelope.body),
-                    bytearray(p.envelope.signature),
-                    int(p.deleted),
-                )
-                for p in puts
-            ],
+            _rows(puts),
         )
         conn.executemany(
             "INSERT INTO clocks (origin, epoch_ms, epoch_nonce, seq) VALUES (?, ?, ?, ?) "

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ def receive_node(home: str, holder: str, origin: bytes, seq: int, conn: Connecti
     tell the parent when it started and when it held `origin`'s records through `seq`
     (monotonic clock, which is the same in every process), then wait to be told to stop."""
     logging.basicConfig(level="ERROR")
+    if os.environ.get("MESH_BENCH_NOGC"):
+        import gc
+
+        gc.disable()
 
     async def life() -> None:
         node = Node(home=Home.resolve(Path(home)), name="b", settings=Settings.for_tests())
@@ -172,11 +177,16 @@ async def apart_sync(
         f"      wire         {med(wire):.3f}x the envelopes{spread(wire)}   target <= 1.05x: "
         f"{verdict(med(wire) <= 1.05)}"
     )
+    typical = [med(x.control_s) if x.control_s else 0.0 for x in runs]
     print(
         f"      control      slowest Status answer during the sync {med(slowest) * 1000:.0f} ms"
-        f"{spread(slowest, 1000, ' ms')} ({sum(len(x.control_s) for x in runs)} calls)   "
+        f"{spread(slowest, 1000, ' ms')}, median {med(typical) * 1000:.0f} ms "
+        f"({sum(len(x.control_s) for x in runs)} calls)   "
         f"target <= 100 ms: {verdict(max(slowest) <= 0.1)}"
     )
+    if os.environ.get("MESH_BENCH_TRACE"):
+        for x in runs:
+            print("        answers (ms):", " ".join(f"{s * 1000:.0f}" for s in x.control_s))
     million = verdict(med(rss) <= 150) if args.entries >= 1_000_000 else "n/a"
     print(
         f"      receiver     peak RSS {med(rss):.0f} MB{spread(rss, unit=' MB')}   target "
