@@ -28,7 +28,7 @@ from mesh.core.records import (
     Record,
     Removal,
     check,
-    entry_key,
+    entry_keys,
     is_deleted,
     key_of,
     kind_of,
@@ -463,20 +463,26 @@ class Replica:
 
     def _decode_all(self, origin: NodeId, envelopes: Sequence[Envelope]) -> list[_Taken]:
         """(key, envelope, record, deleted) of each envelope, decoded and checked, in order:
-        a run of library entries (unsigned, checked like the rest) in bulk when it can."""
-        bulk = self._decode_entries
-        if bulk is not None and envelopes and all(e.kind is Kind.ENTRY for e in envelopes):
+        the library entries among them (unsigned, checked like the rest) in bulk."""
+        decoded: dict[int, _Taken] = {}
+        entries = [i for i, env in enumerate(envelopes) if env.kind is Kind.ENTRY]
+        if self._decode_entries is not None and entries:
+            runs = [envelopes[i] for i in entries]
             try:
-                facts = bulk([env.body for env in envelopes])
+                facts = self._decode_entries([env.body for env in runs])
             except ProtocolError:
                 pass  # one by one below, to name the record at fault
             else:
-                return [
-                    (entry_key(origin, library, path), env, None, deleted)
-                    for env, (library, path, deleted) in zip(envelopes, facts, strict=True)
-                ]
-        decoded: list[_Taken] = []
-        for env in envelopes:
+                keys = entry_keys(origin, facts)
+                decoded = {
+                    i: (key, env, None, fact[2])
+                    for i, env, key, fact in zip(entries, runs, keys, facts, strict=True)
+                }
+        if len(decoded) == len(envelopes):
+            return list(decoded.values())
+        for i, env in enumerate(envelopes):
+            if i in decoded:
+                continue
             try:
                 record = self._decode(env.kind, env.body)
             except ProtocolError as exc:
@@ -486,8 +492,8 @@ class Replica:
             check(origin, record)
             if isinstance(record, Admission):
                 self._check_certificate(record)
-            decoded.append((key_of(origin, record), env, record, is_deleted(record)))
-        return decoded
+            decoded[i] = (key_of(origin, record), env, record, is_deleted(record))
+        return [decoded[i] for i in range(len(envelopes))]
 
     def signed_by_member(self, env: Envelope) -> bool:
         """Whether `env` carries a valid signature of its origin, a current member (for a

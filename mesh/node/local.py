@@ -73,6 +73,7 @@ class LocalNode:
             self_id=identity.node_id,
             own_epoch=self.state.epoch,
             encode_entry=lambda entry: wire_records.encode(entry)[1],
+            encode_entries=wire_records.encode_entries,
         )
         self.index = LibraryIndex(db, self.records.take_own_seqs)
         self.addresses = AddressBook(db)

@@ -53,6 +53,7 @@ class ReadNode(LocalNode):
             self_id=identity.node_id,
             own_epoch=self.state.epoch,
             encode_entry=lambda entry: wire_records.encode(entry)[1],
+            encode_entries=wire_records.encode_entries,
         )
         self.index = LibraryIndex(db, _no_writes)
         self.addresses = AddressBook(db)

@@ -139,6 +139,44 @@ def record_to_wire(record: Record) -> Message:
             return vector_to_wire(record.vector)
 
 
+def encode_entries(
+    rows: Sequence[tuple[str, str, int, int, bytes, bytes, bool]],
+) -> list[bytes]:
+    """The body `encode` makes of each entry given as (library, path, size, mtime_ns, hash,
+    chunk root, deleted): all of them serialized as one LibraryEntries, whose bytes hold
+    each entry's own serialization framed (tag, length), then cut apart. A node serving an
+    initial sync encodes every one of its entries."""
+    msg = pb.LibraryEntries()
+    add = msg.entries.add
+    for library, path, size, mtime_ns, hash_, root, deleted in rows:
+        add(
+            library=library,
+            path=path,
+            size=size,
+            mtime_ns=mtime_ns,
+            hash=hash_,
+            chunk_root=root,
+            deleted=bool(deleted),
+        )
+    data = msg.SerializeToString(deterministic=True)
+    bodies: list[bytes] = []
+    append = bodies.append
+    at, end = 0, len(data)
+    while at < end:
+        # data[at] is the tag of field 1; then the body's length, a varint.
+        size, shift, at = 0, 0, at + 1
+        while True:
+            byte = data[at]
+            at += 1
+            size |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        append(data[at : at + size])
+        at += size
+    return bodies
+
+
 def encode(record: Record) -> tuple[Kind, bytes]:
     """(kind, body bytes) of a record. Deterministic for a given record."""
     return kind_of(record), record_to_wire(record).SerializeToString(deterministic=True)

@@ -98,3 +98,31 @@ def test_paths_in_bulk_agree_with_path_by_path(paths: list[str]) -> None:
     except ProtocolError:
         got = False
     assert got == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["photos", "music"]),
+            st.text(min_size=1, max_size=300),
+            st.integers(0, (1 << 63) - 1),
+            st.integers(-(1 << 63), (1 << 63) - 1),
+            st.binary(min_size=16, max_size=16),
+            st.binary(min_size=0, max_size=16),
+            st.booleans(),
+        ),
+        max_size=20,
+    )
+)
+def test_bodies_encoded_in_bulk_are_encode_s(
+    rows: list[tuple[str, str, int, int, bytes, bytes, bool]],
+) -> None:
+    expected = [
+        wire_records.encode(
+            LibraryEntry(
+                library=lib, path=path, size=size, mtime_ns=mtime, hash=h, chunk_root=r, deleted=d
+            )
+        )[1]
+        for lib, path, size, mtime, h, r, d in rows
+    ]
+    assert wire_records.encode_entries(rows) == expected
