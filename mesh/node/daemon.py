@@ -109,6 +109,9 @@ class Daemon:
         self.port = 0
         self._group: asyncio.TaskGroup | None = None
         self.acked: dict[NodeId, VersionVector] = {}
+        # Records that became live here from gossip, over every session this daemon held (a
+        # session's own count ends with it: a stream replaced mid-sync took its count along).
+        self.records_applied = 0
         # When each member whose session ended was last heard from (wall clock ms).
         self.last_heard_ms: dict[NodeId, int] = {}
         self.local: LocalNode
@@ -482,6 +485,7 @@ class Daemon:
             return results, replica.vector(), new_addresses
 
         results, vector, addresses = await self.store(work)
+        self.records_applied += sum(len(result.stored) for result in results)
         if any(result.membership_changed for result in results):
             await self.reload_members()
         for node_id, host, port in addresses:

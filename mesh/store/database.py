@@ -47,12 +47,6 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
     return f"database error in {path}: {text}"
 
 
-# Pages the connection keeps in memory (KiB, as a negative cache_size): a large sync
-# upserts into two B-trees at once, and with SQLite's default 2 MiB their pages kept
-# spilling to the WAL in the middle of each transaction and being read back.
-_CACHE_KIB = 32 * 1024
-
-
 class Database:
     """One connection to the node's database, used by one thread at a time.
 
@@ -75,7 +69,6 @@ class Database:
                 # a peer is told was applied survives a power cut, not just a crash. (A
                 # large sync commits a few times, so the fsyncs cost little.)
                 self.conn.execute("PRAGMA synchronous=FULL")
-                self.conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
                 self.conn.execute("PRAGMA foreign_keys=ON")
                 self._migrate()
         except sqlite3.Error as exc:
