@@ -42,10 +42,6 @@ def receive_node(home: str, holder: str, origin: bytes, seq: int, conn: Connecti
     tell the parent when it started and when it held `origin`'s records through `seq`
     (monotonic clock, which is the same in every process), then wait to be told to stop."""
     logging.basicConfig(level="ERROR")
-    if os.environ.get("MESH_BENCH_NOGC"):
-        import gc
-
-        gc.disable()
 
     async def life() -> None:
         node = Node(home=Home.resolve(Path(home)), name="b", settings=Settings.for_tests())
