@@ -12,12 +12,11 @@ import asyncio
 import concurrent.futures as cf
 import contextlib
 import dataclasses
-import gc
 import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from mesh.config import Settings
@@ -33,7 +32,6 @@ from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
-from mesh.core.records import MEMBERSHIP_KINDS, Addresses, Kind
 from mesh.core.replica import ApplyResult
 from mesh.core.status import (
     MemberView,
@@ -48,7 +46,7 @@ from mesh.fs.borrowed import BorrowedFolder
 from mesh.fs.lender_links import adopt_named_folders, link_names
 from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
-from mesh.node import removal, roster
+from mesh.node import applying, removal, roster
 from mesh.node.agent import Agent
 from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
@@ -73,7 +71,6 @@ from mesh.transport.peer_client import target
 from mesh.transport.peer_server import PeerServer
 from mesh.transport.tls import TrustStore, probe_certificate
 from mesh.wire import envelope as wire_envelope
-from mesh.wire import records as wire_records
 from mesh.wire.gossip import MAX_BATCH_RECORDS
 
 log = logging.getLogger(__name__)
@@ -253,7 +250,7 @@ class Daemon:
                 watch = tg.create_task(self.watch.run(), name="library watch")
                 self.discovery.start()
                 self.started.set()
-                _freeze_heap()
+                applying.freeze_heap()
                 await stop.wait()
                 log.info("stopping")
                 maintenance.cancel()
@@ -461,30 +458,11 @@ class Daemon:
     async def apply_all(
         self, batches: Sequence[Batch], peer: NodeId
     ) -> tuple[list[ApplyResult], VersionVector]:
-        """Apply batches received from `peer`, in order; the vector once all are committed.
-
-        Consecutive batches share one transaction, so a large sync commits (and rewrites
-        the records table's pages) a few times instead of once per batch. A batch holding
-        membership records goes in a transaction of its own: the replica takes its new
-        membership into memory as it applies it, which must never run ahead of the disk.
-        """
-
-        def work() -> tuple[list[ApplyResult], VersionVector, list[tuple[NodeId, str, int]]]:
-            replica, db = self.local.replica, self.local.db
-            results: list[ApplyResult] = []
-            for group in _transactions(batches):
-                with db.transaction():
-                    results.extend(replica.apply(batch, peer) for batch in group)
-            new_addresses: list[tuple[NodeId, str, int]] = []
-            for result in results:
-                for env in result.stored:
-                    if env.kind is Kind.ADDRESSES:
-                        record = wire_records.decode(env.kind, env.body)
-                        if isinstance(record, Addresses):
-                            new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
-            return results, replica.vector(), new_addresses
-
-        results, vector, addresses = await self.store(work)
+        """Apply batches received from `peer`, in order, a few to a transaction
+        (node/applying.py); the vector once all are committed."""
+        results, vector, addresses = await self.store(
+            applying.apply_in_groups, self.local, batches, peer
+        )
         self.records_applied += sum(len(result.stored) for result in results)
         if any(result.membership_changed for result in results):
             await self.reload_members()
@@ -611,31 +589,3 @@ class Daemon:
 
 
 __all__ = ["Daemon"]
-
-
-_heap_frozen = False
-
-
-def _freeze_heap() -> None:
-    """Once per process, once started: what exists now (modules, gRPC, the node) lives as
-    long as the daemon, so the cyclic GC stops scanning it. Its full collections, run
-    with the GIL held, then cost what a large sync has in flight instead of all of it:
-    they had stalled the event loop (and control calls) for 0.1-0.4 s at a time."""
-    global _heap_frozen
-    if not _heap_frozen:
-        _heap_frozen = True
-        gc.freeze()
-
-
-def _transactions(batches: Sequence[Batch]) -> Iterator[Sequence[Batch]]:
-    """Runs of consecutive batches to apply in one transaction each: a batch holding any
-    membership record alone (see `Daemon.apply_all`)."""
-    start = 0
-    for i, batch in enumerate(batches):
-        if any(env.kind in MEMBERSHIP_KINDS for env in batch.envelopes):
-            if start < i:
-                yield batches[start:i]
-            yield batches[i : i + 1]
-            start = i + 1
-    if start < len(batches):
-        yield batches[start:]
