@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mesh.core.entries import LibraryEntry
@@ -203,6 +204,21 @@ def entry_key(origin: NodeId, library: str, path: str) -> bytes:
     """The key of `origin`'s entry at (library, path), as `key_of` makes it."""
     lib, name = library.encode(), path.encode()
     return b"".join((_ENTRY_KIND, origin.raw, _LENGTH(len(lib)), lib, _LENGTH(len(name)), name))
+
+
+def entry_keys(origin: NodeId, facts: Sequence[tuple[str, str, bool]]) -> list[bytes]:
+    """`entry_key` of each (library, path, ...), the head of a library's keys made once."""
+    heads: dict[str, bytes] = {}
+    keys: list[bytes] = []
+    append = keys.append
+    for library, path, *_ in facts:
+        head = heads.get(library)
+        if head is None:
+            lib = library.encode()
+            head = heads[library] = b"".join((_ENTRY_KIND, origin.raw, _LENGTH(len(lib)), lib))
+        name = path.encode()
+        append(head + _LENGTH(len(name)) + name)
+    return keys
 
 
 def split_key(key: bytes) -> tuple[Kind, NodeId, list[bytes]]:

@@ -9,6 +9,7 @@ the purge of tombstones.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from mesh.core.records import (
     Record,
     Removal,
     check,
+    entry_keys,
     is_deleted,
     key_of,
     kind_of,
@@ -51,6 +53,7 @@ __all__ = [
     "PURGE_LIMIT",
     "ApplyResult",
     "Decode",
+    "DecodeEntries",
     "Encode",
     "Outcome",
     "Replica",
@@ -60,6 +63,13 @@ __all__ = [
 ]
 
 Encode = Callable[[Record], tuple[Kind, bytes]]
+# Library entry bodies decoded and checked as `Decode` would, all at once, to what the
+# replica needs of each: (library, path, deleted). ProtocolError if any is bad. An initial
+# sync is almost all entries: made one by one, their records cost more than the rest.
+DecodeEntries = Callable[[Sequence[bytes]], list[tuple[str, str, bool]]]
+# What `_admit_envelopes` takes: (key, envelope, record, deleted); the record is None for
+# an entry decoded in bulk (nothing reads it but its key and its flag).
+_Taken = tuple[bytes, Envelope, "Record | None", bool]
 
 
 class Outcome(enum.Enum):
@@ -81,14 +91,17 @@ class ApplyResult:
     membership_changed: bool = False
 
 
+_KEY, _ENVELOPE = operator.itemgetter(0), operator.itemgetter(1)  # of a Put
+
+
 def _point(envelope: Envelope) -> Clock:
     return Clock(envelope.epoch, envelope.seq)
 
 
-def _dead(envelope: Envelope, record: Record, membership: Membership) -> bool:
-    """Whether a record is stored as a tombstone: deleted, or past its removed origin's
-    cutoff (membership records excepted: they are never dropped)."""
-    if is_deleted(record):
+def _dead(envelope: Envelope, deleted: bool, membership: Membership) -> bool:
+    """Whether a record is stored as a tombstone: `deleted` (as `is_deleted` says of it),
+    or past its removed origin's cutoff (membership records excepted: never dropped)."""
+    if deleted:
         return True
     if not membership.removed or envelope.kind in MEMBERSHIP_KINDS:
         return False
@@ -109,8 +122,10 @@ class Replica:
         verify: Verify,
         encode: Encode,
         sign: Sign,
+        decode_entries: DecodeEntries | None = None,
     ) -> None:
         self._id = self_id
+        self._decode_entries = decode_entries
         self._epoch = epoch
         self._root = root
         self._store = store
@@ -229,7 +244,7 @@ class Replica:
             mine = Signed(origin=self._id, epoch=clock.epoch, seq=clock.seq, record=record)
             records = {**self._records, key: mine}
             membership = compute(self._root, records.values())
-        put = Put(key=key, envelope=envelope, deleted=_dead(envelope, record, membership))
+        put = Put(key, envelope, _dead(envelope, is_deleted(record), membership))
         self._store.commit(
             Changes(
                 # Our first write in a new epoch retires the old one here too.
@@ -375,16 +390,18 @@ class Replica:
         membership, records = self._membership, self._records
         signed = {
             key: Signed(origin=origin, epoch=env.epoch, seq=env.seq, record=record)
-            for key, env, record in taken
+            for key, env, record, _ in taken
             if isinstance(record, Admission | Removal)
         }
         if signed:
             records = {**self._records, **signed}
             membership = compute(self._root, records.values())
-        puts = [
-            Put(key=key, envelope=env, deleted=_dead(env, record, membership))
-            for key, env, record in taken
-        ]
+        if membership.removed:
+            puts = [
+                Put(key, env, _dead(env, deleted, membership)) for key, env, _, deleted in taken
+            ]
+        else:  # nobody removed: a record is a tombstone exactly when it says it is deleted
+            puts = [Put(key, env, deleted) for key, env, _, deleted in taken]
         if signed:
             pending = (origin, new_clock) if new_clock is not None else None
             puts = [*self._reflag(membership, {p.key for p in puts}, pending), *puts]
@@ -403,8 +420,8 @@ class Replica:
             origin=origin,
             from_peer=from_peer,
             outcome=Outcome.IGNORED if ignoring and not changes else Outcome.APPLIED,
-            stored=tuple(p.envelope for p in changes.puts),
-            changed=tuple(p.key for p in changes.puts),
+            stored=tuple(map(_ENVELOPE, changes.puts)),
+            changed=tuple(map(_KEY, changes.puts)),
             dropped=drops,
             clock=new_clock,
             membership_changed=membership_changed,
@@ -412,31 +429,21 @@ class Replica:
 
     def _admit_envelopes(
         self, origin: NodeId, envelopes: Sequence[Envelope], careful: bool
-    ) -> tuple[list[tuple[bytes, Envelope, Record]], bytes | None]:
+    ) -> tuple[list[_Taken], bytes | None]:
         """Decode, check and verify the envelopes that would become live (ProtocolError).
 
-        Returns (key, envelope, record) for each, the newest per key, and the certificate
-        that checks the origin's signatures (None if none is known).
+        Returns (key, envelope, record, deleted) for each, the newest per key, and the
+        certificate that checks the origin's signatures (None if none is known).
         """
-        decoded: list[tuple[Envelope, Record]] = []
+        decoded = self._decode_all(origin, envelopes)
         own_certificate: bytes | None = None
-        for env in envelopes:
-            try:
-                record = self._decode(env.kind, env.body)
-            except ProtocolError as exc:
-                raise ProtocolError(f"record {env.seq} is undecodable: {exc}") from exc
-            if kind_of(record) != env.kind:
-                raise ProtocolError(f"record {env.seq} is not a {env.kind.name.lower()}")
-            check(origin, record)
-            if isinstance(record, Admission):
-                self._check_certificate(record)
-                if record.node_id == origin:
-                    # Bound to the origin by its hash, so it vouches for the whole batch.
-                    own_certificate = record.certificate
-            decoded.append((env, record))
-        taken: dict[bytes, tuple[bytes, Envelope, Record]] = {}
-        for env, record in decoded:
-            key = key_of(origin, record)
+        for _, _, record, _ in decoded:
+            if isinstance(record, Admission) and record.node_id == origin:
+                # Bound to the origin by its hash, so it vouches for the whole batch.
+                own_certificate = record.certificate
+        taken: dict[bytes, _Taken] = {}
+        for item in decoded:
+            key, env = item[0], item[1]
             if careful:
                 held = self._store.get(key)
                 if held is not None and _point(held) >= _point(env):
@@ -451,8 +458,42 @@ class Replica:
                     certificate, env.signing_bytes(), env.signature
                 ):
                     raise ProtocolError(f"record {env.seq} has a bad signature")
-            taken[key] = (key, env, record)  # ascending: a later write of a key wins
+            taken[key] = item  # ascending: a later write of a key wins
         return list(taken.values()), own_certificate or self._membership.certificates.get(origin)
+
+    def _decode_all(self, origin: NodeId, envelopes: Sequence[Envelope]) -> list[_Taken]:
+        """(key, envelope, record, deleted) of each envelope, decoded and checked, in order:
+        the library entries among them (unsigned, checked like the rest) in bulk."""
+        decoded: dict[int, _Taken] = {}
+        entries = [i for i, env in enumerate(envelopes) if env.kind is Kind.ENTRY]
+        if self._decode_entries is not None and entries:
+            runs = [envelopes[i] for i in entries]
+            try:
+                facts = self._decode_entries([env.body for env in runs])
+            except ProtocolError:
+                pass  # one by one below, to name the record at fault
+            else:
+                keys = entry_keys(origin, facts)
+                decoded = {
+                    i: (key, env, None, fact[2])
+                    for i, env, key, fact in zip(entries, runs, keys, facts, strict=True)
+                }
+        if len(decoded) == len(envelopes):
+            return list(decoded.values())
+        for i, env in enumerate(envelopes):
+            if i in decoded:
+                continue
+            try:
+                record = self._decode(env.kind, env.body)
+            except ProtocolError as exc:
+                raise ProtocolError(f"record {env.seq} is undecodable: {exc}") from exc
+            if kind_of(record) != env.kind:
+                raise ProtocolError(f"record {env.seq} is not a {env.kind.name.lower()}")
+            check(origin, record)
+            if isinstance(record, Admission):
+                self._check_certificate(record)
+            decoded[i] = (key_of(origin, record), env, record, is_deleted(record))
+        return [decoded[i] for i in range(len(envelopes))]
 
     def signed_by_member(self, env: Envelope) -> bool:
         """Whether `env` carries a valid signature of its origin, a current member (for a
@@ -498,5 +539,5 @@ class Replica:
                 record = self._decode(env.kind, env.body)
                 key = key_of(origin, record)
                 if key not in skip:
-                    puts.append(Put(key=key, envelope=env, deleted=_dead(env, record, membership)))
+                    puts.append(Put(key, env, _dead(env, is_deleted(record), membership)))
         return puts

@@ -32,7 +32,7 @@ class ProofChecks:
         batch: Batch,
         to: Clock,
         certificate: bytes | None,
-        taken: Sequence[tuple[bytes, Envelope, Record]],
+        taken: Sequence[tuple[bytes, Envelope, Record | None, bool]],
         from_peer: NodeId,
         floor: int,
     ) -> ClockProof | None:
@@ -66,7 +66,7 @@ class ProofChecks:
         # Seqs in a batch ascend, each within its range: so many past the floor, none missing.
         whole = from_peer == origin or sum(e.seq > floor for e in batch.envelopes) == to.seq - floor
         if last is not None and whole and last.seq == to.seq and last.kind in SIGNED_KINDS:
-            if any(env is last for _, env, _ in taken):
+            if any(item[1] is last for item in taken):
                 return None  # verified with the records
             if (
                 certificate is not None
@@ -85,7 +85,7 @@ class ProofChecks:
         to: Clock,
         proof: ClockProof,
         clock: Clock | None,
-        taken: Sequence[tuple[bytes, Envelope, Record]],
+        taken: Sequence[tuple[bytes, Envelope, Record | None, bool]],
         removed: Collection[NodeId],
     ) -> None:
         """Where the clock reaches the proof's seq, what this node would then hold of the
@@ -102,7 +102,7 @@ class ProofChecks:
         if to.seq != proof.seq or origin in removed:
             return
         held = dict(self._store.covered(origin, to.epoch, to.seq))
-        for key, env, _ in taken:
+        for key, env, _, _ in taken:
             if env.kind in COVERED_KINDS:
                 held[key] = env
         if covered_digest(held.values()) == proof.digest:

@@ -25,7 +25,7 @@ from mesh.core.status import (
     RequestLine,
 )
 from mesh.node import roster
-from mesh.node.local import now_ms
+from mesh.node.local import LocalNode, now_ms
 from mesh.node.roster import silent_since_ms
 
 if TYPE_CHECKING:
@@ -66,9 +66,8 @@ class ControlHandlers:
         return self._d.scan(names)
 
     async def entries(self, include_deleted: bool, libraries: list[str]) -> list[IndexedEntry]:
-        local = self._d.local
-        return await self._d.store(
-            local.entries, include_deleted=include_deleted, libraries=libraries
+        return await self._d.read(
+            LocalNode.entries, include_deleted=include_deleted, libraries=libraries
         )
 
     async def invite(self, ttl_s: float, cancel: bool) -> InviteInfo:

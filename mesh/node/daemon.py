@@ -16,7 +16,7 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from mesh.config import Settings
@@ -32,7 +32,6 @@ from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
-from mesh.core.records import MEMBERSHIP_KINDS, Addresses, Kind
 from mesh.core.replica import ApplyResult
 from mesh.core.status import (
     MemberView,
@@ -47,7 +46,7 @@ from mesh.fs.borrowed import BorrowedFolder
 from mesh.fs.lender_links import adopt_named_folders, link_names
 from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
-from mesh.node import removal, roster
+from mesh.node import applying, removal, roster
 from mesh.node.agent import Agent
 from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
@@ -60,6 +59,7 @@ from mesh.node.local import LocalNode
 from mesh.node.peer_log import peer_log
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
+from mesh.node.reading import ReadSide
 from mesh.node.scanning import Scanning
 from mesh.node.serving import Serving
 from mesh.node.session import Session
@@ -71,7 +71,6 @@ from mesh.transport.peer_client import target
 from mesh.transport.peer_server import PeerServer
 from mesh.transport.tls import TrustStore, probe_certificate
 from mesh.wire import envelope as wire_envelope
-from mesh.wire import records as wire_records
 from mesh.wire.gossip import MAX_BATCH_RECORDS
 
 log = logging.getLogger(__name__)
@@ -101,11 +100,15 @@ class Daemon:
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
+        self._reads = ReadSide()  # control calls' reads, beside the store thread's writes
         self._membership = Membership(root=NodeId(bytes(32)))
         self.started_at = time.monotonic()
         self.port = 0
         self._group: asyncio.TaskGroup | None = None
         self.acked: dict[NodeId, VersionVector] = {}
+        # Records that became live here from gossip, over every session this daemon held (a
+        # session's own count ends with it: a stream replaced mid-sync took its count along).
+        self.records_applied = 0
         # When each member whose session ended was last heard from (wall clock ms).
         self.last_heard_ms: dict[NodeId, int] = {}
         self.local: LocalNode
@@ -144,6 +147,11 @@ class Daemon:
         records = getattr(getattr(self, "local", None), "records", None)
         return result, records is not None and records.writes != before
 
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(node, ...)` with a read-only `LocalNode` on the read thread (node/reading.py):
+        for control calls, which must not wait behind the store thread's batches."""
+        return await self._reads.run(fn, *args, **kwargs)
+
     def store_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the store thread from another worker thread, waiting for it."""
         result, wrote = self._store.submit(self._counting, fn, args, {}).result()
@@ -162,7 +170,11 @@ class Daemon:
         try:
             self.local = await self.store(LocalNode.open, self.home)
             try:
-                await self._serve(stop)
+                await self._reads.open(self.home, self.local.identity, lambda: self._membership)
+                try:
+                    await self._serve(stop)
+                finally:
+                    await self._reads.close()
             finally:
                 await self.store(self.local.close)
         finally:
@@ -238,6 +250,7 @@ class Daemon:
                 watch = tg.create_task(self.watch.run(), name="library watch")
                 self.discovery.start()
                 self.started.set()
+                applying.freeze_heap()
                 await stop.wait()
                 log.info("stopping")
                 maintenance.cancel()
@@ -392,7 +405,7 @@ class Daemon:
         return await roster.member_views(self)
 
     async def browse(self, node: str | None, pattern: str | None) -> list[IndexedEntry]:
-        return await self.store(self.local.browse, node, pattern)
+        return await self.read(LocalNode.browse, node, pattern)
 
     async def add_peer(self, host: str, port: int) -> PeerCheck:
         """Check whose node answers at host:port and keep a connection to it if a member's."""
@@ -445,30 +458,12 @@ class Daemon:
     async def apply_all(
         self, batches: Sequence[Batch], peer: NodeId
     ) -> tuple[list[ApplyResult], VersionVector]:
-        """Apply batches received from `peer`, in order; the vector once all are committed.
-
-        Consecutive batches share one transaction, so a large sync commits (and rewrites
-        the records table's pages) a few times instead of once per batch. A batch holding
-        membership records goes in a transaction of its own: the replica takes its new
-        membership into memory as it applies it, which must never run ahead of the disk.
-        """
-
-        def work() -> tuple[list[ApplyResult], VersionVector, list[tuple[NodeId, str, int]]]:
-            replica, db = self.local.replica, self.local.db
-            results: list[ApplyResult] = []
-            for group in _transactions(batches):
-                with db.transaction():
-                    results.extend(replica.apply(batch, peer) for batch in group)
-            new_addresses: list[tuple[NodeId, str, int]] = []
-            for result in results:
-                for env in result.stored:
-                    if env.kind is Kind.ADDRESSES:
-                        record = wire_records.decode(env.kind, env.body)
-                        if isinstance(record, Addresses):
-                            new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
-            return results, replica.vector(), new_addresses
-
-        results, vector, addresses = await self.store(work)
+        """Apply batches received from `peer`, in order, a few to a transaction
+        (node/applying.py); the vector once all are committed."""
+        results, vector, addresses = await self.store(
+            applying.apply_in_groups, self.local, batches, peer
+        )
+        self.records_applied += sum(len(result.stored) for result in results)
         if any(result.membership_changed for result in results):
             await self.reload_members()
         for node_id, host, port in addresses:
@@ -562,7 +557,7 @@ class Daemon:
 
     async def status(self) -> NodeStatus:
         uptime = time.monotonic() - self.started_at
-        found = await self.store(self.local.status, port=self.port, uptime_s=uptime, running=True)
+        found = await self.read(LocalNode.status, port=self.port, uptime_s=uptime, running=True)
         watched, polled = self.watch.watched(), self.watch.polled
         rescans = "rescans" if self.settings.rescan_interval_s > 0 else ""
         return dataclasses.replace(
@@ -594,17 +589,3 @@ class Daemon:
 
 
 __all__ = ["Daemon"]
-
-
-def _transactions(batches: Sequence[Batch]) -> Iterator[Sequence[Batch]]:
-    """Runs of consecutive batches to apply in one transaction each: a batch holding any
-    membership record alone (see `Daemon.apply_all`)."""
-    start = 0
-    for i, batch in enumerate(batches):
-        if any(env.kind in MEMBERSHIP_KINDS for env in batch.envelopes):
-            if start < i:
-                yield batches[start:i]
-            yield batches[i : i + 1]
-            start = i + 1
-    if start < len(batches):
-        yield batches[start:]

@@ -73,6 +73,7 @@ class LocalNode:
             self_id=identity.node_id,
             own_epoch=self.state.epoch,
             encode_entry=lambda entry: wire_records.encode(entry)[1],
+            encode_entries=wire_records.encode_entries,
         )
         self.index = LibraryIndex(db, self.records.take_own_seqs)
         self.addresses = AddressBook(db)
@@ -85,6 +86,7 @@ class LocalNode:
             root=self.state.root() or self.identity.node_id,
             store=self.records,
             decode=wire_records.decode,
+            decode_entries=wire_records.decode_entries,
             verify=ident.verify,
             encode=wire_records.encode,
             sign=self.identity.sign,

@@ -48,20 +48,29 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
 
 
 class Database:
-    """One connection to the node's database, used by one thread at a time."""
+    """One connection to the node's database, used by one thread at a time.
 
-    def __init__(self, path: Path) -> None:
+    `readonly`: a second connection beside the writer's, for reads that must not wait for
+    its transactions (WAL lets readers go on during a write: each sees the last commit).
+    It takes the schema as the writer left it and refuses every write.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         try:
             self.conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a change is on disk before the call that made it returns, so what a
-            # peer is told was applied survives a power cut, not just a crash.
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            if readonly:
+                self.conn.execute("PRAGMA query_only=ON")
+            else:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a change is on disk before the call that made it returns, so what
+                # a peer is told was applied survives a power cut, not just a crash. (A
+                # large sync commits a few times, so the fsyncs cost little.)
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(_describe(exc, path)) from exc
         self._depth = 0

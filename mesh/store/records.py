@@ -22,7 +22,7 @@ from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.records import MEMBERSHIP_KINDS, Kind, entry_key, split_key
-from mesh.core.replica_store import Changes
+from mesh.core.replica_store import Changes, Put
 from mesh.core.vector import Clock, VersionVector
 from mesh.store.database import Database
 
@@ -55,6 +55,41 @@ def _successor(prefix: bytes) -> bytes:
 
 
 EncodeEntry = Callable[[LibraryEntry], bytes]
+# The bodies of many entries at once, each given as (library, path, size, mtime_ns, hash,
+# chunk root, deleted): the same bytes as EncodeEntry's, without a LibraryEntry each.
+EncodeEntries = Callable[[Sequence[tuple[str, str, int, int, bytes, bytes, bool]]], list[bytes]]
+# A page of entries is cut where its bodies would be twice the bytes asked for, by a
+# guess made before encoding them: paths of many KiB must not make 4,096 envelopes a page.
+_ENTRY_OVERHEAD = 64 + 48
+_Row = tuple[bytearray, bytearray, int, int, int, int, bytearray, bytearray, int]
+
+
+def _rows(puts: Iterable[Put]) -> list[_Row]:
+    """The records table's rows of `puts`. Blobs as bytearray, not bytes: sqlite3 binds it
+    directly (see index.py's _write); a batch's puts share one origin, bound once."""
+    rows: list[_Row] = []
+    append_row = rows.append
+    origin: NodeId | None = None
+    raw = bytearray()
+    for key, env, deleted in puts:
+        if env.origin is not origin:
+            origin = env.origin
+            raw = bytearray(origin.raw)
+        epoch = env.epoch
+        append_row(
+            (
+                bytearray(key),
+                raw,
+                epoch.created_ms,
+                epoch.nonce,
+                env.seq,
+                int(env.kind),
+                bytearray(env.body),
+                bytearray(env.signature),
+                int(deleted),
+            )
+        )
+    return rows
 
 
 class SqliteReplicaStore:
@@ -70,11 +105,13 @@ class SqliteReplicaStore:
         self_id: NodeId | None = None,
         own_epoch: Epoch | None = None,
         encode_entry: EncodeEntry | None = None,
+        encode_entries: EncodeEntries | None = None,
     ) -> None:
         self._db = db
         self._self = self_id
         self._own_epoch = own_epoch
         self._encode_entry = encode_entry
+        self._encode_entries = encode_entries
         # Bumped by every write, so the daemon can tell whether a call changed anything.
         self.writes = 0
 
@@ -103,6 +140,33 @@ class SqliteReplicaStore:
             kind=Kind.ENTRY,
             body=self._encode_entry(entry),
         )
+
+    def _own_page(
+        self, records: list[Envelope], rows: list[tuple[Any, ...]], limit: int, max_bytes: int
+    ) -> list[Envelope]:
+        """This node's entries of `rows` as envelopes, their bodies encoded all at once, with
+        its other `records` of the same range in seq order; those past the last entry taken
+        are left out when the entries were cut (the next page starts there)."""
+        assert self._self is not None and self._own_epoch is not None
+        assert self._encode_entries is not None
+        cut = len(rows) >= limit
+        guess = 0
+        for i, row in enumerate(rows):
+            guess += len(row[1]) + len(row[2]) + _ENTRY_OVERHEAD
+            if guess > 2 * max_bytes and i:
+                rows, cut = rows[:i], True
+                break
+        bodies = self._encode_entries([row[1:] for row in rows])
+        me, epoch, entry = self._self, self._own_epoch, Kind.ENTRY
+        own = [
+            Envelope(origin=me, epoch=epoch, seq=row[0], kind=entry, body=body)
+            for row, body in zip(rows, bodies, strict=True)
+        ]
+        if not records:
+            return own
+        if cut and own:
+            records = [r for r in records if r.seq <= own[-1].seq]
+        return sorted([*records, *own], key=_seq)
 
     def take_own_seqs(self, conn: sqlite3.Connection, count: int) -> int:
         """Reserve `count` of this node's sequence numbers in the caller's transaction."""
@@ -174,11 +238,14 @@ class SqliteReplicaStore:
                 _ENTRY_SELECT + "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                 (after_seq, through_seq, limit),
             )
-            own = map(self._entry_envelope, entries)
-            # This node's few other records (library, addresses, ...) are merged in only
-            # when there are any, and lazily: the loop below stops at `max_bytes`, long
-            # before `limit` entries (sorting both runs whole made 2.5x the envelopes).
-            found = heapq.merge(records, own, key=_seq) if records else own
+            if self._encode_entries is None:
+                own: Iterable[Envelope] = map(self._entry_envelope, entries)
+                # This node's few other records (library, addresses, ...) are merged in
+                # only when there are any, and lazily: the loop below stops at
+                # `max_bytes`, long before `limit` entries.
+                found = heapq.merge(records, own, key=_seq) if records else own
+            else:
+                found = self._own_page(records, entries.fetchall(), limit, max_bytes)
         out: list[Envelope] = []
         total = 0
         for env in found:
@@ -281,21 +348,7 @@ class SqliteReplicaStore:
             "SET origin = excluded.origin, epoch_ms = excluded.epoch_ms, "
             "epoch_nonce = excluded.epoch_nonce, seq = excluded.seq, kind = excluded.kind, "
             "body = excluded.body, signature = excluded.signature, deleted = excluded.deleted",
-            # bytearray, not bytes: sqlite3 binds it directly (see index.py's _write).
-            [
-                (
-                    bytearray(p.key),
-                    bytearray(p.envelope.origin.raw),
-                    p.envelope.epoch.created_ms,
-                    p.envelope.epoch.nonce,
-                    p.envelope.seq,
-                    int(p.envelope.kind),
-                    bytearray(p.envelope.body),
-                    bytearray(p.envelope.signature),
-                    int(p.deleted),
-                )
-                for p in puts
-            ],
+            _rows(puts),
         )
         conn.executemany(
             "INSERT INTO clocks (origin, epoch_ms, epoch_nonce, seq) VALUES (?, ?, ?, ?) "

@@ -226,6 +226,30 @@ class LibraryEntry(_message.Message):
 Global___LibraryEntry: _TypeAlias = LibraryEntry  # noqa: Y015
 
 @_typing.final
+class LibraryEntries(_message.Message):
+    """Never sent: the bodies of a run of entries, each framed as one `entries` field, so that
+    a receiver parses a whole batch's entries in one call (mesh/wire/records.py).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LibraryEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___LibraryEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LibraryEntries: _TypeAlias = LibraryEntries  # noqa: Y015
+
+@_typing.final
 class Library(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

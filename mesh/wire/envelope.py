@@ -27,7 +27,7 @@ def to_wire(envelope: Envelope) -> pb.Envelope:
     )
 
 
-_KINDS = {int(k): k for k in Kind}
+KINDS = {int(k): k for k in Kind}
 
 
 def from_wire(
@@ -35,7 +35,7 @@ def from_wire(
 ) -> Envelope:
     """The checked envelope. A caller that has checked `msg`'s origin and epoch already (a
     batch's envelopes share them) passes them in, so they are not made again per record."""
-    kind = _KINDS.get(msg.kind)
+    kind = KINDS.get(msg.kind)
     if kind is None:
         raise ProtocolError(f"unknown record kind {int(msg.kind)}")
     body, signature = msg.body, msg.signature

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf.message import DecodeError, Message
 
 from mesh.core.chunks import HASH_BYTES
@@ -137,6 +139,44 @@ def record_to_wire(record: Record) -> Message:
             return vector_to_wire(record.vector)
 
 
+def encode_entries(
+    rows: Sequence[tuple[str, str, int, int, bytes, bytes, bool]],
+) -> list[bytes]:
+    """The body `encode` makes of each entry given as (library, path, size, mtime_ns, hash,
+    chunk root, deleted): all of them serialized as one LibraryEntries, whose bytes hold
+    each entry's own serialization framed (tag, length), then cut apart. A node serving an
+    initial sync encodes every one of its entries."""
+    msg = pb.LibraryEntries()
+    add = msg.entries.add
+    for library, path, size, mtime_ns, hash_, root, deleted in rows:
+        add(
+            library=library,
+            path=path,
+            size=size,
+            mtime_ns=mtime_ns,
+            hash=hash_,
+            chunk_root=root,
+            deleted=bool(deleted),
+        )
+    data = msg.SerializeToString(deterministic=True)
+    bodies: list[bytes] = []
+    append = bodies.append
+    at, end = 0, len(data)
+    while at < end:
+        # data[at] is the tag of field 1; then the body's length, a varint.
+        size, shift, at = 0, 0, at + 1
+        while True:
+            byte = data[at]
+            at += 1
+            size |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        append(data[at : at + size])
+        at += size
+    return bodies
+
+
 def encode(record: Record) -> tuple[Kind, bytes]:
     """(kind, body bytes) of a record. Deterministic for a given record."""
     return kind_of(record), record_to_wire(record).SerializeToString(deterministic=True)
@@ -170,6 +210,50 @@ def decode(kind: Kind, body: bytes) -> Record:
         # hundreds of thousands of them on the receiver's store thread.
         return _entry(msg)  # type: ignore[arg-type]
     return _from_wire(msg)
+
+
+# Field 1 (`entries`), length-delimited, as the head of each framed body; then its length.
+_ENTRIES_TAG = b"\x0a"
+_SHORT_HEADS = [_ENTRIES_TAG + bytes([n]) for n in range(128)]
+
+
+def _head(size: int) -> bytes:
+    if size < 128:
+        return _SHORT_HEADS[size]
+    out = bytearray(_ENTRIES_TAG)
+    while size >= 128:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out)
+
+
+def decode_entries(bodies: Sequence[bytes]) -> list[tuple[str, str, bool]]:
+    """(library, path, deleted) of each library entry body, with every check `decode` makes
+    of an entry (ProtocolError if any fails; `decode` then names the record at fault).
+
+    One protobuf parse for the lot (the bodies framed as the fields of a LibraryEntries,
+    which reads each exactly as it reads alone), the checks made over all of them at once
+    where they can be, and no LibraryEntry made: an initial sync of 100k entries spent
+    most of its receiving CPU making and checking them one by one.
+    """
+    framed = b"".join([part for body in bodies for part in (_head(len(body)), body)])
+    try:
+        entries = pb.LibraryEntries.FromString(framed).entries
+    except (DecodeError, RecursionError) as exc:
+        raise ProtocolError("a malformed entry record") from exc
+    if len(entries) != len(bodies):
+        raise ProtocolError("a malformed entry record")
+    libraries = [m.library for m in entries]
+    paths = [m.path for m in entries]
+    for library in set(libraries):
+        checks.name(library, "library name")
+    checks.paths(paths)
+    if any(m.size > checks.U63 for m in entries):
+        raise ProtocolError("an entry's size is over the limit")
+    if any(len(m.hash) != HASH_BYTES or len(m.chunk_root) != HASH_BYTES for m in entries):
+        raise ProtocolError(f"an entry's hash or chunk root is not {HASH_BYTES} bytes")
+    return list(zip(libraries, paths, [m.deleted for m in entries], strict=True))
 
 
 def _entry(msg: pb.LibraryEntry) -> LibraryEntry:

@@ -85,3 +85,36 @@ async def test_addresses_libraries_and_lag(nodes: Make, tmp_path: Path) -> None:
     while (await member(a, b_id)).unacked <= view.unacked:
         assert time.monotonic() < deadline, "b's lag did not grow with a's change"
         await asyncio.sleep(0.05)
+
+
+async def test_status_answers_while_the_store_thread_is_busy(nodes: Make, tmp_path: Path) -> None:
+    """Control reads go through the read side's own connection (node/reading.py): a write
+    transaction held open on the store thread, as a large sync's batches are, does not
+    hold up `mesh status` or `mesh ls`."""
+    a = nodes("a")
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "one").write_bytes(b"1")
+    da = await a.start()
+    await da.store(da.local.share, str(folder), "lib")
+    async for _ in da.scan(["lib"]):
+        pass
+    inside, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def busy() -> None:
+        with da.local.db.transaction() as conn:
+            conn.execute("UPDATE libraries SET changed_ms = changed_ms")
+            loop.call_soon_threadsafe(inside.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
+
+    holding = asyncio.ensure_future(da.store(busy))
+    try:
+        await asyncio.wait_for(inside.wait(), 10)
+        status = await asyncio.wait_for(da.status(), 10)
+        assert [lib.files for lib in status.libraries] == [1]
+        assert len(await asyncio.wait_for(da.browse(None, None), 10)) == 1
+        assert not holding.done()  # answered while the store thread still held its write
+    finally:
+        release.set()
+        await holding
