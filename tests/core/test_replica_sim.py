@@ -166,6 +166,12 @@ class World:
         n = self.nodes[i]
         if i == j and (i != 0 or n.replica.membership.members):
             return  # only the genesis is a self-admission worth writing
+        if i != j and not n.replica.membership.is_member(n.id):
+            # As LocalNode.admit does: a node that is in no mesh founds its own first (only
+            # the root can), so no admission precedes its admitter's genesis.
+            if i != 0:
+                return
+            self.admit(0, 0)
         self._record(n.replica.admit(SIGNERS[j].certificate, f"node{j}", self.time))
 
     def remove(self, i: int, j: int) -> None:
@@ -426,6 +432,25 @@ def test_meshes_converge_after_healing(
         event("a removal counted")
     if any(op[0] == "lose" for op in ops):
         event("a node lost its database")
+
+
+def test_a_root_that_lost_its_database_founds_again_before_it_admits(
+    make_store: StoreFactory,
+) -> None:
+    """Found by hypothesis: the root lost its database, admitted node 1 before its new
+    genesis, and node 1 (which had lost its own) refused the batch for good, since that
+    admission came from no member. The admitter founds first, as LocalNode.admit does."""
+    ops: list[tuple[object, ...]] = [
+        ("lose", 0),
+        ("admit", 0, 1),
+        ("write", 0, 0, "entry"),
+        ("lose", 1),
+        ("write", 0, 0, "library"),
+    ]
+    world = run(2, 1, ops, make_store)
+    world.settle()
+    view = world.check_converged()
+    assert view is not None and len(view.members) == 2
 
 
 # -- a hand-built case, with real keys ---------------------------------------------------------
