@@ -54,7 +54,10 @@ def test_the_root_offers_completion() -> None:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_install_completion_for_bash_completes_commands(tmp_path: Path) -> None:
-    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    # Without it typer finds the shell among the test's ancestors, and there may be none
+    # (a suite started in the background and left by its shell): then it takes "bash" here.
+    detect = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash", **detect}
     proc = subprocess.run(
         [sys.executable, "-m", "mesh", "--install-completion", "bash"],
         env=env,
