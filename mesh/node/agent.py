@@ -78,6 +78,11 @@ class Agent:
         found = self._pulls.get(key)
         return found[1].bytes_done if found is not None else None
 
+    def puller(self, key: bytes) -> Puller | None:
+        """The running pull of a loan, if one runs (readers wait on its chunks)."""
+        found = self._pulls.get(key)
+        return found[1] if found is not None else None
+
     def peer_back(self) -> None:
         """A member is reachable again: a pull that found no source may find one now."""
         if self._waiting:
