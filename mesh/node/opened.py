@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -285,8 +286,7 @@ class OpenedFiles:
                         os.close(handle.fd)
                     handle.fd, handle.whole = fd, True
                     return
-                version = d.changes.version
-                waiting = lambda: d.changes.wait(version)  # noqa: E731
+                waiting = functools.partial(d.changes.wait, d.changes.version)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PeerUnavailableError(

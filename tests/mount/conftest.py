@@ -50,13 +50,13 @@ def needs_tool(name: str) -> str:
     return found
 
 
-async def run(*command: str, timeout: float = 60) -> tuple[int, bytes, bytes]:
+async def run(*command: str, within: float = 60) -> tuple[int, bytes, bytes]:
     """A client in its own process: (exit status, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             out, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
@@ -77,7 +77,7 @@ class Pair:
         return running(self.tower)
 
     @property
-    def l(self) -> Daemon:
+    def lp(self) -> Daemon:
         return running(self.laptop)
 
     async def share(self, files: dict[str, bytes], name: str = "Movies") -> None:

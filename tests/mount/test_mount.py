@@ -6,16 +6,20 @@ import asyncio
 import errno
 import os
 import random
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from mesh.node.local import now_ms
-from mesh.node.ratelimit import Limits
 from mesh.node.mount import mounted_at
+from mesh.node.ratelimit import Limits
 from tests.mount.conftest import Pair, needs_fuse, needs_tool, run
-from tests.node.conftest import wait_for
+from tests.node.conftest import NodeHandle, wait_for
+
+Make = Callable[[str], NodeHandle]
 
 MiB = 1 << 20
 
@@ -35,7 +39,7 @@ async def test_the_mesh_as_a_folder_reads_verified_bytes(pair: Pair) -> None:
     needs_fuse()
     data = random.Random(1).randbytes(5 * MiB + 321)
     await pair.share({"film.bin": data, "sub/notes.txt": b"hello"})
-    folder = await pair.l.mounting.mount(str(pair.mnt))
+    folder = await pair.lp.mounting.mount(str(pair.mnt))
     assert mounted_at(folder)
     film = pair.mnt / "tower" / "Movies" / "film.bin"
     await until_listed(film)
@@ -75,7 +79,7 @@ async def test_the_mesh_as_a_folder_reads_verified_bytes(pair: Pair) -> None:
 async def test_new_shares_appear_and_unmount(pair: Pair) -> None:
     needs_fuse()
     await pair.share({"a.txt": b"a"})
-    await pair.l.mounting.mount(str(pair.mnt))
+    await pair.lp.mounting.mount(str(pair.mnt))
     await until_listed(pair.mnt / "tower" / "Movies" / "a.txt")
     began = time.monotonic()
     (pair.shared / "b.txt").write_bytes(b"bee")
@@ -85,7 +89,7 @@ async def test_new_shares_appear_and_unmount(pair: Pair) -> None:
     await until_listed(pair.mnt / "tower" / "Movies" / "b.txt", within=3)
     took = time.monotonic() - began
     assert took < 3, took
-    await pair.l.mounting.unmount()
+    await pair.lp.mounting.unmount()
     assert not mounted_at(str(pair.mnt))
 
 
@@ -112,7 +116,7 @@ async def test_ffprobe_and_dd_through_the_mount(pair: Pair, tmp_path: Path) -> N
     assert code == 0, err
     data = video.read_bytes()
     await pair.share({"clip.mkv": data})
-    await pair.l.mounting.mount(str(pair.mnt))
+    await pair.lp.mounting.mount(str(pair.mnt))
     clip = pair.mnt / "tower" / "Movies" / "clip.mkv"
     await until_listed(clip)
     code, out, err = await run(
@@ -139,7 +143,7 @@ async def test_a_refused_borrow_is_the_open_error(pair: Pair) -> None:
     await d.store(
         d.local.share, str(pair.shared), "Movies", open_to_mesh=None, borrowers=None, ask=True
     )
-    await pair.l.mounting.mount(str(pair.mnt))
+    await pair.lp.mounting.mount(str(pair.mnt))
     target = pair.mnt / "tower" / "Movies" / "secret.txt"
     await until_listed(target)
     reading = asyncio.ensure_future(asyncio.to_thread(target.read_bytes))
@@ -162,7 +166,7 @@ async def test_a_lender_gone_mid_read_fails_with_eio_never_wrong_bytes(pair: Pai
     data = random.Random(3).randbytes(40 * MiB)
     await pair.share({"big.bin": data})
     pair.t.limits = Limits(8_000_000)  # slow enough that the lender goes mid-read
-    await pair.l.mounting.mount(str(pair.mnt))
+    await pair.lp.mounting.mount(str(pair.mnt))
     big = pair.mnt / "tower" / "Movies" / "big.bin"
     await until_listed(big)
 
@@ -199,20 +203,20 @@ async def test_a_lender_gone_mid_read_fails_with_eio_never_wrong_bytes(pair: Pai
 async def test_pin_and_cache(pair: Pair) -> None:
     needs_fuse()
     await pair.share({"a.bin": b"A" * 1000, "b.bin": b"B" * 2000})
-    l = pair.l
-    await l.mounting.mount(str(pair.mnt))
+    lp = pair.lp
+    await lp.mounting.mount(str(pair.mnt))
     a = pair.mnt / "tower" / "Movies" / "a.bin"
     await until_listed(a)
     assert await asyncio.to_thread(a.read_bytes) == b"A" * 1000
-    message = await l.opened.pin(await l.mounting.listed("tower:Movies/b.bin"), pin=True)
+    message = await lp.opened.pin(await lp.mounting.listed("tower:Movies/b.bin"), pin=True)
     assert "pinned" in message
     copies = tmp = pair.tmp / "laptop-borrowed" / "tower" / "Movies"
     await wait_for(lambda: (copies / "b.bin").exists() and (copies / "a.bin").exists())
     lines = {line.path: line.kept for line in await l_loans(pair)}
     assert lines == {"a.bin": "cached", "b.bin": "pinned"}
     # Over the cache's size: the cached copy goes back, the pinned one stays.
-    object.__setattr__(l.settings, "cache", 10)
-    await l.cache.trim()
+    object.__setattr__(lp.settings, "cache", 10)
+    await lp.cache.trim()
     await wait_for(lambda: not (tmp / "a.bin").exists(), what="the cached copy to be returned")
     assert (tmp / "b.bin").exists()
     assert now_ms()
@@ -221,4 +225,48 @@ async def test_pin_and_cache(pair: Pair) -> None:
 async def l_loans(pair: Pair) -> list:  # type: ignore[type-arg]
     from mesh.node.control import ControlHandlers
 
-    return [x for x in await ControlHandlers(pair.l).loans(mine=True)]
+    return [x for x in await ControlHandlers(pair.lp).loans(mine=True)]
+
+
+_STALE = """
+import asyncio, sys
+from mesh.core.mount_tree import Tree
+from mesh.node import mount_fs
+
+async def main():
+    mount_fs.start(sys.argv[1], mount_fs.MeshFs(Tree(), None))
+    print("mounted", flush=True)
+    await mount_fs.serve()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_stale_mount_of_a_killed_daemon_is_cleaned_at_the_next_start(
+    nodes: Make, tmp_path: Path
+) -> None:
+    needs_fuse()
+    laptop = nodes("laptop")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    # A process that mounted the mesh there and was killed: its mount stays, broken.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _STALE, str(mnt), stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"mounted\n"
+    proc.kill()
+    await proc.wait()
+    assert mounted_at(str(mnt))
+    with pytest.raises(OSError) as broken:
+        await asyncio.to_thread(os.listdir, mnt)
+    assert broken.value.errno == errno.ENOTCONN
+    (laptop.home.root / "mount.dir").write_text(f"{mnt}\n")
+    d = await laptop.start(borrowed_folder=str(tmp_path / "b"))
+    try:
+        assert d.mounting.folder == str(mnt)
+        assert await asyncio.to_thread(os.listdir, mnt) == []  # mounted again, working
+    finally:
+        await laptop.halt()
+    assert not mounted_at(str(mnt))  # a stop unmounts
+    assert (laptop.home.root / "mount.dir").exists()  # and the next start mounts again
