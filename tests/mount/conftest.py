@@ -31,11 +31,15 @@ def _fuse_problem() -> str:
     return ""
 
 
+def _required() -> bool:
+    return bool(os.environ.get("CI") or os.environ.get("MESH_REQUIRE_FUSE"))
+
+
 def needs_fuse() -> None:
     """Skip without FUSE, except in CI, where the mount's tests must run (.ci/run installs
     what they need)."""
     problem = _fuse_problem()
-    if problem and os.environ.get("CI"):
+    if problem and _required():
         pytest.fail(f"FUSE is needed in CI: {problem}")
     if problem:
         pytest.skip(problem)
@@ -43,7 +47,7 @@ def needs_fuse() -> None:
 
 def needs_tool(name: str) -> str:
     found = shutil.which(name)
-    if found is None and os.environ.get("CI"):
+    if found is None and _required():
         pytest.fail(f"{name} is needed in CI (.ci/run installs it)")
     if found is None:
         pytest.skip(f"{name} is not installed")

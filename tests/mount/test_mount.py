@@ -163,7 +163,7 @@ async def wait_for_async(check, within: float = 10):  # type: ignore[no-untyped-
 
 async def test_a_lender_gone_mid_read_fails_with_eio_never_wrong_bytes(pair: Pair) -> None:
     needs_fuse()
-    data = random.Random(3).randbytes(40 * MiB)
+    data = random.Random(3).randbytes(24 * MiB)
     await pair.share({"big.bin": data})
     pair.t.limits = Limits(8_000_000)  # slow enough that the lender goes mid-read
     await pair.lp.mounting.mount(str(pair.mnt))
