@@ -94,6 +94,19 @@ def release_stale(folder: str) -> bool:
     return True
 
 
+def _read_ahead(folder: str) -> None:
+    """Let the kernel read ahead 4 MiB instead of FUSE's 128 KiB: a sequential reader is
+    then asked for in large requests, and each costs this process one round trip, not
+    thirty-two. Best effort: only root may write it."""
+    try:
+        dev = os.stat(folder).st_dev
+        knob = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+        with open(knob, "w", encoding="ascii") as f:
+            f.write("4096")
+    except OSError as exc:
+        log.debug("read-ahead of the mount left as it is: %s", exc)
+
+
 def check_available() -> None:
     """MountUnavailableError saying what to install, unless FUSE can be used here."""
     try:
@@ -174,6 +187,8 @@ class Mounting:
             raise MountUnavailableError(f"could not mount {folder}: {exc}") from exc
         self._folder = folder
         self._serving = asyncio.create_task(mount_fs.serve(), name="mount")
+        # After serving starts: the stat in it is the file system's first request.
+        await asyncio.to_thread(_read_ahead, folder)
         self._following = asyncio.create_task(self._follow(), name="mount index")
         await asyncio.to_thread(self.remembered.write_text, folder + "\n", encoding="utf-8")
         log.info("the mesh is mounted at %s", folder)
