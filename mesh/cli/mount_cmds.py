@@ -56,7 +56,12 @@ def mount(
 
 
 def unmount(ctx: typer.Context) -> None:
-    """Take the mesh's folder away (`mesh mount` shows it again)."""
+    """Take the mesh's folder away (`mesh mount` shows it again).
+
+    \b
+    Examples:
+      mesh unmount
+    """
     _, _, message = _ask(ctx, "unmount")
     typer.echo(safe(message))
 
@@ -93,7 +98,13 @@ def pin(
     ],
 ) -> None:
     """Keep a copy of the file here until `mesh unpin` (borrowing it if need be); the
-    cache of opened copies never returns it."""
+    cache of opened copies never returns it.
+
+    \b
+    Examples:
+      mesh pin ~/Mesh/tower/Docs/tax.pdf
+      mesh pin tower:Movies/heat.mkv
+    """
     _, _, message = _ask(ctx, "pin", _file(path))
     typer.echo(safe(message))
 
@@ -107,7 +118,12 @@ def unpin(
         ),
     ],
 ) -> None:
-    """Let a pinned copy go back to the cache (returned once space is needed)."""
+    """Let a pinned copy go back to the cache (returned once space is needed).
+
+    \b
+    Examples:
+      mesh unpin tower:Movies/heat.mkv
+    """
     _, _, message = _ask(ctx, "unpin", _file(path))
     typer.echo(safe(message))
 

@@ -270,3 +270,11 @@ async def test_a_stale_mount_of_a_killed_daemon_is_cleaned_at_the_next_start(
         await laptop.halt()
     assert not mounted_at(str(mnt))  # a stop unmounts
     assert (laptop.home.root / "mount.dir").exists()  # and the next start mounts again
+
+
+def test_mount_says_what_to_install_without_pyfuse3(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mesh.node.mount import MountUnavailableError, check_available
+
+    monkeypatch.setitem(sys.modules, "pyfuse3", None)  # an import of it fails
+    with pytest.raises(MountUnavailableError, match=r"pip install 'mesh\[mount\]'.*fuse3"):
+        check_available()
