@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from mesh.core.status import LoanLine
+from mesh.node.control import ControlHandlers
+from mesh.node.daemon import Daemon
 from mesh.node.local import now_ms
 from mesh.node.mount import mounted_at
 from mesh.node.ratelimit import Limits
 from tests.mount.conftest import Pair, needs_fuse, needs_tool, run
-from tests.node.conftest import NodeHandle, wait_for
+from tests.node.conftest import NodeHandle, mesh_of, wait_for
 
 Make = Callable[[str], NodeHandle]
 
@@ -222,10 +225,12 @@ async def test_pin_and_cache(pair: Pair) -> None:
     assert now_ms()
 
 
-async def l_loans(pair: Pair) -> list:  # type: ignore[type-arg]
-    from mesh.node.control import ControlHandlers
+async def l_loans(pair: Pair) -> list[LoanLine]:
+    return await laptop_loans(pair.lp)
 
-    return [x for x in await ControlHandlers(pair.lp).loans(mine=True)]
+
+async def laptop_loans(d: Daemon) -> list[LoanLine]:
+    return await ControlHandlers(d).loans(mine=True)
 
 
 _STALE = """
@@ -278,3 +283,43 @@ def test_mount_says_what_to_install_without_pyfuse3(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "pyfuse3", None)  # an import of it fails
     with pytest.raises(MountUnavailableError, match=r"pip install 'mesh\[mount\]'.*fuse3"):
         check_available()
+
+
+async def test_a_lender_gone_mid_read_is_replaced_by_another_holder(
+    nodes: Make, tmp_path: Path
+) -> None:
+    """The desk holds the same file in a library open to the mesh: when the tower goes
+    away mid-read, the read goes on from the desk and returns the lender's bytes."""
+    needs_fuse()
+    tower, desk, laptop = nodes("tower"), nodes("desk"), nodes("laptop")
+    mesh_of(tower, desk, laptop)
+    data = random.Random(4).randbytes(24 * MiB)
+    for h in (tower, desk):
+        folder = tmp_path / f"{h.name}-films"
+        folder.mkdir()
+        (folder / "big.bin").write_bytes(data)
+        d = await h.start(borrowed_folder=str(tmp_path / f"{h.name}-b"))
+        await d.store(d.local.share, str(folder), "Movies", open_to_mesh=h is desk)
+        async for _ in d.scan(["Movies"]):
+            pass
+        d.limits = Limits(6_000_000)  # slow enough that the tower goes mid-read
+    assert tower.daemon is not None and desk.daemon is not None
+    lp = await laptop.start(
+        borrowed_folder=str(tmp_path / "laptop-b"),
+        static_peers=(tower.address, desk.address),
+        read_timeout_s=10.0,
+    )
+    mnt = tmp_path / "mnt"
+    try:
+        await lp.mounting.mount(str(mnt))
+        big = mnt / "tower" / "Movies" / "big.bin"
+        await until_listed(big)
+        reading = asyncio.ensure_future(asyncio.to_thread(big.read_bytes))
+        deadline = time.monotonic() + 20
+        while not any(line.bytes_done > 2 * MiB for line in await laptop_loans(lp)):
+            assert time.monotonic() < deadline, "the pull did not start"
+            await asyncio.sleep(0.05)
+        await tower.halt()
+        assert await reading == data
+    finally:
+        await lp.mounting.unmount()

@@ -90,3 +90,38 @@ async def _until_known(pair: Pair) -> None:
     while not await pair.lp.browse("tower", None):
         assert time.monotonic() < deadline, "the laptop did not learn the tower's index"
         await asyncio.sleep(0.05)
+
+
+async def test_the_cli_calls_over_the_control_socket(pair: Pair) -> None:
+    """mount, stream, pin, `mesh loans` and unmount as the CLI asks for them: over the
+    daemon's control socket."""
+    from tests.mount.conftest import needs_fuse
+
+    needs_fuse()
+    from mesh.transport.control_client import ControlClient
+
+    await pair.share({"a.bin": b"a" * 100})
+    await _until_known(pair)
+    client = ControlClient(pair.laptop.home.control_socket)
+    try:
+        folder, _, message = await asyncio.to_thread(client.mount, "mount", str(pair.mnt))
+        assert folder == str(pair.mnt) and "mounted" in message
+        _, url, _ = await asyncio.to_thread(client.mount, "stream", "tower:Movies/a.bin")
+        assert url.startswith("http://127.0.0.1:")
+        inside = str(pair.mnt / "tower" / "Movies" / "a.bin")
+        _, _, message = await asyncio.to_thread(client.mount, "pin", inside)
+        assert message.startswith("pinned tower/Movies/a.bin")
+        deadline = time.monotonic() + 10
+        while True:
+            lines = await asyncio.to_thread(client.loans, True)
+            if lines and lines[0].phase == "held":
+                break
+            assert time.monotonic() < deadline, lines
+            await asyncio.sleep(0.1)
+        assert lines[0].kept == "pinned"
+        _, _, message = await asyncio.to_thread(client.mount, "unpin", "tower:Movies/a.bin")
+        assert "unpinned" in message
+        _, _, message = await asyncio.to_thread(client.mount, "unmount")
+        assert message == f"unmounted the mesh from {pair.mnt}"
+    finally:
+        client.close()
