@@ -36,23 +36,24 @@ class Cache:
                 log.warning("the cache of opened copies could not be trimmed: %s", exc)
             await asyncio.sleep(self._d.settings.check_interval_s)
 
-    async def trim(self) -> list[str]:
-        """Return the cached copies over the size limit or idle too long; their paths."""
+    async def trim(self, need: int = 0) -> list[str]:
+        """Return the cached copies over the size limit (with room for `need` more bytes,
+        a file about to be borrowed by opening it) or idle too long; their paths."""
         d = self._d
         busy = d.opened.open_keys()
-        returned = await d.store(self._trim, busy, now_ms())
+        returned = await d.store(self._trim, busy, now_ms(), need)
         for where in returned:
             log.info(
                 "returned the cached copy %s (the cache needs the space or it went unread)", where
             )
         return returned
 
-    def _trim(self, busy: set[tuple[NodeId, str, str]], now: int) -> list[str]:
+    def _trim(self, busy: set[tuple[NodeId, str, str]], now: int, need: int) -> list[str]:
         d = self._d
         s, lending, kept, me = d.settings, d.lending, d.opened.kept, d.node_id
         sizes = {(c.lender, c.library, c.path): c.size for c in lending.book.copies()}
         cached = sorted((k for k in kept.all() if not k.pinned), key=lambda k: k.last_read_ms)
-        total = sum(sizes.get((k.lender, k.library, k.path), 0) for k in cached)
+        total = need + sum(sizes.get((k.lender, k.library, k.path), 0) for k in cached)
         returned = []
         for k in cached:
             where = (k.lender, k.library, k.path)

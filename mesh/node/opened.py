@@ -194,6 +194,7 @@ class OpenedFiles:
             elif found.denied:
                 raise RefusedError(f"{who} refused {listed.library}/{listed.path}: {found.denied}")
             elif not asked_ms:
+                await d.cache.trim(need=listed.size)  # room for it first, if need be
                 asked_ms = now_ms()
                 ours = True
                 rel = f"{listed.library}/{listed.path}"

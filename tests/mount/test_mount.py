@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import os
 import random
@@ -218,7 +219,7 @@ async def test_pin_and_cache(pair: Pair) -> None:
     lines = {line.path: line.kept for line in await l_loans(pair)}
     assert lines == {"a.bin": "cached", "b.bin": "pinned"}
     # Over the cache's size: the cached copy goes back, the pinned one stays.
-    object.__setattr__(lp.settings, "cache", 10)
+    lp.settings = dataclasses.replace(lp.settings, cache=10)
     await lp.cache.trim()
     await wait_for(lambda: not (tmp / "a.bin").exists(), what="the cached copy to be returned")
     assert (tmp / "b.bin").exists()
@@ -323,3 +324,20 @@ async def test_a_lender_gone_mid_read_is_replaced_by_another_holder(
         assert await reading == data
     finally:
         await lp.mounting.unmount()
+
+
+async def test_opening_a_file_makes_room_in_the_cache_first(pair: Pair) -> None:
+    needs_fuse()
+    await pair.share({"a.bin": b"A" * 1000, "c.bin": b"C" * 2000})
+    lp = pair.lp
+    lp.settings = dataclasses.replace(lp.settings, cache=2500)
+    await lp.mounting.mount(str(pair.mnt))
+    movies = pair.mnt / "tower" / "Movies"
+    copies = pair.tmp / "laptop-borrowed" / "tower" / "Movies"
+    await until_listed(movies / "c.bin")
+    assert await asyncio.to_thread((movies / "a.bin").read_bytes) == b"A" * 1000
+    await wait_for(lambda: (copies / "a.bin").exists(), what="the cached copy of a.bin")
+    # 1000 + 2000 bytes would not fit in 2500: a.bin goes back before c.bin is borrowed.
+    assert await asyncio.to_thread((movies / "c.bin").read_bytes) == b"C" * 2000
+    await wait_for(lambda: not (copies / "a.bin").exists(), what="a.bin to be returned")
+    await wait_for(lambda: (copies / "c.bin").exists(), what="the cached copy of c.bin")
