@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mesh.node.daemon import Daemon
+from tests.lan.conftest import make_lan, stale_lans_removed  # noqa: F401
 from tests.node.conftest import NodeHandle, mesh_of, nodes  # noqa: F401
 from tests.node.test_gossip import running, share_and_scan
 
