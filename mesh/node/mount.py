@@ -2,11 +2,11 @@
 
 Theory of operation. The daemon mounts a FUSE file system (node/mount_fs.py) whose tree is
 every member's live entries from the replicated index (core/mount_tree.py), rebuilt when
-the records change (at most every `_REBUILD_S`), so a file shared anywhere shows within a
-second or two, its member online or not. The folder it mounts on is remembered in the
-home: a daemon stop unmounts it and the next start mounts it again; a mount left by a
-daemon that was killed (its folder then answers "Transport endpoint is not connected") is
-lazily unmounted first. `mesh unmount` forgets it.
+the records change (at most every `_REBUILD_S`, less often for a large index), so a file
+shared anywhere shows within a second or two, its member online or not. The folder it
+mounts on is remembered in the home: a daemon stop unmounts it and the next start mounts
+it again; a mount left by a daemon that was killed (its folder then answers "Transport
+endpoint is not connected") is lazily unmounted first. `mesh unmount` forgets it.
 
 FUSE and pyfuse3 are optional (`pip install 'mesh[mount]'`); without them `mesh mount`
 says what to install.
@@ -227,7 +227,10 @@ class Mounting:
 
     async def _rebuild(self) -> None:
         entries = await self._d.store(self._d.local.browse)
-        changes = self._tree.rebuild(listing(entries))
+        # In a thread: 100k entries take a second or more, and the loop answers the kernel
+        # meanwhile (lookups read the tree's maps, which a rebuild swaps in whole).
+        tree = self._tree
+        changes = await asyncio.to_thread(lambda: tree.rebuild(listing(entries)))
         if self._folder is not None and (changes.changed or changes.names):
             from mesh.node import mount_fs
 
@@ -242,8 +245,11 @@ class Mounting:
                 await self._rebuild()
             except MeshError as exc:
                 log.warning("the mount's tree could not be rebuilt: %s", exc)
+            took = time.monotonic() - began
             await changes.wait(version)
-            await asyncio.sleep(max(0.0, _REBUILD_S - (time.monotonic() - began)))
+            # A large index (a rebuild reads every entry on the store thread) is rebuilt
+            # less often: the store thread spends at most a quarter of its time on it.
+            await asyncio.sleep(max(0.0, max(_REBUILD_S, 3 * took) - took))
 
     def resolve(self, spec: str) -> list[str]:
         """`NODE:LIBRARY/PATH`, or a path inside the mount, as [member, library, path...]."""
