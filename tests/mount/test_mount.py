@@ -341,3 +341,18 @@ async def test_opening_a_file_makes_room_in_the_cache_first(pair: Pair) -> None:
     assert await asyncio.to_thread((movies / "c.bin").read_bytes) == b"C" * 2000
     await wait_for(lambda: not (copies / "a.bin").exists(), what="a.bin to be returned")
     await wait_for(lambda: (copies / "c.bin").exists(), what="the cached copy of c.bin")
+
+
+async def test_opening_a_file_accepts_its_loan_where_loans_wait_for_acceptance(
+    pair: Pair,
+) -> None:
+    """borrowing.ask_first holds loans for `mesh accept`; a file opened through the mount
+    was asked for by this node's user, so its loan is taken at once."""
+    needs_fuse()
+    await pair.share({"a.txt": b"wanted"})
+    lp = pair.lp
+    lp.settings = dataclasses.replace(lp.settings, borrow_ask_first=True)
+    await lp.mounting.mount(str(pair.mnt))
+    target = pair.mnt / "tower" / "Movies" / "a.txt"
+    await until_listed(target)
+    assert await asyncio.to_thread(target.read_bytes) == b"wanted"
