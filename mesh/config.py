@@ -104,6 +104,10 @@ class Settings:
     borrow_ask_first: bool = False
     quota: int = 0  # bytes of borrowed files; 0: no quota
     reserve: int = 2 * 1000**3  # free space to leave on the borrowed folder's disk
+    # Copies opened through the mount or a stream (issue 21): most bytes kept, and how
+    # long one unread is kept before it is returned.
+    cache: int = 10 * 1000**3
+    cache_idle_s: float = 7 * 24 * 3600.0
     # [lending]
     lend_ask_first: bool = False
     # [network]
@@ -126,6 +130,10 @@ class Settings:
     # while it keeps failing; sooner when what stopped it clears (node/agent.py).
     retry_interval_s: float = 30.0
     check_interval_s: float = 5.0  # held copies and the staging folder are checked this often
+    # A read through the mount or a stream waits this long for an answer to its borrow
+    # request, or for chunks that no source is sending, before it fails (EACCES, EIO).
+    open_timeout_s: float = 30.0
+    read_timeout_s: float = 30.0
 
     @classmethod
     def for_tests(cls, **overrides: Any) -> Settings:
@@ -269,6 +277,15 @@ KEYS: dict[str, _Key] = {
     ),
     "borrowing.reserve": _Key(
         "reserve", parse_size, "a size such as 2GB", "free space to leave on that disk"
+    ),
+    "borrowing.cache": _Key(
+        "cache", parse_size, "a size such as 10GB", "most bytes of opened copies to keep"
+    ),
+    "borrowing.cache_idle": _Key(
+        "cache_idle_s",
+        _interval,
+        "a duration such as 7d, 12h; 0: until space is needed",
+        "an opened copy unread this long is returned",
     ),
     "lending.ask_first": _Key(
         "lend_ask_first", _bool, "true or false", "borrow requests wait for `mesh approve`"

@@ -25,6 +25,7 @@ _MODULES = (
     "mesh_cmds",
     "peer_cmds",
     "loan_cmds",
+    "mount_cmds",
     "config_cmds",
     "doctor_cmds",
     "service_cmds",

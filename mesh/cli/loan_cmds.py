@@ -73,8 +73,9 @@ def _state(line: LoanLine) -> str:
     what the ledger says of it is as of when it was last heard: say since when, instead
     of a percentage that looks live."""
     progress = _progress(line)
+    kept = f" ({line.kept})" if line.kept else ""  # kept for the mount (issue 21)
     if not line.silent_since_ms:
-        return line.phase + (f" {progress}" if progress else "")
+        return line.phase + (f" {progress}" if progress else "") + kept
     since = human_clock(line.silent_since_ms)
     silent = f"{safe(line.silent_name)} unreachable since {since}"
     if line.phase == "fetching" and line.silent_name == line.borrower_name:
@@ -100,6 +101,7 @@ def _loan_json(line: LoanLine) -> dict[str, object]:
         "created_ms": line.created_ms,
         "silent_since_ms": line.silent_since_ms or None,
         "silent": line.silent_name or None,
+        "kept": line.kept or None,
     }
 
 

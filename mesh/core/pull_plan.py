@@ -112,6 +112,23 @@ class PullPlan(Generic[S]):
             return self._start(source, first, end, now)
         return self._take_tail(source, now)
 
+    def prefer(self, index: int) -> None:
+        """A reader waits for chunk `index`: the chunks not yet dealt are dealt from there
+        on first (what follows it is what a reader reads next), the ones before it after."""
+        if not self._queue or self._queue[0][0] == index:
+            return
+        ahead: list[tuple[int, int]] = []
+        behind: list[tuple[int, int]] = []
+        for first, end in self._queue:
+            if end <= index:
+                behind.append((first, end))
+            elif first >= index:
+                ahead.append((first, end))
+            else:
+                behind.append((first, index))
+                ahead.append((index, end))
+        self._queue = deque(sorted(ahead) + sorted(behind))
+
     def _take_tail(self, source: S, now: float) -> Run[S] | None:
         others = [r for r in self._runs if r.source != source and r.left > 0]
         quiet = [r for r in others if now - r.last_progress >= QUIET_S]

@@ -115,6 +115,7 @@ class LoanLine:
     # clock ms); 0 while it is reachable. What the ledger says of it is as of then.
     silent_since_ms: int = 0
     silent_name: str = ""  # which side that is
+    kept: str = ""  # "pinned" or "cached": kept by the borrower for the mount (issue 21)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

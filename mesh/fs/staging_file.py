@@ -75,6 +75,11 @@ class StagingFile:
         """Whether whole chunks bypass the page cache."""
         return self._direct >= 0
 
+    def duplicate(self) -> int:
+        """Another descriptor of the open file (the caller closes it), for reading chunks
+        already written while the pull goes on; it stays valid once this one is closed."""
+        return os.dup(self._fileno())
+
     def _fileno(self) -> int:
         if self._fd < 0:
             raise ValueError(f"the staging file {self._where} is closed")

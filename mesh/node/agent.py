@@ -28,6 +28,7 @@ import time
 from typing import Protocol
 
 from mesh.core.backoff import Backoff
+from mesh.core.loans import Want, borrower_wants
 from mesh.core.records import LoanState
 from mesh.fs.borrowed import FileId
 from mesh.node.changes import ChangeSignal
@@ -77,6 +78,11 @@ class Agent:
         """Bytes verified so far of the running pull of a loan, if one runs."""
         found = self._pulls.get(key)
         return found[1].bytes_done if found is not None else None
+
+    def puller(self, key: bytes) -> Puller | None:
+        """The running pull of a loan, if one runs (readers wait on its chunks)."""
+        found = self._pulls.get(key)
+        return found[1] if found is not None else None
 
     def peer_back(self) -> None:
         """A member is reachable again: a pull that found no source may find one now."""
@@ -160,14 +166,8 @@ class Agent:
                 lending.write_status, lent.lender, lent.binding, end, now_ms(), reason=why
             )
         for lent in todo.ask:
-            await self._host.store(
-                lending.write_status,
-                lent.lender,
-                lent.binding,
-                LoanState.AWAITING_ACCEPTANCE,
-                now_ms(),
-                reason="waiting for this node's owner to accept",
-            )
+            if not await self._host.store(self._ask, lent):
+                continue
             log.info(
                 "a loan of %s from %s waits for `mesh accept`",
                 lent.binding.path,
@@ -187,6 +187,22 @@ class Agent:
                 continue
             self._waiting.pop(lent.key, None)
             self._start(lent)
+
+    def _ask(self, lent: Lent) -> bool:
+        """Say the loan waits for acceptance, unless it was accepted since the plan was
+        made (`mesh accept`, or the file opened through the mount): on the store thread."""
+        lending = self._host.lending
+        status = lending.status_of(lent)
+        if borrower_wants(lent.binding, status, now_ms(), ask_first=True) is not Want.ASK:
+            return False
+        lending.write_status(
+            lent.lender,
+            lent.binding,
+            LoanState.AWAITING_ACCEPTANCE,
+            now_ms(),
+            reason="waiting for this node's owner to accept",
+        )
+        return True
 
     def _say_source_gone(self, lent: Lent) -> None:
         """The loan's status says the lender deleted the file (once, on the store thread)."""

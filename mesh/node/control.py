@@ -26,6 +26,7 @@ from mesh.core.status import (
 )
 from mesh.node import roster
 from mesh.node.local import LocalNode, now_ms
+from mesh.node.mount_control import kept_lines, mount_action
 from mesh.node.roster import silent_since_ms
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class ControlHandlers:
                         found, silent_since_ms=silent, silent_name=name
                     )
             lines.append(found)
-        return lines
+        return await kept_lines(d, lines)
 
     async def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine:
         await self._d.check_member()
@@ -150,6 +151,10 @@ class ControlHandlers:
         return await self._d.store(
             lambda: lending.request_line(lending.borrow(node, path, duration_ms, now_ms()))
         )
+
+    async def mount(self, action: str, target: str) -> tuple[str, str, str]:
+        """The mount, streams and pins (issue 21): (folder, url, message)."""
+        return await mount_action(self._d, action, target)
 
     async def requests(self) -> list[RequestLine]:
         lending = self._d.lending

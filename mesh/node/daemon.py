@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mesh.config import Settings
 from mesh.core.entries import IndexedEntry, Library
@@ -48,6 +48,7 @@ from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
 from mesh.node import applying, removal, roster
 from mesh.node.agent import Agent
+from mesh.node.cache import Cache
 from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
 from mesh.node.control import ControlHandlers
@@ -56,6 +57,8 @@ from mesh.node.early_control import EarlyControl
 from mesh.node.joining import Joining
 from mesh.node.lending import Lending
 from mesh.node.local import LocalNode
+from mesh.node.mount import Mounting
+from mesh.node.opened import OpenedFiles
 from mesh.node.peer_log import peer_log
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
@@ -72,6 +75,9 @@ from mesh.transport.peer_server import PeerServer
 from mesh.transport.tls import TrustStore, probe_certificate
 from mesh.wire import envelope as wire_envelope
 from mesh.wire.gossip import MAX_BATCH_RECORDS
+
+if TYPE_CHECKING:
+    from mesh.node.stream import Streams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -225,6 +231,11 @@ class Daemon:
         self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
         self.limits = Limits(s.limit)
         self.serving = Serving(self)
+        # The mesh as a folder and streams (issue 21): opened files, the cache, the mount.
+        self.opened = OpenedFiles(self)
+        self.cache = Cache(self)
+        self.mounting = Mounting(self)
+        self.streams: Streams | None = None  # made at the first `mesh stream`
         log.info(
             "node %s (%s) listening on port %d; control socket %s",
             self._name,
@@ -248,6 +259,8 @@ class Daemon:
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
                 agent = tg.create_task(self.agent.run(), name="lending agent")
                 watch = tg.create_task(self.watch.run(), name="library watch")
+                cache = tg.create_task(self.cache.run(), name="cache of opened copies")
+                await self.mounting.start()
                 self.discovery.start()
                 self.started.set()
                 applying.freeze_heap()
@@ -256,6 +269,10 @@ class Daemon:
                 maintenance.cancel()
                 agent.cancel()
                 watch.cancel()
+                cache.cancel()
+                await self.mounting.unmount(forget=False)
+                if self.streams is not None:
+                    await self.streams.stop()
                 await self.discovery.stop()  # goodbyes first: the LAN forgets us at once
                 await self.joining.close()
                 self.scanning.cancel_all()
@@ -266,6 +283,8 @@ class Daemon:
                 await self.channels.close()
         finally:
             await self.discovery.stop()  # idempotent; here for a crash inside the group
+            if hasattr(self, "mounting"):
+                await self.mounting.unmount(forget=False)  # idempotent too
             log.info("stopped")
 
     async def _part_from_peers(self, grace: float) -> None:
@@ -575,6 +594,19 @@ class Daemon:
                 for lib in found.libraries
             ),
         )
+
+    async def stream(self, spec: str) -> str:
+        """`mesh stream NODE:LIBRARY/PATH`: a URL on 127.0.0.1 that serves the file."""
+        listed = await self.mounting.listed(spec)
+        if self.streams is None:
+            try:
+                from mesh.node.stream import Streams
+            except ImportError as exc:
+                raise InvalidArgumentError(
+                    "streaming needs aiohttp: `pip install 'mesh[mount]'`"
+                ) from exc
+            self.streams = Streams(self.opened)
+        return await self.streams.url_for(listed)
 
     async def libraries(self) -> list[Library]:
         return await self.store(self.local.index.libraries)

@@ -118,6 +118,36 @@ class Puller:
         self._writer: ThreadPoolExecutor
         self._whole: WholeHash
         self._hashed: bytes | None = None
+        # For readers of the file while it arrives (the mount and streams, node/opened.py).
+        self._arrived = asyncio.Event()
+        self._readable: Bitmap | None = None
+        self._open_staging: StagingFile | None = None
+
+    # -- readers ---------------------------------------------------------------------------
+
+    def readable(self, first: int, end: int) -> bool:
+        """Whether chunks [first, end) are verified and in the staging file."""
+        found = self._readable
+        return found is not None and all(i in found for i in range(first, end))
+
+    def want(self, index: int) -> None:
+        """A reader waits for chunk `index`: deal the chunks from there on first."""
+        if self._readable is not None and index not in self._readable:
+            self._plan.prefer(index)
+
+    async def arrival(self) -> None:
+        """Wait until more chunks are verified (or the pull stops)."""
+        await self._arrived.wait()
+
+    def _wake_readers(self) -> None:
+        self._arrived.set()
+        self._arrived = asyncio.Event()
+
+    def reader_fd(self) -> int | None:
+        """A descriptor of the staging file for a reader (the caller closes it): the same
+        file stays readable after it is placed as the copy."""
+        staging = self._open_staging
+        return staging.duplicate() if staging is not None else None
 
     @property
     def staging(self) -> str:
@@ -259,7 +289,9 @@ class Puller:
         elif self._pull is not None and self._pull.hash_state:
             saved = SavedHash(self._pull.hashed, self._pull.hash_state)
         self._plan = PullPlan(verified.missing(), CHUNK_SIZE)
-        self._verified = verified
+        self._verified = self._readable = verified
+        self._open_staging = staging
+        self._wake_readers()
         self._changed = asyncio.Event()
         self._whole = WholeHash(staging, verified.count, verified.present(), saved)
         # One writer per pull: writes to one file from several threads contend for its
@@ -292,6 +324,8 @@ class Puller:
                 await asyncio.to_thread(self._writer.shutdown, wait=True, cancel_futures=True)
                 await asyncio.to_thread(self._whole.close)
             finally:
+                self._open_staging = None
+                self._wake_readers()
                 await asyncio.to_thread(staging.close)
 
     async def _source_loop(self, source: NodeId) -> None:
@@ -443,6 +477,7 @@ class Puller:
         await future
         self._verified.add(index)
         self._plan.verified(index)
+        self._wake_readers()
         size = chunk_span(self.lent.binding.content.size, index)[1]
         self.bytes_done += size
         self._served[source] = self._served.get(source, 0) + size

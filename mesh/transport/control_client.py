@@ -191,5 +191,13 @@ class ControlClient:
         reply = self._call(self._stub.Answer, message, timeout=_CALL_TIMEOUT_S)
         return wire.request_from_wire(reply)
 
+    def mount(self, action: str, target: str = "") -> tuple[str, str, str]:
+        """The mount, streams and pins (issue 21): (folder, url, message)."""
+        request = pb.MountRequest(
+            action=pb.MountRequest.Action.Value(action.upper()), target=target
+        )
+        reply = self._call(self._stub.Mount, request, timeout=_CALL_TIMEOUT_S)
+        return reply.folder, reply.url, reply.message
+
     def close(self) -> None:
         self._channel.close()

@@ -78,6 +78,8 @@ class ControlHandlers(Protocol):
 
     async def requests(self) -> list[RequestLine]: ...
 
+    async def mount(self, action: str, target: str) -> tuple[str, str, str]: ...
+
     async def answer(self, request: str, approve: bool, reason: str) -> RequestLine: ...
 
 
@@ -212,6 +214,13 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
         async with _mapped(context):
             line = await self._h.answer(request.request, request.approve, request.reason)
             return wire.request_to_wire(line)
+        raise AssertionError("unreachable")
+
+    async def Mount(self, request: pb.MountRequest, context: Context) -> pb.MountReply:  # noqa: N802
+        async with _mapped(context):
+            action = pb.MountRequest.Action.Name(request.action).lower()
+            folder, url, message = await self._h.mount(action, request.target)
+            return pb.MountReply(folder=folder, url=url, message=message)
         raise AssertionError("unreachable")
 
 

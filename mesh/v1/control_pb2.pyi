@@ -722,6 +722,7 @@ class LoanView(_message.Message):
     UPDATED_MS_FIELD_NUMBER: _builtins.int
     SILENT_SINCE_MS_FIELD_NUMBER: _builtins.int
     SILENT_NAME_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     lender: _builtins.bytes
     lender_name: _builtins.str
@@ -746,6 +747,8 @@ class LoanView(_message.Message):
     """
     silent_name: _builtins.str
     """which side that is (the lender's or borrower's name)"""
+    kept: _builtins.str
+    """"pinned" or "cached": a copy this borrower keeps for the mount and streams (issue 21)."""
     def __init__(
         self,
         *,
@@ -766,10 +769,11 @@ class LoanView(_message.Message):
         updated_ms: _builtins.int = ...,
         silent_since_ms: _builtins.int = ...,
         silent_name: _builtins.str = ...,
+        kept: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "hash", b"hash", "id", b"id", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "silent_name", b"silent_name", "silent_since_ms", b"silent_since_ms", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "hash", b"hash", "id", b"id", "kept", b"kept", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "silent_name", b"silent_name", "silent_since_ms", b"silent_since_ms", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -998,3 +1002,75 @@ class AnswerMessage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnswerMessage: _TypeAlias = AnswerMessage  # noqa: Y015
+
+@_typing.final
+class MountRequest(_message.Message):
+    """The mesh as a folder, streams and pinned copies (issue 21)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MountRequest._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MOUNT: MountRequest._Action.ValueType  # 0
+        UNMOUNT: MountRequest._Action.ValueType  # 1
+        STREAM: MountRequest._Action.ValueType  # 2
+        PIN: MountRequest._Action.ValueType  # 3
+        UNPIN: MountRequest._Action.ValueType  # 4
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
+    MOUNT: MountRequest.Action.ValueType  # 0
+    UNMOUNT: MountRequest.Action.ValueType  # 1
+    STREAM: MountRequest.Action.ValueType  # 2
+    PIN: MountRequest.Action.ValueType  # 3
+    UNPIN: MountRequest.Action.ValueType  # 4
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    action: Global___MountRequest.Action.ValueType
+    target: _builtins.str
+    """The folder to mount on; or the file: NODE:LIBRARY/PATH, or a path in the mount."""
+    def __init__(
+        self,
+        *,
+        action: Global___MountRequest.Action.ValueType = ...,
+        target: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MountRequest: _TypeAlias = MountRequest  # noqa: Y015
+
+@_typing.final
+class MountReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLDER_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    folder: _builtins.str
+    """where the mesh is (or was) mounted"""
+    url: _builtins.str
+    """of a stream"""
+    message: _builtins.str
+    """what was done, for the user"""
+    def __init__(
+        self,
+        *,
+        folder: _builtins.str = ...,
+        url: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["folder", b"folder", "message", b"message", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MountReply: _TypeAlias = MountReply  # noqa: Y015

@@ -119,6 +119,11 @@ class ControlStub:
                 request_serializer=mesh_dot_v1_dot_control__pb2.AnswerMessage.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_control__pb2.RequestView.FromString,
                 _registered_method=True)
+        self.Mount = channel.unary_unary(
+                '/mesh.v1.Control/Mount',
+                request_serializer=mesh_dot_v1_dot_control__pb2.MountRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_control__pb2.MountReply.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -226,6 +231,12 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Mount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +324,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Answer,
                     request_deserializer=mesh_dot_v1_dot_control__pb2.AnswerMessage.FromString,
                     response_serializer=mesh_dot_v1_dot_control__pb2.RequestView.SerializeToString,
+            ),
+            'Mount': grpc.unary_unary_rpc_method_handler(
+                    servicer.Mount,
+                    request_deserializer=mesh_dot_v1_dot_control__pb2.MountRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_control__pb2.MountReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -774,6 +790,33 @@ class Control:
             '/mesh.v1.Control/Answer',
             mesh_dot_v1_dot_control__pb2.AnswerMessage.SerializeToString,
             mesh_dot_v1_dot_control__pb2.RequestView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Mount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Mount',
+            mesh_dot_v1_dot_control__pb2.MountRequest.SerializeToString,
+            mesh_dot_v1_dot_control__pb2.MountReply.FromString,
             options,
             channel_credentials,
             insecure,

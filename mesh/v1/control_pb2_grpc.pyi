@@ -48,6 +48,7 @@ class ControlStub:
     Borrow: _grpc.UnaryUnaryMultiCallable[_control_pb2.BorrowMessage, _control_pb2.RequestView]
     Requests: _grpc.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.RequestList]
     Answer: _grpc.UnaryUnaryMultiCallable[_control_pb2.AnswerMessage, _control_pb2.RequestView]
+    Mount: _grpc.UnaryUnaryMultiCallable[_control_pb2.MountRequest, _control_pb2.MountReply]
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -69,6 +70,7 @@ class ControlAsyncStub(ControlStub):
     Borrow: _aio.UnaryUnaryMultiCallable[_control_pb2.BorrowMessage, _control_pb2.RequestView]  # type: ignore[assignment]
     Requests: _aio.UnaryUnaryMultiCallable[_control_pb2.Empty, _control_pb2.RequestList]  # type: ignore[assignment]
     Answer: _aio.UnaryUnaryMultiCallable[_control_pb2.AnswerMessage, _control_pb2.RequestView]  # type: ignore[assignment]
+    Mount: _aio.UnaryUnaryMultiCallable[_control_pb2.MountRequest, _control_pb2.MountReply]  # type: ignore[assignment]
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -189,5 +191,12 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         request: _control_pb2.AnswerMessage,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.RequestView, _abc.Awaitable[_control_pb2.RequestView]]: ...
+
+    @_abc_1.abstractmethod
+    def Mount(
+        self,
+        request: _control_pb2.MountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.MountReply, _abc.Awaitable[_control_pb2.MountReply]]: ...
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

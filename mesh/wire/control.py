@@ -259,6 +259,7 @@ def loan_to_wire(line: LoanLine) -> pb.LoanView:
         updated_ms=line.updated_ms,
         silent_since_ms=line.silent_since_ms,
         silent_name=line.silent_name,
+        kept=line.kept,
     )
 
 
@@ -281,6 +282,7 @@ def loan_from_wire(msg: pb.LoanView) -> LoanLine:
         updated_ms=msg.updated_ms,
         silent_since_ms=msg.silent_since_ms,
         silent_name=msg.silent_name,
+        kept=msg.kept,
     )
 
 

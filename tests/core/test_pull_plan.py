@@ -147,3 +147,19 @@ def test_every_chunk_is_verified_exactly_once_whatever_the_sources_do(
                 runs[source] = None
     assert plan.done
     assert sorted(verified) == list(range(chunks))
+
+
+def test_prefer_deals_from_the_chunk_a_reader_waits_for() -> None:
+    plan: PullPlan[str] = PullPlan(list(range(100)), 1 << 20)
+    plan.prefer(40)
+    run = plan.take("a", 0.0)
+    assert run is not None and run.first == 40
+    plan.prefer(90)
+    second = plan.take("a", 0.0)
+    assert second is not None and second.first == 90
+    # What follows the wanted chunk first; then what was before it, in order.
+    dealt = [second.first]
+    while (r := plan.take("b", 0.0)) is not None:
+        dealt.append(r.first)
+    assert dealt[0] == 90 and dealt[1] == 0
+    assert dealt[1:4] == [0, 16, 32]
