@@ -87,11 +87,32 @@ class Loan:
         return self.binding.content.size
 
     @property
+    def folder(self) -> bool:
+        return self.binding.folder
+
+    @property
+    def files(self) -> int:
+        return self.binding.files if self.binding.folder else 1
+
+    @property
     def bytes_done(self) -> int:
         if self.phase is Phase.HELD:
             return self.size
         if self.status is not None and self.status.hash == self.binding.content.hash:
             return self.status.bytes_done
+        if self.binding.folder and self.status is not None and self.open:
+            # A folder changed since the status: what it holds mostly still counts.
+            return min(self.status.bytes_done, self.size)
+        return 0
+
+    @property
+    def files_done(self) -> int:
+        if self.phase is Phase.HELD:
+            return self.files
+        if not self.binding.folder:
+            return 0
+        if self.status is not None and self.open:
+            return min(self.status.files_done, self.files)
         return 0
 
     @property

@@ -115,6 +115,10 @@ class LoanLine:
     # clock ms); 0 while it is reachable. What the ledger says of it is as of then.
     silent_since_ms: int = 0
     silent_name: str = ""  # which side that is
+    # A folder loan: `path` is its pattern as users see it ('Season 1/', '*.mkv').
+    folder: bool = False
+    files: int = 1
+    files_done: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -45,6 +45,7 @@ _WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after thi
 SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
 _HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this often
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
+_FOLDER_PULLS = 8  # files of one folder loan pulled at once
 
 
 class AgentHost(PullHost, Protocol):
@@ -136,6 +137,10 @@ class Agent:
             now_ms(),
             borrow_ask_first=s.borrow_ask_first,
             lend_ask_first=s.lend_ask_first,
+            quota=s.quota,
+            reserve=s.reserve,
+            free_bytes=self._host.borrowed.free_bytes,
+            progress_ms=int(s.progress_interval_s * 1000),
         )
         wanted = {lent.key for lent in todo.fetch}
         for key in [k for k in self._pulls if k not in wanted]:
@@ -173,6 +178,10 @@ class Agent:
                 lent.binding.path,
                 lending.name_of(lent.lender),
             )
+        by_folder: dict[bytes, int] = {}
+        for _, puller in self._pulls.values():
+            if puller.lent.folder_key:
+                by_folder[puller.lent.folder_key] = by_folder.get(puller.lent.folder_key, 0) + 1
         for lent in todo.fetch:
             running = self._pulls.get(lent.key)
             if running is not None and running[1].lent.binding.content != lent.binding.content:
@@ -182,10 +191,16 @@ class Agent:
                 self._waiting.pop(lent.key, None)
             elif running is not None:
                 continue
+            # A folder's files are pulled a few at a time: each pull's round trips
+            # overlap the others', and the next starts as one ends.
+            if lent.folder_key and by_folder.get(lent.folder_key, 0) >= _FOLDER_PULLS:
+                continue
             waiting = self._waiting.get(lent.key)
             if waiting is not None and not await self._cleared(lent, waiting):
                 continue
             self._waiting.pop(lent.key, None)
+            if lent.folder_key:
+                by_folder[lent.folder_key] = by_folder.get(lent.folder_key, 0) + 1
             self._start(lent)
 
     def _say_source_gone(self, lent: Lent) -> None:

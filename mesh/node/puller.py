@@ -33,6 +33,7 @@ import xxhash
 from mesh.config import Settings
 from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count, chunk_span
 from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
+from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 from mesh.core.loans import NOT_ENOUGH_SPACE, refusal
 from mesh.core.pull_plan import PullPlan, Run
@@ -132,6 +133,18 @@ class Puller:
         if state is LoanState.FETCHING and not reason:
             reason = self._note  # a dropped source stays named while the pull goes on
         lent = self.lent
+        if lent.folder_key:
+            # A file of a folder loan: the folder has one status, summed over its files
+            # by the agent's plan (node/folder_plan.py), not one record per file.
+            files = self._host.lending.folder_files.setdefault(lent.folder_key, {})
+            files[lent.binding.path] = FileProgress(
+                path=lent.binding.path,
+                size=lent.binding.content.size,
+                state=state.name.lower(),
+                bytes_done=self.bytes_done,
+                reason=reason,
+            )
+            return
         self._host.lending.write_status(
             lent.lender,
             lent.binding,

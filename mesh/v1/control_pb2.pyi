@@ -722,6 +722,9 @@ class LoanView(_message.Message):
     UPDATED_MS_FIELD_NUMBER: _builtins.int
     SILENT_SINCE_MS_FIELD_NUMBER: _builtins.int
     SILENT_NAME_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    FILES_DONE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     lender: _builtins.bytes
     lender_name: _builtins.str
@@ -746,6 +749,10 @@ class LoanView(_message.Message):
     """
     silent_name: _builtins.str
     """which side that is (the lender's or borrower's name)"""
+    folder: _builtins.bool
+    """a folder loan: `path` is its pattern ('Season 1/')"""
+    files: _builtins.int
+    files_done: _builtins.int
     def __init__(
         self,
         *,
@@ -766,10 +773,13 @@ class LoanView(_message.Message):
         updated_ms: _builtins.int = ...,
         silent_since_ms: _builtins.int = ...,
         silent_name: _builtins.str = ...,
+        folder: _builtins.bool = ...,
+        files: _builtins.int = ...,
+        files_done: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "hash", b"hash", "id", b"id", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "silent_name", b"silent_name", "silent_since_ms", b"silent_since_ms", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "files", b"files", "files_done", b"files_done", "folder", b"folder", "hash", b"hash", "id", b"id", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "silent_name", b"silent_name", "silent_since_ms", b"silent_since_ms", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

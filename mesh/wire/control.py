@@ -259,6 +259,9 @@ def loan_to_wire(line: LoanLine) -> pb.LoanView:
         updated_ms=line.updated_ms,
         silent_since_ms=line.silent_since_ms,
         silent_name=line.silent_name,
+        folder=line.folder,
+        files=line.files,
+        files_done=line.files_done,
     )
 
 
@@ -281,6 +284,9 @@ def loan_from_wire(msg: pb.LoanView) -> LoanLine:
         updated_ms=msg.updated_ms,
         silent_since_ms=msg.silent_since_ms,
         silent_name=msg.silent_name,
+        folder=msg.folder,
+        files=msg.files if msg.folder else 1,
+        files_done=msg.files_done,
     )
 
 
