@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 
 
@@ -119,6 +120,7 @@ class LoanLine:
     folder: bool = False
     files: int = 1
     files_done: int = 0
+    file_list: tuple[FileProgress, ...] = ()  # a folder loan's files, when asked for
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

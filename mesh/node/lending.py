@@ -166,7 +166,7 @@ class Lending:
     def key_of_loan(loan: Loan) -> bytes:
         return binding_key(loan.lender, loan.binding)
 
-    def line(self, loan: Loan) -> LoanLine:
+    def line(self, loan: Loan, *, files: bool = False) -> LoanLine:
         status = loan.status
         return LoanLine(
             id=loan.id,
@@ -187,7 +187,32 @@ class Lending:
             folder=loan.folder,
             files=loan.files,
             files_done=loan.files_done,
+            file_list=self.file_progress(loan) if files and loan.folder else (),
         )
+
+    def file_progress(self, loan: Loan) -> tuple[FileProgress, ...]:
+        """Each file of a folder loan as this node knows it: on the borrower, held or how
+        far its pull got; elsewhere 'lent' (or 'held' while the whole loan is held)."""
+        manifest = self.manifests.of(loan.lender, loan.binding)
+        if manifest is None:
+            return ()
+        key = binding_key(loan.lender, loan.binding)
+        if loan.borrower != self.local.node_id:
+            state = "held" if loan.phase is Phase.HELD else "lent"
+            return tuple(
+                FileProgress(path=f.path, size=f.size, state=state) for f in manifest.files
+            )
+        pulling = self.folder_files.get(key, {})
+        out = []
+        for f in manifest.files:
+            copy = self.book.copy(member_key(key, f.path))
+            if copy is not None and copy.hash == f.hash:
+                out.append(FileProgress(path=f.path, size=f.size, state="held"))
+            else:
+                out.append(
+                    pulling.get(f.path) or FileProgress(path=f.path, size=f.size, state="waiting")
+                )
+        return tuple(out)
 
     def request_line(self, request: Request) -> RequestLine:
         r = request.request

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mesh.core.entries import IndexedEntry, LibraryEntry
+from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
 from mesh.core.status import (
@@ -262,6 +263,12 @@ def loan_to_wire(line: LoanLine) -> pb.LoanView:
         folder=line.folder,
         files=line.files,
         files_done=line.files_done,
+        file_list=[
+            pb.LoanFile(
+                path=f.path, size=f.size, state=f.state, bytes_done=f.bytes_done, reason=f.reason
+            )
+            for f in line.file_list
+        ],
     )
 
 
@@ -287,6 +294,12 @@ def loan_from_wire(msg: pb.LoanView) -> LoanLine:
         folder=msg.folder,
         files=msg.files if msg.folder else 1,
         files_done=msg.files_done,
+        file_list=tuple(
+            FileProgress(
+                path=f.path, size=f.size, state=f.state, bytes_done=f.bytes_done, reason=f.reason
+            )
+            for f in msg.file_list
+        ),
     )
 
 
