@@ -45,7 +45,7 @@ _WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after thi
 SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
 _HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this often
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
-_FOLDER_PULLS = 8  # files of one folder loan pulled at once
+_FOLDER_PULLS = 16  # files of one folder loan pulled at once
 
 
 class AgentHost(PullHost, Protocol):
@@ -73,6 +73,11 @@ class Agent:
         self._next_check = 0.0
         self._watch: BorrowedWatch | None = None
         self._noting: set[asyncio.Task[None]] = set()
+        # Which pass each pull that ended well ended in: a plan made before its copy was
+        # recorded still lists it as missing, and must not start it again (a folder's
+        # files end many to a second, so that would happen often).
+        self._passes = 0
+        self._held_in: dict[bytes, int] = {}
 
     def progress(self, key: bytes) -> int | None:
         """Bytes verified so far of the running pull of a loan, if one runs."""
@@ -131,6 +136,11 @@ class Agent:
 
     async def _pass(self) -> None:
         s, lending = self._host.settings, self._host.lending
+        self._passes += 1
+        this_pass = self._passes
+        self._held_in = {k: n for k, n in self._held_in.items() if n >= this_pass - 1}
+        # (A pull that ended in the last pass is known to this pass's plan: it is dropped
+        # one pass later.)
         todo: Plan = await self._host.store(
             plan,
             lending,
@@ -191,6 +201,8 @@ class Agent:
                 self._waiting.pop(lent.key, None)
             elif running is not None:
                 continue
+            if running is None and self._held_in.get(lent.key) == this_pass:
+                continue  # ended well after this pass's plan was made: it is held
             # A folder's files are pulled a few at a time: each pull's round trips
             # overlap the others', and the next starts as one ends.
             if lent.folder_key and by_folder.get(lent.folder_key, 0) >= _FOLDER_PULLS:
@@ -258,6 +270,7 @@ class Agent:
         if exc is None and task.result():
             self._waiting.pop(key, None)
             self._backoffs.pop(key, None)
+            self._held_in[key] = self._passes
         else:
             self._wait_for(lent, puller)
         self._host.changes.bump()  # replan now: a held copy or a wait changed

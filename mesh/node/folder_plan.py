@@ -61,8 +61,9 @@ def plan_folder(
     members: list[Lent] = []
     files: list[FileProgress] = []
     held_bytes = 0
+    folder_key = lent.key
     for file in manifest.files:
-        key = member_key(lent.key, file.path)
+        key = member_key(folder_key, file.path)
         copy = copies.get(key)
         if copy is not None:
             todo.keep.add(key)
@@ -71,7 +72,7 @@ def plan_folder(
             files.append(FileProgress(path=file.path, size=file.size, state="held"))
             progress.pop(file.path, None)
             continue
-        members.append(lent.member(file))
+        members.append(lent.member(file, folder_key))
         found = progress.get(file.path)
         if found is None or found.size != file.size:
             found = FileProgress(path=file.path, size=file.size, state="waiting")

@@ -71,18 +71,23 @@ class Lent:
             return member_key(self.folder_key, self.binding.path)
         return binding_key(self.lender, self.binding)
 
-    def member(self, file: ManifestFile) -> Lent:
-        """The loan of one file of this folder loan."""
-        binding = dataclasses.replace(
-            self.binding,
+    def member(self, file: ManifestFile, folder_key: bytes = b"") -> Lent:
+        """The loan of one file of this folder loan (`folder_key`: its key, if known)."""
+        b = self.binding
+        binding = Binding(
+            borrower=b.borrower,
+            library=b.library,
             path=file.path,
             content=Content(hash=file.hash, size=file.size, chunk_root=file.chunk_root),
-            folder=False,
-            pages=(),
-            files=0,
+            until_ms=b.until_ms,
+            ended=b.ended,
+            created_ms=b.created_ms,
         )
         return Lent(
-            lender=self.lender, binding=binding, envelope=self.envelope, folder_key=self.key
+            lender=self.lender,
+            binding=binding,
+            envelope=self.envelope,
+            folder_key=folder_key or self.key,
         )
 
 

@@ -56,6 +56,10 @@ _WRITES_IN_FLIGHT = 2  # chunks received and still being verified and written, p
 _RUNS_AT_ONCE = 2  # runs asked of one source at a time: the next while the last one ends
 _LOOKAHEAD = 4  # chunks left in a run when the next one is asked for
 _CHECKPOINT_S = 0.1  # at most this often the verified set is saved
+# A folder loan's files up to this size keep no checkpoint: a kill costs at most this much
+# again, and a folder of many small files would otherwise spend its time in the store's
+# commits (three per file) rather than on the wire.
+_UNCHECKED_BYTES = 4 * CHUNK_SIZE
 
 
 class PullHost(Protocol):
@@ -109,6 +113,7 @@ class Puller:
         self._checkpoint: asyncio.Future[None] | None = None
         self._note = ""
         self._staging_name = staging_name(lent.key)
+        self._checkpoints = not (lent.folder_key and lent.binding.content.size <= _UNCHECKED_BYTES)
         # Why the last run stopped short, for the agent to know what to wait for.
         self.needs_space = False
         # Set by _pull_from for the duration of a pull:
@@ -290,7 +295,8 @@ class Puller:
                 raise failed.exceptions[0] from None
             await self._settle_checkpoint()
             if self._plan.done and self._hashes is not None:
-                await self._save()
+                if self._checkpoints:
+                    await self._save()
                 loop = asyncio.get_running_loop()
                 self._hashed = await loop.run_in_executor(self._writer, self._whole.digest)
                 return self._hashes
@@ -387,7 +393,7 @@ class Puller:
         _check_manifest(manifest, lent)
         if self._hashes is None:
             self._hashes = manifest.chunk_hashes
-            if self._pull is None:
+            if self._pull is None and self._checkpoints:
                 self._pull = Pull(
                     binding_key=lent.key,
                     staging=self._staging_name,
@@ -461,7 +467,7 @@ class Puller:
         self._served[source] = self._served.get(source, 0) + size
         now = time.monotonic()
         interval = self._host.settings.progress_interval_s
-        if now - self._last_saved < min(interval, _CHECKPOINT_S):
+        if not self._checkpoints or now - self._last_saved < min(interval, _CHECKPOINT_S):
             return
         if self._checkpoint is None or self._checkpoint.done():
             # In the background: the chunks keep coming while the disk catches up. The
