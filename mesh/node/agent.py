@@ -45,7 +45,8 @@ _WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after thi
 SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
 _HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this often
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
-_FOLDER_PULLS = 16  # files of one folder loan pulled at once
+_QUICK_PASS_S = 0.005  # a pass quicker than this runs again at once when something changes
+_FOLDER_PULLS = 32  # files of one folder loan pulled at once
 
 
 class AgentHost(PullHost, Protocol):
@@ -112,9 +113,17 @@ class Agent:
                     if time.monotonic() >= self._next_check:
                         self._next_check = time.monotonic() + self._host.settings.check_interval_s
                         await self._check()
+                    began = time.monotonic()
                     await self._pass()
+                    took = time.monotonic() - began
                 except Exception:  # a bug must not stop lending for good
                     log.exception("the lending agent's pass failed; trying again")
+                    took = 0.0
+                if self._pulls and took > _QUICK_PASS_S:
+                    # A pass over many loans or a big folder costs the store thread; the
+                    # pulls ending meanwhile wait for the next one together, so passes
+                    # take at most about half of it.
+                    await asyncio.sleep(min(took, _TICK_S))
                 # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a
                 # cancellation that arrives as the wait ends, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):

@@ -15,15 +15,17 @@ failures.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mesh.core.folders import FileProgress, FolderProgress, summed
+from mesh.core.folders import FileProgress, FolderProgress, shown, summed
 from mesh.core.loans import refusal
 from mesh.core.records import LoanState, LoanStatus
 from mesh.node.lending import Lending, Lent, member_key
 from mesh.store.loans import Copy
 
+log = logging.getLogger(__name__)
 WAITING_FOR_MANIFEST = "waiting for the lender's manifest of the folder"
 
 
@@ -146,6 +148,14 @@ def _write(
             return
         if same and state is not LoanState.HELD and now_ms - status.updated_ms < policy.progress_ms:
             return
+    if state is LoanState.HELD:
+        log.info(
+            "holding the folder %s/%s from %s: %d files",
+            b.library,
+            shown(b.path),
+            lending.name_of(lent.lender),
+            files_done,
+        )
     lending.write_status(
         lent.lender,
         b,
