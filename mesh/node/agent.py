@@ -161,7 +161,7 @@ class Agent:
             free_bytes=self._host.borrowed.free_bytes,
             progress_ms=int(s.progress_interval_s * 1000),
         )
-        wanted = {lent.key for lent in todo.fetch}
+        wanted = {lent.key for lent in todo.fetch} | todo.pulling
         for key in [k for k in self._pulls if k not in wanted]:
             await self._stop(key)  # its loan ended, or it is held now
         for key in [k for k in self._waiting if k not in wanted]:

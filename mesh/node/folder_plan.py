@@ -26,6 +26,9 @@ from mesh.node.lending import Lending, Lent, member_key
 from mesh.store.loans import Copy
 
 log = logging.getLogger(__name__)
+# The files still to pull that a plan lists as pulls to start (the agent starts a few at
+# a time, in path order): listing all of 100,000 each pass would cost more than pulling.
+_LISTED = 128
 WAITING_FOR_MANIFEST = "waiting for the lender's manifest of the folder"
 
 
@@ -41,6 +44,7 @@ class FolderPolicy:
 class FolderTodo:
     fetch: list[Lent] = field(default_factory=list)
     keep: set[bytes] = field(default_factory=set)
+    more: set[bytes] = field(default_factory=set)  # every file still to pull, by key
 
 
 def plan_folder(
@@ -74,7 +78,9 @@ def plan_folder(
             files.append(FileProgress(path=file.path, size=file.size, state="held"))
             progress.pop(file.path, None)
             continue
-        members.append(lent.member(file, folder_key))
+        todo.more.add(key)
+        if len(members) < _LISTED:
+            members.append(lent.member(file, folder_key))
         found = progress.get(file.path)
         if found is None or found.size != file.size:
             found = FileProgress(path=file.path, size=file.size, state="waiting")
@@ -82,7 +88,7 @@ def plan_folder(
     for path in set(progress) - {f.path for f in manifest.files}:
         del progress[path]
     sums = summed(files)
-    if not members:
+    if not todo.more:
         _write(lending, lent, status, now_ms, LoanState.HELD, sums, "", policy)
         return todo
     why = _refused(lending, lent, copies, sums, policy)
@@ -90,6 +96,7 @@ def plan_folder(
         _write(lending, lent, status, now_ms, LoanState.REFUSED, sums, why, policy)
         return todo
     todo.fetch = members
+    todo.keep |= todo.more  # their pulls may run: not stale
     failed = sums.reason()
     _write(lending, lent, status, now_ms, LoanState.FETCHING, sums, failed, policy)
     return todo

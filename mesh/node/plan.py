@@ -29,6 +29,9 @@ class Plan:
     given_back: list[Lent] = dataclasses.field(default_factory=list)
     # Not held, and the lender deleted the file: no pull until its entry is back.
     source_gone: list[Lent] = dataclasses.field(default_factory=list)
+    # Files of folder loans still to pull beyond those listed in `fetch`: their pulls,
+    # if any run, are wanted too.
+    pulling: set[bytes] = dataclasses.field(default_factory=set)
 
 
 def plan(
@@ -63,6 +66,7 @@ def plan(
     source_gone: list[Lent] = []
     remove: list[tuple[Copy, LoanState, str]] = []
     wanted: set[bytes] = set()
+    pulling: set[bytes] = set()
     for lent in lending.bindings():
         if lent.binding.borrower != me:
             continue
@@ -73,6 +77,8 @@ def plan(
             todo = plan_folder(lending, lent, status, mine, now_ms, policy)
             fetch += todo.fetch
             wanted |= todo.keep
+            if todo.fetch:
+                pulling |= todo.more
             continue
         if lent.binding.folder and want is not Want.COPY and mine:
             # The loan ended: the whole copy goes, file by file; the folder's status says
@@ -128,7 +134,14 @@ def plan(
             if any(key in files for files in folder_copies.values()):
                 why = "no longer in the lent folder"
             remove.append((copy, LoanState.REMOVED, why))
-    return Plan(fetch=fetch, remove=remove, ask=ask, given_back=given_back, source_gone=source_gone)
+    return Plan(
+        fetch=fetch,
+        remove=remove,
+        ask=ask,
+        given_back=given_back,
+        source_gone=source_gone,
+        pulling=pulling,
+    )
 
 
 def _by_folder(
