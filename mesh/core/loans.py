@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mesh.core import folders
 from mesh.core.errors import InvalidArgumentError, NotFoundError
 from mesh.core.ids import NodeId
 from mesh.core.records import Binding, BindingEnd, Content, LoanState, LoanStatus, key_of
@@ -259,15 +260,22 @@ def pick(loans: Iterable[Loan], what: str) -> Loan:
     by_id = [loan for loan in candidates if loan.id.startswith(needle)]
     if by_id:
         return _one(by_id, what)
-    by_path = [
-        loan
-        for loan in candidates
-        if what in (loan.path, f"{loan.library}/{loan.path}", loan.path.rsplit("/", 1)[-1])
-    ]
+    by_path = [loan for loan in candidates if what in _names(loan)]
     if by_path:
         open_ones = [loan for loan in by_path if loan.open]
         return _one(open_ones or by_path, what)
     raise NotFoundError(f"no loan {what!r}; `mesh loans` lists them")
+
+
+def _names(loan: Loan) -> tuple[str, ...]:
+    """What a user may call a loan by: its path, with or without its library, or the
+    file's name; a folder loan by its folder as shown ('Season 1/', 'Season 1')."""
+    paths = [loan.path]
+    if loan.folder:
+        shown = folders.shown(loan.path)
+        paths += [shown, shown.rstrip("/")] if shown != "/" else [loan.library]
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in paths if p]
+    return (*paths, *(f"{loan.library}/{p}" for p in paths), *names)
 
 
 def _one(found: Sequence[Loan], what: str) -> Loan:

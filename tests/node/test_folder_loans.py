@@ -194,3 +194,22 @@ async def test_a_page_the_binding_does_not_name_brings_nothing(nodes: Make, tmp_
     await scan(tower, "Movies")
     await until_phase(laptop, line.id, "held")
     assert tree(copy) == {"e01.mkv": b"one", "e02.mkv": b"two"}
+
+
+async def test_a_folder_loan_waits_for_acceptance_then_returns_whole(
+    nodes: Make, tmp_path: Path
+) -> None:
+    tower, laptop = await two(nodes, tmp_path, borrow_ask_first=True)
+    movies = tmp_path / "movies"
+    write(movies, SEASON)
+    await share_and_scan(tower, movies, "Movies")
+    line = await lend(tower, "Movies/Season 1/", "laptop")
+    await until_phase(laptop, line.id, "awaiting acceptance")
+    d = running(laptop)
+    await d.store(lambda: d.lending.answer_loan("Season 1/", True, now_ms()))
+    await until_phase(laptop, line.id, "held")
+    copy = tmp_path / "laptop-borrowed" / "tower" / "Movies"
+    assert len(tree(copy)) == 4
+    await d.store(lambda: d.lending.give_back(line.id, now_ms()))
+    await until_phase(tower, line.id, "ended")
+    assert tree(copy) == {} and staged(tmp_path) == []
