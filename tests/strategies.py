@@ -20,6 +20,8 @@ from mesh.core.records import (
     LibraryRecord,
     LoanState,
     LoanStatus,
+    ManifestFile,
+    ManifestPage,
     Removal,
     VectorRecord,
 )
@@ -75,6 +77,20 @@ records = st.one_of(
         until_ms=times,
         ended=st.sampled_from(BindingEnd),
         created_ms=times,
+        folder=st.booleans(),
+        pages=st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple),
+        files=sizes,
+    ),
+    st.builds(
+        ManifestPage,
+        borrower=node_ids,
+        library=names,
+        path=paths,
+        index=st.integers(0, 2**32 - 1),
+        files=st.lists(
+            st.builds(ManifestFile, path=paths, size=sizes, hash=hashes, chunk_root=hashes),
+            max_size=3,
+        ).map(tuple),
     ),
     st.builds(
         LoanStatus,
@@ -86,6 +102,7 @@ records = st.one_of(
         bytes_done=sizes,
         reason=st.text(max_size=100),
         updated_ms=times,
+        files_done=sizes,
     ),
     st.builds(
         BorrowRequest,

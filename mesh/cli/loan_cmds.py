@@ -63,8 +63,11 @@ def _when(ms: int) -> str:
 
 
 def _progress(line: LoanLine) -> str:
+    files = f"{line.files_done}/{line.files} files" if line.folder else ""
     if line.phase == "fetching" and line.size:
-        return f"{line.bytes_done * 100 // line.size}%"
+        return f"{files} {line.bytes_done * 100 // line.size}%".lstrip()
+    if line.folder and line.phase in ("fetching", "held", "refused", "failed"):
+        return files
     return ""
 
 
@@ -102,6 +105,25 @@ def _loan_json(line: LoanLine) -> dict[str, object]:
         "silent_since_ms": line.silent_since_ms or None,
         "silent": line.silent_name or None,
         "kept": line.kept or None,
+        "folder": line.folder,
+        "files": line.files,
+        "files_done": line.files_done,
+        **(
+            {
+                "file_list": [
+                    {
+                        "path": f.path,
+                        "size": f.size,
+                        "state": f.state,
+                        "bytes_done": f.size if f.state == "held" else f.bytes_done,
+                        "reason": f.reason or None,
+                    }
+                    for f in line.file_list
+                ]
+            }
+            if line.folder and line.file_list
+            else {}
+        ),
     }
 
 
@@ -123,6 +145,10 @@ def _print_loans(lines: list[LoanLine]) -> None:
             typer.echo(f"{'':<9} why: {safe(line.reason)}")
         elif line.reason and line.phase == "fetching":  # e.g. a source dropped for bad chunks
             typer.echo(f"{'':<9} note: {safe(line.reason)}")
+        for f in line.file_list:
+            done = f" {f.bytes_done * 100 // f.size}%" if f.state == "fetching" and f.size else ""
+            why = f" ({safe(f.reason)})" if f.reason and f.state != "held" else ""
+            typer.echo(f"{'':<9} {f.state + done:<26} {human_size(f.size):>8}  {safe(f.path)}{why}")
 
 
 def lend(
@@ -147,7 +173,9 @@ def lend(
         ),
     ] = False,
 ) -> None:
-    """Lend a file of this node's libraries to another member.
+    """Lend a file, a folder, or what a pattern matches, of this node's libraries to
+    another member. A folder or a pattern is one loan that follows its folder while it
+    lasts: files added there are lent too, changed ones updated, removed ones removed.
 
     The borrower's agent pulls it (from this node, or from others that hold it), verifies
     it, and places it read-only under its borrowed folder as LENDER/LIBRARY/PATH. It stays
@@ -157,6 +185,8 @@ def lend(
     \b
     Examples:
       mesh lend ~/Movies/heat.mkv --to laptop
+      mesh lend ~/Movies/Season\\ 1 --to laptop --for 2w
+      mesh lend 'Movies/Season 1/*.mkv' --to laptop
       mesh lend Movies/heat.mkv --to laptop --for 3d --wait
       mesh lend ~/Docs/tax.pdf --to tablet --until 2026-12-24T18:00
       mesh lend --to laptop -- -odd-name.mkv   (options first, then -- before a name
@@ -164,13 +194,19 @@ def lend(
     """
     local = Path(path).expanduser()
     # The daemon knows shared folders by their real paths; the file itself is not resolved
-    # (a symlink is not a file mesh lends).
+    # (a symlink is not a file mesh lends). A folder is lent whole, with a trailing slash
+    # kept; a pattern ('Movies/Season 1/*.mkv') is passed on as typed.
     target = str(local.absolute().parent.resolve() / local.name) if local.exists() else path
+    if local.is_dir():
+        target = target.rstrip("/") + "/"
+    elif not local.exists() and path.startswith("~"):
+        target = str(local)
     until_ms = _until_ms(for_, until)
     with _ctx(ctx).daemon() as daemon:
         line = daemon.lend(target, to, until_ms)
+        files = f"{line.files} files, " if line.folder else ""
         typer.echo(
-            f"lent {safe(line.library)}/{safe(line.path)} ({human_size(line.size)}) to "
+            f"lent {safe(line.library)}/{safe(line.path)} ({files}{human_size(line.size)}) to "
             f"{safe(line.borrower_name)}: loan {line.id}"
             + (f", ends {_when(line.until_ms)}" if line.until_ms else "")
         )
@@ -265,8 +301,14 @@ def loans(
         bool, typer.Option("--watch", help="Keep the list live (Ctrl-C ends).")
     ] = False,
     json_: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+    files: Annotated[
+        bool, typer.Option("--files", help="Each file of folder loans too (held, fetching, ...).")
+    ] = False,
 ) -> None:
     """The ledger: every loan in the mesh, as this node knows it by gossip.
+
+    A folder loan (`mesh lend DIR`, or a pattern) is one line, with its files held of all;
+    `--files` lists its files, each with its state on the borrower.
 
     States: waiting for the borrower (it has not answered yet: offline, say), awaiting
     acceptance, fetching (with progress), held, refused (over the borrower's quota or free
@@ -283,7 +325,7 @@ def loans(
     """
     with _ctx(ctx).daemon() as daemon:
         if not watch:
-            lines = daemon.loans(mine)
+            lines = daemon.loans(mine, files)
             if json_:
                 print_json([_loan_json(x) for x in lines])
             else:
@@ -291,7 +333,7 @@ def loans(
             return
         try:
             while True:
-                lines = daemon.loans(mine)
+                lines = daemon.loans(mine, files)
                 if interactive():
                     typer.echo("\x1b[2J\x1b[H", nl=False)
                 if json_:
@@ -315,15 +357,20 @@ def borrow(
         str | None, typer.Option("--for", help="How long: 90s, 10m, 2h, 3d, 1w.")
     ] = None,
 ) -> None:
-    """Ask another member to lend you a file. It is lent at once, or once its owner runs
-    `mesh approve` (if that node asks first).
+    """Ask another member to lend you a file, a folder (ending in /) or what a pattern
+    matches, as one loan. It is lent at once, or once its owner runs `mesh approve` (if
+    that node asks first).
 
     \b
     Examples:
       mesh borrow tower:Movies/heat.mkv
+      mesh borrow "tower:Movies/Season 1/"
+      mesh borrow "tower:Movies/Season 1/*.mkv"
       mesh borrow tower:Docs/tax.pdf --for 2d
     """
     node, sep, path = what.partition(":")
+    if sep and node and path and "/" not in path:
+        path += "/"  # a library's name alone: the whole library
     if not sep or not node or "/" not in path:
         raise InvalidArgumentError(f"{what!r} is not NODE:LIBRARY/PATH, e.g. tower:Movies/heat.mkv")
     duration_ms = int(parse_duration(for_) * 1000) if for_ else 0

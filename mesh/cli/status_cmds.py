@@ -175,9 +175,10 @@ def _loans(frame: Frame, rates: Rates) -> list[str]:
             progress = human_size(line.size)
         else:
             progress = safe(line.reason)[:44] if line.reason else ""
+        files = f" ({line.files_done}/{line.files} files)" if line.folder else ""
         lines.append(
             f"{line.id:<9} {way:<4} {safe(peer):<12} {line.phase[:10]:<10} {progress:<44} "
-            f"{safe(line.library)}/{safe(line.path)}"
+            f"{safe(line.library)}/{safe(line.path)}{files}"
         )
     return lines
 
@@ -209,6 +210,9 @@ def as_json(frame: Frame, rates: Rates) -> dict[str, object]:
                     "until_ms": line.until_ms or None,
                     "reason": line.reason or None,
                     "peer_silent_since_ms": line.silent_since_ms or None,
+                    "folder": line.folder,
+                    "files": line.files,
+                    "files_done": line.files_done,
                 }
             )
     return {

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mesh.core import folders
 from mesh.core.errors import InvalidArgumentError, NotFoundError
 from mesh.core.ids import NodeId
 from mesh.core.records import Binding, BindingEnd, Content, LoanState, LoanStatus, key_of
@@ -87,11 +88,32 @@ class Loan:
         return self.binding.content.size
 
     @property
+    def folder(self) -> bool:
+        return self.binding.folder
+
+    @property
+    def files(self) -> int:
+        return self.binding.files if self.binding.folder else 1
+
+    @property
     def bytes_done(self) -> int:
         if self.phase is Phase.HELD:
             return self.size
         if self.status is not None and self.status.hash == self.binding.content.hash:
             return self.status.bytes_done
+        if self.binding.folder and self.status is not None and self.open:
+            # A folder changed since the status: what it holds mostly still counts.
+            return min(self.status.bytes_done, self.size)
+        return 0
+
+    @property
+    def files_done(self) -> int:
+        if self.phase is Phase.HELD:
+            return self.files
+        if not self.binding.folder:
+            return 0
+        if self.status is not None and self.open:
+            return min(self.status.files_done, self.files)
         return 0
 
     @property
@@ -238,15 +260,22 @@ def pick(loans: Iterable[Loan], what: str) -> Loan:
     by_id = [loan for loan in candidates if loan.id.startswith(needle)]
     if by_id:
         return _one(by_id, what)
-    by_path = [
-        loan
-        for loan in candidates
-        if what in (loan.path, f"{loan.library}/{loan.path}", loan.path.rsplit("/", 1)[-1])
-    ]
+    by_path = [loan for loan in candidates if what in _names(loan)]
     if by_path:
         open_ones = [loan for loan in by_path if loan.open]
         return _one(open_ones or by_path, what)
     raise NotFoundError(f"no loan {what!r}; `mesh loans` lists them")
+
+
+def _names(loan: Loan) -> tuple[str, ...]:
+    """What a user may call a loan by: its path, with or without its library, or the
+    file's name; a folder loan by its folder as shown ('Season 1/', 'Season 1')."""
+    paths = [loan.path]
+    if loan.folder:
+        shown = folders.shown(loan.path)
+        paths += [shown, shown.rstrip("/")] if shown != "/" else [loan.library]
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in paths if p]
+    return (*paths, *(f"{loan.library}/{p}" for p in paths), *names)
 
 
 def _one(found: Sequence[Loan], what: str) -> Loan:

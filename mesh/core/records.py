@@ -31,6 +31,7 @@ class Kind(enum.IntEnum):
     REMOVAL = 8
     ADDRESSES = 9
     VECTOR = 10
+    MANIFEST_PAGE = 11
 
 
 # The kinds that grant something carry the origin's signature; the rest are trusted as far
@@ -64,7 +65,13 @@ class BindingEnd(enum.IntEnum):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Binding:
-    """The origin (lender) lends `content` at (library, path) to `borrower`."""
+    """The origin (lender) lends `content` at (library, path) to `borrower`.
+
+    A folder loan (`folder`) lends what the pattern `path` matches (core/folders.py): its
+    `content` is (manifest digest, total bytes, manifest digest), and `pages` are the
+    SHA-256 of each page of the manifest that names every file it lends. The signature
+    over the binding covers those hashes, so it covers every file the loan brings.
+    """
 
     borrower: NodeId
     library: str
@@ -73,6 +80,9 @@ class Binding:
     until_ms: int = 0  # 0: no end time
     ended: BindingEnd = BindingEnd.NONE
     created_ms: int = 0
+    folder: bool = False
+    pages: tuple[bytes, ...] = ()
+    files: int = 0
 
 
 class LoanState(enum.IntEnum):
@@ -100,6 +110,29 @@ class LoanStatus:
     bytes_done: int = 0
     reason: str = ""
     updated_ms: int = 0
+    files_done: int = 0  # a folder loan: how many of its files are held
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ManifestFile:
+    """One file a folder loan lends: its path in the library and its content."""
+
+    path: str
+    size: int
+    hash: bytes
+    chunk_root: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ManifestPage:
+    """A page of the manifest of the origin's (lender's) folder loan of (library, path)
+    to `borrower`. Not signed itself: the binding names its hash."""
+
+    borrower: NodeId
+    library: str
+    path: str
+    index: int
+    files: tuple[ManifestFile, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -171,6 +204,7 @@ Record = (
     | Removal
     | Addresses
     | VectorRecord
+    | ManifestPage
 )
 
 KIND_OF: dict[type, Kind] = {
@@ -184,6 +218,7 @@ KIND_OF: dict[type, Kind] = {
     Removal: Kind.REMOVAL,
     Addresses: Kind.ADDRESSES,
     VectorRecord: Kind.VECTOR,
+    ManifestPage: Kind.MANIFEST_PAGE,
 }
 
 
@@ -263,6 +298,13 @@ def key_of(origin: NodeId, record: Record) -> bytes:
             parts = [record.node_id.raw]
         case Removal():
             parts = [record.node_id.raw]
+        case ManifestPage():
+            parts = [
+                record.borrower.raw,
+                record.library,
+                record.path,
+                struct.pack(">I", record.index),
+            ]
         case Addresses() | VectorRecord():
             parts = []
     head = struct.pack(">B", kind_of(record)) + origin.raw
@@ -280,6 +322,8 @@ def check(origin: NodeId, record: Record) -> None:
             raise ProtocolError("a borrow request asks its own writer")
         case Denial() if record.borrower == origin:
             raise ProtocolError("a denial answers its own writer")
+        case ManifestPage() if record.borrower == origin:
+            raise ProtocolError("a manifest page lends to its own lender")
         case Removal() if record.node_id == origin:
             raise ProtocolError("a node cannot remove itself by its own record")
         case _:

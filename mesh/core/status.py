@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 
 
@@ -116,6 +117,11 @@ class LoanLine:
     silent_since_ms: int = 0
     silent_name: str = ""  # which side that is
     kept: str = ""  # "pinned" or "cached": kept by the borrower for the mount (issue 21)
+    # A folder loan: `path` is its pattern as users see it ('Season 1/', '*.mkv').
+    folder: bool = False
+    files: int = 1
+    files_done: int = 0
+    file_list: tuple[FileProgress, ...] = ()  # a folder loan's files, when asked for
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -46,6 +46,8 @@ _WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after thi
 SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
 _HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this often
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
+_QUICK_PASS_S = 0.005  # a pass quicker than this runs again at once when something changes
+_FOLDER_PULLS = 32  # files of one folder loan pulled at once
 
 
 class AgentHost(PullHost, Protocol):
@@ -73,6 +75,11 @@ class Agent:
         self._next_check = 0.0
         self._watch: BorrowedWatch | None = None
         self._noting: set[asyncio.Task[None]] = set()
+        # Which pass each pull that ended well ended in: a plan made before its copy was
+        # recorded still lists it as missing, and must not start it again (a folder's
+        # files end many to a second, so that would happen often).
+        self._passes = 0
+        self._held_in: dict[bytes, int] = {}
 
     def progress(self, key: bytes) -> int | None:
         """Bytes verified so far of the running pull of a loan, if one runs."""
@@ -112,9 +119,17 @@ class Agent:
                     if time.monotonic() >= self._next_check:
                         self._next_check = time.monotonic() + self._host.settings.check_interval_s
                         await self._check()
+                    began = time.monotonic()
                     await self._pass()
+                    took = time.monotonic() - began
                 except Exception:  # a bug must not stop lending for good
                     log.exception("the lending agent's pass failed; trying again")
+                    took = 0.0
+                if self._pulls and took > _QUICK_PASS_S:
+                    # A pass over many loans or a big folder costs the store thread; the
+                    # pulls ending meanwhile wait for the next one together, so passes
+                    # take at most about half of it.
+                    await asyncio.sleep(min(took, _TICK_S))
                 # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a
                 # cancellation that arrives as the wait ends, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):
@@ -136,14 +151,23 @@ class Agent:
 
     async def _pass(self) -> None:
         s, lending = self._host.settings, self._host.lending
+        self._passes += 1
+        this_pass = self._passes
+        self._held_in = {k: n for k, n in self._held_in.items() if n >= this_pass - 1}
+        # (A pull that ended in the last pass is known to this pass's plan: it is dropped
+        # one pass later.)
         todo: Plan = await self._host.store(
             plan,
             lending,
             now_ms(),
             borrow_ask_first=s.borrow_ask_first,
             lend_ask_first=s.lend_ask_first,
+            quota=s.quota,
+            reserve=s.reserve,
+            free_bytes=self._host.borrowed.free_bytes,
+            progress_ms=int(s.progress_interval_s * 1000),
         )
-        wanted = {lent.key for lent in todo.fetch}
+        wanted = {lent.key for lent in todo.fetch} | todo.pulling
         for key in [k for k in self._pulls if k not in wanted]:
             await self._stop(key)  # its loan ended, or it is held now
         for key in [k for k in self._waiting if k not in wanted]:
@@ -173,6 +197,10 @@ class Agent:
                 lent.binding.path,
                 lending.name_of(lent.lender),
             )
+        by_folder: dict[bytes, int] = {}
+        for _, puller in self._pulls.values():
+            if puller.lent.folder_key:
+                by_folder[puller.lent.folder_key] = by_folder.get(puller.lent.folder_key, 0) + 1
         for lent in todo.fetch:
             running = self._pulls.get(lent.key)
             if running is not None and running[1].lent.binding.content != lent.binding.content:
@@ -182,10 +210,18 @@ class Agent:
                 self._waiting.pop(lent.key, None)
             elif running is not None:
                 continue
+            if running is None and self._held_in.get(lent.key) == this_pass:
+                continue  # ended well after this pass's plan was made: it is held
+            # A folder's files are pulled a few at a time: each pull's round trips
+            # overlap the others', and the next starts as one ends.
+            if lent.folder_key and by_folder.get(lent.folder_key, 0) >= _FOLDER_PULLS:
+                continue
             waiting = self._waiting.get(lent.key)
             if waiting is not None and not await self._cleared(lent, waiting):
                 continue
             self._waiting.pop(lent.key, None)
+            if lent.folder_key:
+                by_folder[lent.folder_key] = by_folder.get(lent.folder_key, 0) + 1
             self._start(lent)
 
     def _ask(self, lent: Lent) -> bool:
@@ -259,6 +295,7 @@ class Agent:
         if exc is None and task.result():
             self._waiting.pop(key, None)
             self._backoffs.pop(key, None)
+            self._held_in[key] = self._passes
         else:
             self._wait_for(lent, puller)
         self._host.changes.bump()  # replan now: a held copy or a wait changed

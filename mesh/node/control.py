@@ -115,14 +115,14 @@ class ControlHandlers:
 
         return await self._d.store(work)
 
-    async def loans(self, mine: bool) -> list[LoanLine]:
+    async def loans(self, mine: bool, files: bool = False) -> list[LoanLine]:
         d = self._d
         lending, agent, me = d.lending, d.agent, d.node_id
 
         def work() -> tuple[list[tuple[bytes, bool, LoanLine]], dict[NodeId, int]]:
             seen = {node: ms for node, (_h, _p, ms) in d.local.addresses.last_seen().items()}
             return [
-                (lending.key_of_loan(loan), loan.open, lending.line(loan))
+                (lending.key_of_loan(loan), loan.open, lending.line(loan, files=files))
                 for loan in lending.ledger(now_ms(), mine=mine)
             ], seen
 

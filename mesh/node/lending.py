@@ -16,9 +16,11 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from mesh.core import folders
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
 from mesh.core.errors import InvalidArgumentError, MeshError, NotFoundError
+from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 from mesh.core.loans import (
     Loan,
@@ -39,9 +41,12 @@ from mesh.core.records import (
     LibraryRecord,
     LoanState,
     LoanStatus,
+    ManifestFile,
+    ManifestPage,
     key_of,
 )
 from mesh.core.status import LoanLine, RequestLine
+from mesh.node.folders import Manifests, folder_binding, manifest_files
 from mesh.node.local import LocalNode
 from mesh.store.loans import LoanBook
 from mesh.wire import records as wire_records
@@ -56,10 +61,43 @@ class Lent:
     lender: NodeId
     binding: Binding
     envelope: Envelope
+    # A file of a folder loan: the folder binding's key (`binding` is then the file's
+    # share of it, made here: path and content from the lender's signed manifest).
+    folder_key: bytes = b""
 
     @property
     def key(self) -> bytes:
+        if self.folder_key:
+            return member_key(self.folder_key, self.binding.path)
         return binding_key(self.lender, self.binding)
+
+    def member(self, file: ManifestFile, folder_key: bytes = b"") -> Lent:
+        """The loan of one file of this folder loan (`folder_key`: its key, if known)."""
+        b = self.binding
+        binding = Binding(
+            borrower=b.borrower,
+            library=b.library,
+            path=file.path,
+            content=Content(hash=file.hash, size=file.size, chunk_root=file.chunk_root),
+            until_ms=b.until_ms,
+            ended=b.ended,
+            created_ms=b.created_ms,
+        )
+        return Lent(
+            lender=self.lender,
+            binding=binding,
+            envelope=self.envelope,
+            folder_key=folder_key or self.key,
+        )
+
+
+def member_key(folder_key: bytes, path: str) -> bytes:
+    """The key of a folder loan's file in the loan book (copies, pulls): the folder's
+    key, a separator no binding key has there, and the path."""
+    return folder_key + MEMBER_SEPARATOR + path.encode()
+
+
+MEMBER_SEPARATOR = b"\0/"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -77,6 +115,10 @@ class Lending:
     def __init__(self, local: LocalNode) -> None:
         self.local = local
         self.book = LoanBook(local.db)
+        self.manifests = Manifests(local)
+        # Where each file of this node's folder loans stands, by folder key then path;
+        # written by the pulls (Puller._write_status), summed into the folder's status.
+        self.folder_files: dict[bytes, dict[str, FileProgress]] = {}
         # Bytes reserved by the pulls in progress, by binding key (see Puller._policy).
         self.pulling: dict[bytes, int] = {}
 
@@ -129,7 +171,7 @@ class Lending:
     def key_of_loan(loan: Loan) -> bytes:
         return binding_key(loan.lender, loan.binding)
 
-    def line(self, loan: Loan) -> LoanLine:
+    def line(self, loan: Loan, *, files: bool = False) -> LoanLine:
         status = loan.status
         return LoanLine(
             id=loan.id,
@@ -138,7 +180,7 @@ class Lending:
             borrower=loan.borrower,
             borrower_name=self.name_of(loan.borrower),
             library=loan.library,
-            path=loan.path,
+            path=folders.shown(loan.path) if loan.folder else loan.path,
             size=loan.size,
             hash=loan.binding.content.hash,
             phase=loan.phase.value,
@@ -147,7 +189,35 @@ class Lending:
             reason=loan.reason if loan.phase is not Phase.HELD else "",
             created_ms=loan.binding.created_ms,
             updated_ms=status.updated_ms if status is not None else 0,
+            folder=loan.folder,
+            files=loan.files,
+            files_done=loan.files_done,
+            file_list=self.file_progress(loan) if files and loan.folder else (),
         )
+
+    def file_progress(self, loan: Loan) -> tuple[FileProgress, ...]:
+        """Each file of a folder loan as this node knows it: on the borrower, held or how
+        far its pull got; elsewhere 'lent' (or 'held' while the whole loan is held)."""
+        manifest = self.manifests.of(loan.lender, loan.binding)
+        if manifest is None:
+            return ()
+        key = binding_key(loan.lender, loan.binding)
+        if loan.borrower != self.local.node_id:
+            state = "held" if loan.phase is Phase.HELD else "lent"
+            return tuple(
+                FileProgress(path=f.path, size=f.size, state=state) for f in manifest.files
+            )
+        pulling = self.folder_files.get(key, {})
+        out = []
+        for f in manifest.files:
+            copy = self.book.copy(member_key(key, f.path))
+            if copy is not None and copy.hash == f.hash:
+                out.append(FileProgress(path=f.path, size=f.size, state="held"))
+            else:
+                out.append(
+                    pulling.get(f.path) or FileProgress(path=f.path, size=f.size, state="waiting")
+                )
+        return tuple(out)
 
     def request_line(self, request: Request) -> RequestLine:
         r = request.request
@@ -166,16 +236,42 @@ class Lending:
 
     # -- the lender's commands -----------------------------------------------------------
 
+    def _resolve(self, path: str) -> tuple[str, str, str]:
+        """What `path` names in this node's libraries: (library, relative path, what),
+        `what` being "file", "folder" (rel '' for a whole library) or "pattern"."""
+        on_disk = os.path.isabs(path)
+        pattern = folders.is_pattern(path) and not (on_disk and os.path.lexists(path))
+        if on_disk and not pattern and not os.path.lexists(path):
+            raise NotFoundError(f"{path}: no such file")
+        if on_disk and not pattern and os.path.isdir(path):
+            path = path.rstrip("/") + "/"
+        for library in self.local.index.libraries():
+            root = library.root.rstrip("/") + "/"
+            if path.startswith(root) or path == root:
+                rel, name = path[len(root) :], library.name
+                break
+        else:
+            name, _, rel = path.partition("/")
+            if name not in {lib.name for lib in self.local.index.libraries()}:
+                raise NotFoundError(
+                    f"{path} is not in a shared folder; share it first (`mesh share DIR`)"
+                )
+        if pattern:
+            return name, folders.check_pattern(rel), "pattern"
+        if not rel or rel.endswith("/"):
+            return name, rel.rstrip("/"), "folder"
+        if self.local.index.entry(name, rel) is None and any(
+            e.entry.path.startswith(rel + "/") for e in self.local.index.entries(libraries=[name])
+        ):
+            return name, rel, "folder"
+        return name, rel, "file"
+
     def _own_file(self, path: str) -> LibraryEntry:
         """The entry of this node's libraries that `path` names: an absolute path under a
         shared folder, or LIBRARY/PATH."""
         on_disk = os.path.isabs(path)
         if on_disk and not os.path.lexists(path):
             raise NotFoundError(f"{path}: no such file")
-        if on_disk and os.path.isdir(path):
-            raise InvalidArgumentError(
-                f"{path} is a folder; mesh lends files, one `mesh lend` for each"
-            )
         for library in self.local.index.libraries():
             root = library.root.rstrip("/") + "/"
             if path.startswith(root):
@@ -207,12 +303,88 @@ class Lending:
         return binding
 
     def lend(self, path: str, to: str, until_ms: int, now_ms: int) -> Loan:
-        entry = self._own_file(path)
+        """Lend a file, a folder (every file under it, as one loan) or what a pattern
+        matches in one library (as one loan)."""
+        library, rel, what = self._resolve(path)
         borrower = self.local.member_named(to)
         if borrower == self.local.node_id:
             raise InvalidArgumentError("a node cannot lend to itself")
-        binding = self._write_binding(entry, borrower, until_ms, now_ms)
+        if what == "file":
+            entry = self._own_file(path)
+            binding = self._write_binding(entry, borrower, until_ms, now_ms)
+        else:
+            binding = self._lend_folder(library, rel, what, borrower, until_ms, now_ms)
         return make_loan(self.local.node_id, binding, None, now_ms)
+
+    def _lend_folder(
+        self, library: str, rel: str, what: str, borrower: NodeId, until_ms: int, now_ms: int
+    ) -> Binding:
+        pattern = rel if what == "pattern" else folders.folder_pattern(rel)
+        files = manifest_files(self.local, library, pattern)
+        if not files and what == "pattern":
+            raise NotFoundError(f"{library}/{rel} matches no indexed file")
+        if (
+            not files
+            and rel
+            and not any(
+                e.entry.path.startswith(rel + "/")
+                for e in self.local.index.entries(libraries=[library], include_deleted=True)
+            )
+        ):
+            raise NotFoundError(
+                f"{library}/{rel}/ holds no indexed file; run `mesh scan {shlex.quote(library)}`"
+            )
+        return folder_binding(
+            self.local,
+            borrower=borrower,
+            library=library,
+            pattern=pattern,
+            files=files,
+            until_ms=until_ms,
+            created_ms=now_ms,
+        )
+
+    def refresh_folders(self, now_ms: int) -> None:
+        """Write this node's active folder bindings again where their folder changed: the
+        manifest's changed pages, then the binding, re-signed."""
+        me = self.local.node_id
+        mine = [
+            lent
+            for lent in self.bindings()
+            if lent.lender == me and lent.binding.folder and active(lent.binding, now_ms)
+        ]
+        changed = {
+            lib
+            for lib in {lent.binding.library for lent in mine}
+            if self.manifests.library_changed(lib)
+        }
+        for lent in mine:
+            b = lent.binding
+            if b.library not in changed:
+                continue
+            files = manifest_files(self.local, b.library, b.path)
+            hashes_now = [
+                folders.page_hash(
+                    wire_records.encode(
+                        ManifestPage(
+                            borrower=b.borrower, library=b.library, path=b.path, index=i, files=p
+                        )
+                    )[1]
+                )
+                for i, p in enumerate(folders.paginate(files))
+            ]
+            if tuple(hashes_now) == b.pages:
+                continue
+            folder_binding(
+                self.local,
+                borrower=b.borrower,
+                library=b.library,
+                pattern=b.path,
+                files=files,
+                until_ms=b.until_ms,
+                created_ms=b.created_ms,
+                old=b,
+            )
 
     def recall(self, what: str, now_ms: int) -> Loan:
         me = self.local.node_id
@@ -265,9 +437,11 @@ class Lending:
         *,
         bytes_done: int = 0,
         reason: str = "",
+        files_done: int = 0,
     ) -> None:
         self.local.replica.write(
             LoanStatus(
+                files_done=files_done,
                 lender=lender,
                 library=binding.library,
                 path=binding.path,
@@ -307,9 +481,16 @@ class Lending:
             (e.library, e.path) for e in (i.entry for i in self.local.browse(node)) if not e.deleted
         }
         if (library, rel) not in known:
-            raise NotFoundError(
-                f"{node} shares no {path!r} as far as this node knows; `mesh ls --node {node}`"
-            )
+            # A folder ('Movies/Season 1/', 'Movies/') or a pattern ('Movies/*.mkv'): the
+            # lender lends what it matches there, as one loan.
+            if folders.is_pattern(rel):
+                rel = folders.check_pattern(rel)
+            else:
+                rel = folders.folder_pattern(rel)
+            if not any(lib == library and folders.matches(rel, p) for lib, p in known):
+                raise NotFoundError(
+                    f"{node} shares no {path!r} as far as this node knows; `mesh ls --node {node}`"
+                )
         request = BorrowRequest(
             lender=lender, library=library, path=rel, duration_ms=duration_ms, created_ms=now_ms
         )
@@ -399,13 +580,23 @@ class Lending:
 
     def _answer(self, request: Request, approve: bool, reason: str, now_ms: int) -> None:
         r = request.request
+        until = now_ms + r.duration_ms if r.duration_ms else 0
+        if (
+            approve
+            and folders.is_pattern(r.path)
+            and self.local.index.entry(r.library, r.path) is None
+        ):
+            try:
+                self._lend_folder(r.library, r.path, "pattern", request.borrower, until, now_ms)
+                return
+            except MeshError as exc:
+                approve, reason = False, str(exc)
         if approve:
             try:
                 entry = self._own_file(f"{r.library}/{r.path}")
             except NotFoundError as exc:
                 approve, reason = False, str(exc)
         if approve:
-            until = now_ms + r.duration_ms if r.duration_ms else 0
             self._write_binding(entry, request.borrower, until, now_ms)
         else:
             self.local.replica.write(
@@ -429,16 +620,19 @@ class Lending:
         offered: Envelope | None,
     ) -> Lent | None:
         """The active binding that lends `content_hash` from `lender` to `requester`: from
-        the records, or the signed one the request carried (checked here)."""
+        the records, or the signed one the request carried (checked here). For a folder
+        loan, the file's share of it, found in the lender's signed manifest."""
         for lent in self.bindings():
             b = lent.binding
-            if (
-                lent.lender == lender
-                and b.borrower == requester
-                and b.content.hash == content_hash
-                and active(b, now_ms)
-            ):
+            if lent.lender != lender or b.borrower != requester or not active(b, now_ms):
+                continue
+            if not b.folder and b.content.hash == content_hash:
                 return lent
+            if b.folder:
+                manifest = self.manifests.of(lender, b)
+                file = manifest.by_hash.get(content_hash) if manifest is not None else None
+                if file is not None:
+                    return lent.member(file)
         if offered is None or offered.kind is not Kind.BINDING or offered.origin != lender:
             return None
         if not self.local.replica.signed_by_member(offered):
@@ -446,6 +640,7 @@ class Lending:
         record = wire_records.decode(offered.kind, offered.body)
         if (
             isinstance(record, Binding)
+            and not record.folder  # its manifest pages would be needed too
             and record.borrower == requester
             and record.content.hash == content_hash
             and active(record, now_ms)
@@ -518,7 +713,23 @@ class Lending:
             b = other.binding
             if other.lender != lent.lender or b.borrower in found:
                 continue
-            if b.borrower == self.local.node_id or b.content.hash != content:
+            if b.borrower == self.local.node_id:
+                continue
+            if b.folder:
+                # A borrower that holds all of a folder loan whose signed manifest names
+                # this content holds this content.
+                status = self.status_of(other)
+                if status is None or status.state is not LoanState.HELD:
+                    continue
+                manifest = self.manifests.of(other.lender, b)
+                if (
+                    status.hash == b.content.hash
+                    and manifest is not None
+                    and content in manifest.by_hash
+                ):
+                    found.append(b.borrower)
+                continue
+            if b.content.hash != content:
                 continue
             status = self.status_of(other)
             if status is not None and status.state is LoanState.HELD and status.hash == content:

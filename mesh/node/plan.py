@@ -6,12 +6,14 @@ date). Runs on the store thread; node/agent.py acts on it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mesh.core.entries import LibraryEntry
 from mesh.core.loans import Want, borrower_wants
 from mesh.core.records import Binding, BindingEnd, LoanState, LoanStatus, key_of
-from mesh.node.lending import Lending, Lent, active, content_of
+from mesh.node.folder_plan import FolderPolicy, plan_folder
+from mesh.node.lending import MEMBER_SEPARATOR, Lending, Lent, active, content_of
 from mesh.store.loans import Copy
 from mesh.wire import records as wire_records
 
@@ -27,27 +29,64 @@ class Plan:
     given_back: list[Lent] = dataclasses.field(default_factory=list)
     # Not held, and the lender deleted the file: no pull until its entry is back.
     source_gone: list[Lent] = dataclasses.field(default_factory=list)
+    # Files of folder loans still to pull beyond those listed in `fetch`: their pulls,
+    # if any run, are wanted too.
+    pulling: set[bytes] = dataclasses.field(default_factory=set)
 
 
-def plan(lending: Lending, now_ms: int, *, borrow_ask_first: bool, lend_ask_first: bool) -> Plan:
-    """Bring the lender's side up to date (rewrite bindings of changed files, answer
-    borrow requests when no one needs to be asked), and say what the borrower's side
-    should do."""
+def plan(
+    lending: Lending,
+    now_ms: int,
+    *,
+    borrow_ask_first: bool,
+    lend_ask_first: bool,
+    quota: int = 0,
+    reserve: int = 0,
+    free_bytes: Callable[[], int] | None = None,
+    progress_ms: int = 1000,
+) -> Plan:
+    """Bring the lender's side up to date (rewrite bindings of changed files and
+    folders, answer borrow requests when no one needs to be asked), and say what the
+    borrower's side should do."""
     me = lending.local.node_id
     _refresh_lent_content(lending, now_ms)
+    lending.refresh_folders(now_ms)
     lending.answer_pending(now_ms, ask_first=lend_ask_first)
     copies = {c.binding_key: c for c in lending.book.copies()}
+    folder_copies = _by_folder(lending, copies, me)
+    policy = FolderPolicy(
+        quota=quota,
+        reserve=reserve,
+        free_bytes=free_bytes or (lambda: 1 << 62),
+        progress_ms=progress_ms,
+    )
     fetch: list[Lent] = []
     ask: list[Lent] = []
     given_back: list[Lent] = []
     source_gone: list[Lent] = []
     remove: list[tuple[Copy, LoanState, str]] = []
     wanted: set[bytes] = set()
+    pulling: set[bytes] = set()
     for lent in lending.bindings():
         if lent.binding.borrower != me:
             continue
         status = lending.status_of(lent)
         want = borrower_wants(lent.binding, status, now_ms, ask_first=borrow_ask_first)
+        mine = folder_copies.get(lent.key, {}) if lent.binding.folder else {}
+        if lent.binding.folder and want is Want.COPY:
+            todo = plan_folder(lending, lent, status, mine, now_ms, policy)
+            fetch += todo.fetch
+            wanted |= todo.keep
+            if todo.fetch:
+                pulling |= todo.more
+            continue
+        if lent.binding.folder and want is not Want.COPY and mine:
+            # The loan ended: the whole copy goes, file by file; the folder's status says
+            # so once none is left.
+            state, why = end_state(lent.binding, status, now_ms)
+            remove += [(copy, state, why) for copy in mine.values()]
+            wanted |= mine.keys()
+            continue
         if want is Want.COPY:
             wanted.add(lent.key)
             copy = copies.get(lent.key)
@@ -91,8 +130,36 @@ def plan(lending: Lending, now_ms: int, *, borrow_ask_first: bool, lend_ask_firs
                 lending.write_status(lent.lender, lent.binding, state, now_ms, reason=why)
     for key, copy in copies.items():
         if key not in wanted:  # its binding is gone (its lender was removed, say)
-            remove.append((copy, LoanState.REMOVED, "the loan no longer exists"))
-    return Plan(fetch=fetch, remove=remove, ask=ask, given_back=given_back, source_gone=source_gone)
+            why = "the loan no longer exists"
+            if any(key in files for files in folder_copies.values()):
+                why = "no longer in the lent folder"
+            remove.append((copy, LoanState.REMOVED, why))
+    return Plan(
+        fetch=fetch,
+        remove=remove,
+        ask=ask,
+        given_back=given_back,
+        source_gone=source_gone,
+        pulling=pulling,
+    )
+
+
+def _by_folder(
+    lending: Lending, copies: dict[bytes, Copy], me: object
+) -> dict[bytes, dict[bytes, Copy]]:
+    """The copies of each folder loan this node borrows, by folder key."""
+    folder_keys = {
+        lent.key
+        for lent in lending.bindings()
+        if lent.binding.folder and lent.binding.borrower == me
+    }
+    out: dict[bytes, dict[bytes, Copy]] = {}
+    for key, copy in copies.items():
+        # A path has no NUL: the last separator is the member's.
+        cut = key.rfind(MEMBER_SEPARATOR)
+        if cut > 0 and key[:cut] in folder_keys:
+            out.setdefault(key[:cut], {})[key] = copy
+    return out
 
 
 def _source_deleted(lending: Lending, lent: Lent) -> bool:
@@ -113,7 +180,7 @@ def _refresh_lent_content(lending: Lending, now_ms: int) -> None:
     me = lending.local.node_id
     for lent in lending.bindings():
         b = lent.binding
-        if lent.lender != me or not active(b, now_ms):
+        if lent.lender != me or b.folder or not active(b, now_ms):
             continue
         entry = lending.local.index.entry(b.library, b.path)  # indexed: one row per loan
         if entry is None or entry.hash == b.content.hash:

@@ -33,6 +33,7 @@ import xxhash
 from mesh.config import Settings
 from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count, chunk_span
 from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
+from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 from mesh.core.loans import NOT_ENOUGH_SPACE, refusal
 from mesh.core.pull_plan import PullPlan, Run
@@ -55,6 +56,10 @@ _WRITES_IN_FLIGHT = 2  # chunks received and still being verified and written, p
 _RUNS_AT_ONCE = 2  # runs asked of one source at a time: the next while the last one ends
 _LOOKAHEAD = 4  # chunks left in a run when the next one is asked for
 _CHECKPOINT_S = 0.1  # at most this often the verified set is saved
+# A folder loan's files up to this size keep no checkpoint: a kill costs at most this much
+# again, and a folder of many small files would otherwise spend its time in the store's
+# commits (three per file) rather than on the wire.
+_UNCHECKED_BYTES = 4 * CHUNK_SIZE
 
 
 class PullHost(Protocol):
@@ -108,6 +113,7 @@ class Puller:
         self._checkpoint: asyncio.Future[None] | None = None
         self._note = ""
         self._staging_name = staging_name(lent.key)
+        self._checkpoints = not (lent.folder_key and lent.binding.content.size <= _UNCHECKED_BYTES)
         # Why the last run stopped short, for the agent to know what to wait for.
         self.needs_space = False
         # Set by _pull_from for the duration of a pull:
@@ -162,6 +168,18 @@ class Puller:
         if state is LoanState.FETCHING and not reason:
             reason = self._note  # a dropped source stays named while the pull goes on
         lent = self.lent
+        if lent.folder_key:
+            # A file of a folder loan: the folder has one status, summed over its files
+            # by the agent's plan (node/folder_plan.py), not one record per file.
+            files = self._host.lending.folder_files.setdefault(lent.folder_key, {})
+            files[lent.binding.path] = FileProgress(
+                path=lent.binding.path,
+                size=lent.binding.content.size,
+                state=state.name.lower(),
+                bytes_done=self.bytes_done,
+                reason=reason,
+            )
+            return
         self._host.lending.write_status(
             lent.lender,
             lent.binding,
@@ -256,7 +274,8 @@ class Puller:
             for source, n in sorted(self._served.items(), key=lambda kv: -kv[1])
             if n
         )
-        log.info(
+        log.log(
+            logging.DEBUG if self.lent.folder_key else logging.INFO,
             "pulled %s: %.1f MB in %.2f s (%.1f MB/s) from %s",
             self.lent.binding.path,
             nbytes / 1e6,
@@ -309,7 +328,8 @@ class Puller:
                 raise failed.exceptions[0] from None
             await self._settle_checkpoint()
             if self._plan.done and self._hashes is not None:
-                await self._save()
+                if self._checkpoints:
+                    await self._save()
                 loop = asyncio.get_running_loop()
                 self._hashed = await loop.run_in_executor(self._writer, self._whole.digest)
                 return self._hashes
@@ -402,13 +422,26 @@ class Puller:
         if channel is None:
             raise PeerUnavailableError("not reachable")
         timeout = self._host.settings.handshake_timeout_s * 2
-        manifest = await channel.manifest(
-            ManifestRequest(hash=content.hash, lender=lent.lender, binding=lent.envelope), timeout
-        )
+        if 0 < content.size <= CHUNK_SIZE and xxhash.xxh3_128_digest(content.hash) == (
+            content.chunk_root
+        ):
+            # One chunk: its hash is the file's, and the chunk root is the hash of that,
+            # so the chunk list is known without asking (a round trip per small file).
+            manifest = Manifest(
+                hash=content.hash,
+                size=content.size,
+                chunk_size=CHUNK_SIZE,
+                chunk_hashes=content.hash,
+            )
+        else:
+            manifest = await channel.manifest(
+                ManifestRequest(hash=content.hash, lender=lent.lender, binding=lent.envelope),
+                timeout,
+            )
         _check_manifest(manifest, lent)
         if self._hashes is None:
             self._hashes = manifest.chunk_hashes
-            if self._pull is None:
+            if self._pull is None and self._checkpoints:
                 self._pull = Pull(
                     binding_key=lent.key,
                     staging=self._staging_name,
@@ -483,7 +516,7 @@ class Puller:
         self._served[source] = self._served.get(source, 0) + size
         now = time.monotonic()
         interval = self._host.settings.progress_interval_s
-        if now - self._last_saved < min(interval, _CHECKPOINT_S):
+        if not self._checkpoints or now - self._last_saved < min(interval, _CHECKPOINT_S):
             return
         if self._checkpoint is None or self._checkpoint.done():
             # In the background: the chunks keep coming while the disk catches up. The
@@ -588,7 +621,13 @@ class Puller:
         await asyncio.to_thread(host.borrowed.discard, self._staging_name)
         self.bytes_done = lent.binding.content.size
         await self._status(LoanState.HELD)
-        log.info("holding %s from %s", "/".join(parts[1:]), lender_name)
+        # A folder's files are many: the folder's line in the ledger says how far it got.
+        log.log(
+            logging.DEBUG if lent.folder_key else logging.INFO,
+            "holding %s from %s",
+            "/".join(parts[1:]),
+            lender_name,
+        )
         return True
 
 

@@ -173,8 +173,9 @@ class ControlClient:
         reply = self._call(self._stub.ActOnLoan, request, timeout=_CALL_TIMEOUT_S)
         return wire.loan_from_wire(reply)
 
-    def loans(self, mine: bool = False) -> list[LoanLine]:
-        reply = self._call(self._stub.Loans, pb.LoansRequest(mine=mine), timeout=_CALL_TIMEOUT_S)
+    def loans(self, mine: bool = False, files: bool = False) -> list[LoanLine]:
+        request = pb.LoansRequest(mine=mine, files=files)
+        reply = self._call(self._stub.Loans, request, timeout=_CALL_TIMEOUT_S)
         return [wire.loan_from_wire(v) for v in reply.loans]
 
     def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine:

@@ -72,7 +72,7 @@ class ControlHandlers(Protocol):
 
     async def act_on_loan(self, loan: str, action: str) -> LoanLine: ...
 
-    async def loans(self, mine: bool) -> list[LoanLine]: ...
+    async def loans(self, mine: bool, files: bool = False) -> list[LoanLine]: ...
 
     async def borrow(self, node: str, path: str, duration_ms: int) -> RequestLine: ...
 
@@ -194,7 +194,7 @@ class _ControlServicer(control_pb2_grpc.ControlServicer):
 
     async def Loans(self, request: pb.LoansRequest, context: Context) -> pb.LoanList:  # noqa: N802
         async with _mapped(context):
-            lines = await self._h.loans(request.mine)
+            lines = await self._h.loans(request.mine, request.files)
             return pb.LoanList(loans=[wire.loan_to_wire(line) for line in lines])
         raise AssertionError("unreachable")
 

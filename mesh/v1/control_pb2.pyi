@@ -723,6 +723,10 @@ class LoanView(_message.Message):
     SILENT_SINCE_MS_FIELD_NUMBER: _builtins.int
     SILENT_NAME_FIELD_NUMBER: _builtins.int
     KEPT_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    FILES_DONE_FIELD_NUMBER: _builtins.int
+    FILE_LIST_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     lender: _builtins.bytes
     lender_name: _builtins.str
@@ -749,6 +753,14 @@ class LoanView(_message.Message):
     """which side that is (the lender's or borrower's name)"""
     kept: _builtins.str
     """"pinned" or "cached": a copy this borrower keeps for the mount and streams (issue 21)."""
+    folder: _builtins.bool
+    """a folder loan: `path` is its pattern ('Season 1/')"""
+    files: _builtins.int
+    files_done: _builtins.int
+    @_builtins.property
+    def file_list(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoanFile]:
+        """with LoansRequest.files"""
+
     def __init__(
         self,
         *,
@@ -770,10 +782,14 @@ class LoanView(_message.Message):
         silent_since_ms: _builtins.int = ...,
         silent_name: _builtins.str = ...,
         kept: _builtins.str = ...,
+        folder: _builtins.bool = ...,
+        files: _builtins.int = ...,
+        files_done: _builtins.int = ...,
+        file_list: _abc.Iterable[Global___LoanFile] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "hash", b"hash", "id", b"id", "kept", b"kept", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "silent_name", b"silent_name", "silent_since_ms", b"silent_since_ms", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "borrower_name", b"borrower_name", "bytes_done", b"bytes_done", "created_ms", b"created_ms", "file_list", b"file_list", "files", b"files", "files_done", b"files_done", "folder", b"folder", "hash", b"hash", "id", b"id", "kept", b"kept", "lender", b"lender", "lender_name", b"lender_name", "library", b"library", "path", b"path", "phase", b"phase", "reason", b"reason", "silent_name", b"silent_name", "silent_since_ms", b"silent_since_ms", "size", b"size", "until_ms", b"until_ms", "updated_ms", b"updated_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -804,19 +820,57 @@ class LoansRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MINE_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
     mine: _builtins.bool
+    files: _builtins.bool
+    """each folder loan's files too (LoanView.file_list)"""
     def __init__(
         self,
         *,
         mine: _builtins.bool = ...,
+        files: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mine", b"mine"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "mine", b"mine"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoansRequest: _TypeAlias = LoansRequest  # noqa: Y015
+
+@_typing.final
+class LoanFile(_message.Message):
+    """One file of a folder loan, as this node knows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    BYTES_DONE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    size: _builtins.int
+    state: _builtins.str
+    """held, fetching, waiting, failed, refused; "lent" on the lender"""
+    bytes_done: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        size: _builtins.int = ...,
+        state: _builtins.str = ...,
+        bytes_done: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_done", b"bytes_done", "path", b"path", "reason", b"reason", "size", b"size", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanFile: _TypeAlias = LoanFile  # noqa: Y015
 
 @_typing.final
 class LendRequest(_message.Message):

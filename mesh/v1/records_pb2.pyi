@@ -49,6 +49,8 @@ class _RecordKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecordKind
     """Addresses, origin = that node (signed)"""
     RECORD_KIND_VECTOR: _RecordKind.ValueType  # 10
     """VersionVector, origin = that node"""
+    RECORD_KIND_MANIFEST_PAGE: _RecordKind.ValueType  # 11
+    """ManifestPage, origin = the lender (its hash is in"""
 
 class RecordKind(_RecordKind, metaclass=_RecordKindEnumTypeWrapper): ...
 
@@ -73,6 +75,8 @@ RECORD_KIND_ADDRESSES: RecordKind.ValueType  # 9
 """Addresses, origin = that node (signed)"""
 RECORD_KIND_VECTOR: RecordKind.ValueType  # 10
 """VersionVector, origin = that node"""
+RECORD_KIND_MANIFEST_PAGE: RecordKind.ValueType  # 11
+"""ManifestPage, origin = the lender (its hash is in"""
 Global___RecordKind: _TypeAlias = RecordKind  # noqa: Y015
 
 class _BindingEnd:
@@ -313,6 +317,9 @@ class Binding(_message.Message):
     UNTIL_MS_FIELD_NUMBER: _builtins.int
     ENDED_FIELD_NUMBER: _builtins.int
     CREATED_MS_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    PAGES_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
     borrower: _builtins.bytes
     library: _builtins.str
     path: _builtins.str
@@ -320,8 +327,18 @@ class Binding(_message.Message):
     """0: no end time"""
     ended: Global___BindingEnd.ValueType
     created_ms: _builtins.int
+    folder: _builtins.bool
+    """A folder loan: `path` is a pattern ('/'-separated; '*', '?', '[...]' within one name,
+    '**' for any depth) and `content` is (manifest digest, total bytes, manifest digest).
+    """
+    files: _builtins.int
+    """how many files the manifest names"""
     @_builtins.property
     def content(self) -> Global___Content: ...
+    @_builtins.property
+    def pages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """SHA-256 of each ManifestPage body, in order"""
+
     def __init__(
         self,
         *,
@@ -332,14 +349,83 @@ class Binding(_message.Message):
         until_ms: _builtins.int = ...,
         ended: Global___BindingEnd.ValueType = ...,
         created_ms: _builtins.int = ...,
+        folder: _builtins.bool = ...,
+        pages: _abc.Iterable[_builtins.bytes] | None = ...,
+        files: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "content", b"content", "created_ms", b"created_ms", "ended", b"ended", "library", b"library", "path", b"path", "until_ms", b"until_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "content", b"content", "created_ms", b"created_ms", "ended", b"ended", "files", b"files", "folder", b"folder", "library", b"library", "pages", b"pages", "path", b"path", "until_ms", b"until_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Binding: _TypeAlias = Binding  # noqa: Y015
+
+@_typing.final
+class ManifestFile(_message.Message):
+    """One file a folder loan lends, as the lender's manifest names it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    CHUNK_ROOT_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """relative to the library"""
+    size: _builtins.int
+    hash: _builtins.bytes
+    chunk_root: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        size: _builtins.int = ...,
+        hash: _builtins.bytes = ...,
+        chunk_root: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_root", b"chunk_root", "hash", b"hash", "path", b"path", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManifestFile: _TypeAlias = ManifestFile  # noqa: Y015
+
+@_typing.final
+class ManifestPage(_message.Message):
+    """A page of a folder loan's manifest, keyed (lender, borrower, library, pattern, index)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BORROWER_FIELD_NUMBER: _builtins.int
+    LIBRARY_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    borrower: _builtins.bytes
+    library: _builtins.str
+    path: _builtins.str
+    """the binding's pattern"""
+    index: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ManifestFile]: ...
+    def __init__(
+        self,
+        *,
+        borrower: _builtins.bytes = ...,
+        library: _builtins.str = ...,
+        path: _builtins.str = ...,
+        index: _builtins.int = ...,
+        files: _abc.Iterable[Global___ManifestFile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower", b"borrower", "files", b"files", "index", b"index", "library", b"library", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManifestPage: _TypeAlias = ManifestPage  # noqa: Y015
 
 @_typing.final
 class LoanStatus(_message.Message):
@@ -353,6 +439,7 @@ class LoanStatus(_message.Message):
     BYTES_DONE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     UPDATED_MS_FIELD_NUMBER: _builtins.int
+    FILES_DONE_FIELD_NUMBER: _builtins.int
     lender: _builtins.bytes
     library: _builtins.str
     path: _builtins.str
@@ -362,6 +449,8 @@ class LoanStatus(_message.Message):
     bytes_done: _builtins.int
     reason: _builtins.str
     updated_ms: _builtins.int
+    files_done: _builtins.int
+    """a folder loan: files held (of the binding's `files`)"""
     def __init__(
         self,
         *,
@@ -373,10 +462,11 @@ class LoanStatus(_message.Message):
         bytes_done: _builtins.int = ...,
         reason: _builtins.str = ...,
         updated_ms: _builtins.int = ...,
+        files_done: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_done", b"bytes_done", "hash", b"hash", "lender", b"lender", "library", b"library", "path", b"path", "reason", b"reason", "state", b"state", "updated_ms", b"updated_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_done", b"bytes_done", "files_done", b"files_done", "hash", b"hash", "lender", b"lender", "library", b"library", "path", b"path", "reason", b"reason", "state", b"state", "updated_ms", b"updated_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

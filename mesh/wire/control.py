@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mesh.core.entries import IndexedEntry, LibraryEntry
+from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 from mesh.core.progress import ScanProgress
 from mesh.core.status import (
@@ -260,6 +261,15 @@ def loan_to_wire(line: LoanLine) -> pb.LoanView:
         silent_since_ms=line.silent_since_ms,
         silent_name=line.silent_name,
         kept=line.kept,
+        folder=line.folder,
+        files=line.files,
+        files_done=line.files_done,
+        file_list=[
+            pb.LoanFile(
+                path=f.path, size=f.size, state=f.state, bytes_done=f.bytes_done, reason=f.reason
+            )
+            for f in line.file_list
+        ],
     )
 
 
@@ -283,6 +293,15 @@ def loan_from_wire(msg: pb.LoanView) -> LoanLine:
         silent_since_ms=msg.silent_since_ms,
         silent_name=msg.silent_name,
         kept=msg.kept,
+        folder=msg.folder,
+        files=msg.files if msg.folder else 1,
+        files_done=msg.files_done,
+        file_list=tuple(
+            FileProgress(
+                path=f.path, size=f.size, state=f.state, bytes_done=f.bytes_done, reason=f.reason
+            )
+            for f in msg.file_list
+        ),
     )
 
 

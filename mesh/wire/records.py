@@ -21,6 +21,8 @@ from mesh.core.records import (
     LibraryRecord,
     LoanState,
     LoanStatus,
+    ManifestFile,
+    ManifestPage,
     Record,
     Removal,
     VectorRecord,
@@ -30,9 +32,12 @@ from mesh.core.vector import Clock, VersionVector
 from mesh.v1 import records_pb2 as pb
 from mesh.wire import checks
 
+PAGE_HASH_BYTES = 32  # SHA-256
 MAX_HOSTS = 32
 MAX_CERTIFICATE = 8192
 MAX_VECTOR = 4096
+MAX_PAGES = 2048  # a folder loan's manifest pages (~900,000 files)
+MAX_PAGE_FILES = 4096
 
 
 def _content_to_wire(c: Content) -> pb.Content:
@@ -45,6 +50,14 @@ def _content(msg: pb.Content) -> Content:
         size=checks.count(msg.size, "size"),
         chunk_root=checks.content_hash(msg.chunk_root, "chunk root"),
     )
+
+
+def _pages(pages: Sequence[bytes]) -> tuple[bytes, ...]:
+    if len(pages) > MAX_PAGES:
+        raise ProtocolError(f"a folder loan of {len(pages)} manifest pages, over {MAX_PAGES}")
+    if any(len(p) != PAGE_HASH_BYTES for p in pages):
+        raise ProtocolError("a manifest page hash that is not 32 bytes")
+    return tuple(pages)
 
 
 def vector_to_wire(vector: VersionVector) -> pb.VersionVector:
@@ -91,6 +104,20 @@ def record_to_wire(record: Record) -> Message:
                 until_ms=record.until_ms,
                 ended=int(record.ended),  # type: ignore[arg-type]
                 created_ms=record.created_ms,
+                folder=record.folder,
+                pages=list(record.pages),
+                files=record.files,
+            )
+        case ManifestPage():
+            return pb.ManifestPage(
+                borrower=record.borrower.raw,
+                library=record.library,
+                path=record.path,
+                index=record.index,
+                files=[
+                    pb.ManifestFile(path=f.path, size=f.size, hash=f.hash, chunk_root=f.chunk_root)
+                    for f in record.files
+                ],
             )
         case LoanStatus():
             return pb.LoanStatus(
@@ -102,6 +129,7 @@ def record_to_wire(record: Record) -> Message:
                 bytes_done=record.bytes_done,
                 reason=checks.clip(record.reason),
                 updated_ms=record.updated_ms,
+                files_done=record.files_done,
             )
         case BorrowRequest():
             return pb.BorrowRequest(
@@ -193,6 +221,7 @@ _MESSAGES: dict[Kind, type[Message]] = {
     Kind.REMOVAL: pb.Removal,
     Kind.ADDRESSES: pb.Addresses,
     Kind.VECTOR: pb.VersionVector,
+    Kind.MANIFEST_PAGE: pb.ManifestPage,
 }
 
 
@@ -300,6 +329,27 @@ def _from_wire(msg: Message) -> Record:
                 until_ms=checks.count(msg.until_ms, "end time"),
                 ended=BindingEnd.RECALLED if msg.ended else BindingEnd.NONE,
                 created_ms=checks.count(msg.created_ms, "creation time"),
+                folder=msg.folder,
+                pages=_pages(msg.pages),
+                files=checks.count(msg.files, "file count"),
+            )
+        case pb.ManifestPage():
+            if len(msg.files) > MAX_PAGE_FILES:
+                raise ProtocolError(f"a manifest page of {len(msg.files)} files")
+            return ManifestPage(
+                borrower=checks.node_id(msg.borrower, "borrower"),
+                library=checks.name(msg.library, "library name"),
+                path=checks.path(msg.path),
+                index=msg.index,
+                files=tuple(
+                    ManifestFile(
+                        path=checks.path(f.path),
+                        size=checks.count(f.size, "size"),
+                        hash=checks.content_hash(f.hash),
+                        chunk_root=checks.content_hash(f.chunk_root, "chunk root"),
+                    )
+                    for f in msg.files
+                ),
             )
         case pb.LoanStatus():
             state = int(msg.state)
@@ -313,6 +363,7 @@ def _from_wire(msg: Message) -> Record:
                 bytes_done=checks.count(msg.bytes_done, "bytes done"),
                 reason=checks.text(msg.reason, "reason"),
                 updated_ms=checks.count(msg.updated_ms, "update time"),
+                files_done=checks.count(msg.files_done, "files done"),
             )
         case pb.BorrowRequest():
             return BorrowRequest(

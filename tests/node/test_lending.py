@@ -339,7 +339,8 @@ async def test_what_cannot_be_lent_says_why(nodes: Make, tmp_path: Path) -> None
     (movies / "later.mkv").write_bytes(b"not scanned yet")
     cases = {
         str(movies / "gone.mkv"): f"{movies / 'gone.mkv'}: no such file",
-        str(movies / "sub dir"): "is a folder; mesh lends files",
+        # An empty folder: folders are lent whole (tests/node/test_folder_loans.py).
+        str(movies / "sub dir"): "sub dir/ holds no indexed file",
         str(tmp_path / "lend.py"): "is not in a shared folder",
         str(movies / "later.mkv"): "run `mesh scan 'My Movies'`",
     }
