@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from mesh.core.errors import LocalError
+from mesh.core.paths import LENDER_FOLDER_PREFIX
 from mesh.fs import inotify as ino
 from mesh.fs.folder_scan import STAGING_PREFIX
 
@@ -150,7 +151,7 @@ class Watcher:
             try:
                 with os.scandir(full) as entries:
                     for entry in entries:
-                        if entry.name.startswith(STAGING_PREFIX):
+                        if _hidden(entry.name):
                             continue
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(_join(rel, entry.name))
@@ -189,7 +190,7 @@ class Watcher:
             if rel == "" and mask & (ino.IN_DELETE_SELF | ino.IN_MOVE_SELF | ino.IN_UNMOUNT):
                 return [Change(library=library, path="", what=What.LIBRARY)]
             return []
-        if event.name.startswith(STAGING_PREFIX):
+        if _hidden(event.name):
             return []
         path = _join(rel, event.name)
         if not mask & ino.IN_ISDIR:
@@ -203,6 +204,12 @@ class Watcher:
                 self.remove(library)
                 return [Change(library=library, path="", what=What.LIBRARY)]
         return [Change(library=library, path=path, what=What.FOLDER)]
+
+
+def _hidden(name: str) -> bool:
+    """mesh's own staging is not a change; a lender's folder in the borrowed folder
+    (`.mesh-lender-ID`) holds the copies the watch is there for."""
+    return name.startswith(STAGING_PREFIX) and not name.startswith(LENDER_FOLDER_PREFIX)
 
 
 __all__ = ["Change", "WatchLimitError", "Watcher", "What"]
