@@ -8,13 +8,16 @@ from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
+from mesh.core.liveness import PresenceFrame
 from mesh.core.vector import VersionVector
 
 # 2: batches carry their origin's clock proof, and a clock moves only as far as one proves;
 #    Fetch answers with raw chunks on /mesh.v1.Transfer/Fetch.
-PROTOCOL_VERSION = 2
+# 3: presence frames (core/liveness.py), sent only to peers that speak 3.
+PROTOCOL_VERSION = 3
+PRESENCE_VERSION = 3
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(2, 3)
+COMPATIBLE_VERSIONS = range(2, 4)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,4 +68,4 @@ class GossipError:
     message: str
 
 
-GossipFrame = Hello | VectorFrame | Batch | Ack | Ping | GossipError
+GossipFrame = Hello | VectorFrame | Batch | Ack | Ping | GossipError | PresenceFrame

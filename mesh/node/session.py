@@ -66,6 +66,7 @@ from mesh.core.gossip import (
     VectorFrame,
 )
 from mesh.core.ids import NodeId
+from mesh.core.liveness import PresenceFrame
 from mesh.core.records import MEMBERSHIP_KINDS
 from mesh.core.replica import ApplyResult, Outcome
 from mesh.core.vector import Clock, VersionVector, lag
@@ -103,6 +104,8 @@ class SessionHost(Protocol):
 
     def announce(self, session: Session) -> bool: ...
 
+    def on_presence(self, session: Session, frame: PresenceFrame) -> None: ...
+
     async def our_vector(self) -> VersionVector: ...
 
     async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]: ...
@@ -122,8 +125,13 @@ class _DuplicateError(Exception):
     """The peer ended this stream because another one between the same nodes wins."""
 
 
+class _PrunedError(Exception):
+    """The peer ended this stream because its partial view no longer holds this node."""
+
+
 DUPLICATE = "duplicate"  # the GossipError code of a stream that yields to another
 STOPPING = "stopping"  # ... of a node that stops: the peer logs it as such, not as a break
+PRUNED = "pruned"  # ... of a stream its dialler's partial view dropped (node/overlay.py)
 _PARTING_S = 1.0  # how long a closing end waits for the peer to close its end first
 
 
@@ -156,6 +164,7 @@ class Session:
         # A stream that yields to another between the same nodes (either end decided).
         self.duplicate = False
         self._stopping = False  # close() because this node stops: say so to the peer
+        self.pruned = False  # closed because a partial view dropped it: no news either
         self._closed_here = False
         # The peer admitted it too (its vector came) and it was no duplicate then: its end
         # is news. Its opening is news unless it took over from another (host.announce).
@@ -212,6 +221,14 @@ class Session:
             if self.duplicate:
                 await self._part(DUPLICATE, "another stream between these nodes replaced it")
                 log.debug("duplicate gossip stream with %s closed", self.peer_name)
+            elif self.pruned:
+                await self._part(PRUNED, "the partial view moved on")
+                self._log(
+                    logging.INFO if self.announced else logging.DEBUG,
+                    "closed",
+                    "gossip stream with %s closed: the partial view moved on",
+                    self.peer_name,
+                )
             else:
                 if self._stopping:
                     await self._part(STOPPING, "is stopping")
@@ -222,6 +239,14 @@ class Session:
         except* _DuplicateError:
             self.duplicate = True
             log.debug("%s ended a duplicate gossip stream", self.peer_name)
+        except* _PrunedError:
+            self.pruned = True
+            self._log(
+                logging.INFO if self.announced else logging.DEBUG,
+                "closed",
+                "gossip stream with %s closed by it: its partial view moved on",
+                self.peer_name,
+            )
         except* PeerUnavailableError as group:
             self._log_end(group.exceptions[0])
         except* RemovalNoticeError as group:
@@ -251,13 +276,23 @@ class Session:
         # Counted by node id: the name in the hello is the peer's to choose.
         peer_log.log(log, level, self.peer, self.peer_name, kind, msg, *args)
 
-    def close(self, *, duplicate: bool = False, stopping: bool = False) -> None:
-        """End the session from this side: a removal; `stopping`, this node stops; or
-        `duplicate`, another stream with the same peer replaces it. The peer is told which
-        of the last two it is."""
+    def close(
+        self, *, duplicate: bool = False, stopping: bool = False, pruned: bool = False
+    ) -> None:
+        """End the session from this side: a removal; `stopping`, this node stops;
+        `duplicate`, another stream with the same peer replaces it; or `pruned`, this node's
+        partial view no longer holds the peer. The peer is told which of the last three."""
         self.duplicate = self.duplicate or duplicate
+        self.pruned = self.pruned or pruned
         self._stopping = self._stopping or stopping
         self._stop.set()
+
+    async def tell(self, frame: GossipFrame) -> None:
+        """Send a frame that is not the session's own doing (presence, node/liveness.py);
+        a stream that is closing just does not get it."""
+        if self.state is State.OPEN:
+            with contextlib.suppress(MeshError):
+                await self.stream.send(frame)
 
     async def _until_closed(self) -> None:
         await self._stop.wait()
@@ -536,6 +571,10 @@ class Session:
                     self.rtt_s = time.monotonic() - sent
             case GossipError(code=code) if code == STOPPING:
                 raise PeerUnavailableError(f"{self.peer_name} is stopping")
+            case PresenceFrame():
+                self.host.on_presence(self, frame)
+            case GossipError(code=code) if code == PRUNED:
+                raise _PrunedError
             case GossipError(code=code) if code == DUPLICATE:
                 self.duplicate = True  # before the registry releases it (run's finally)
                 raise _DuplicateError

@@ -156,6 +156,34 @@ def init_quietly(peers: Sequence[LanPeer]) -> None:
         assert proc.returncode == 0, err
 
 
+def tcp_peers(peer: LanPeer) -> int:
+    """How many other hosts this node holds TCP connections with (its gossip sessions; a
+    pull's channel would count too, and none runs while this is asked)."""
+    out = peer.host.run(["ss", "-Htn", "state", "established"]).stdout
+    remotes = {
+        # An IPv4 peer of a dual-stack listener shows as [::ffff:10.a.b.c].
+        row.split()[-1].rsplit(":", 1)[0].removeprefix("[::ffff:").removesuffix("]")
+        for row in out.splitlines()
+        if row.strip()
+    }
+    return len(remotes - {peer.host.ip, "127.0.0.1"})
+
+
+def settle(peers: Sequence[LanPeer], quiet_s: float, limit_s: float) -> list[int]:
+    """Wait until no node's number of gossip sessions has changed for `quiet_s` (at most
+    `limit_s`); those numbers."""
+    began = last_change = time.monotonic()
+    counts: list[int] = []
+    while time.monotonic() - began < limit_s:
+        now = [tcp_peers(p) for p in peers]
+        if now != counts:
+            counts, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change >= quiet_s:
+            break
+        time.sleep(1.0)
+    return counts
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -199,9 +227,12 @@ def run(nodes: int, idle_s: float, settle_s: float, workdir: Path) -> bool:
         line("membership agreement, s", f"{agreement:.2f}", "<= 10 s", good)
 
         # Let dials, first syncs and the address records settle before measuring idle.
-        time.sleep(settle_s)
-        sessions = [len(members_seen(p)[1]) for p in peers]
+        sessions = settle(peers, settle_s, 180)
         line("gossip sessions per node", spread([float(s) for s in sessions], "{:.0f}"))
+        shown = [len(members_seen(p)[1]) for p in peers]
+        good = min(shown) == nodes - 1
+        ok &= good
+        line("members shown online per node", spread([float(s) for s in shown], "{:.0f}"))
 
         # idle
         pids = {p.name: pid_of(p) for p in peers}
@@ -276,7 +307,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=30)
     parser.add_argument("--idle", type=float, default=30.0, help="idle window, seconds")
-    parser.add_argument("--settle", type=float, default=10.0, help="wait before idle, seconds")
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="sessions unchanged this long before idle, s"
+    )
     parser.add_argument("--quick", action="store_true", help="CI smoke: 5 nodes, short windows")
     args = parser.parse_args()
     if args.quick:
