@@ -565,6 +565,7 @@ class Daemon:
     def announce(self, session: Session) -> bool:
         news = self.sessions.announce(session)
         self.liveness.session_opened(session)
+        self.overlay.sessions_changed()
         return news
 
     def on_presence(self, session: Session, frame: PresenceFrame) -> None:
@@ -578,6 +579,7 @@ class Daemon:
             self.last_heard_ms[session.peer] = int((time.time() - quiet_s) * 1000)
         self.sessions.release(session)
         self.liveness.sessions_changed()
+        self.overlay.sessions_changed()
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
         s = self.settings

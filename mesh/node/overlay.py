@@ -65,9 +65,16 @@ class Overlay:
         )
 
     def wants(self, peer: NodeId) -> bool:
-        return peer in self.wanted()
+        """Whether to dial `peer`: a member of the view; or any member while this node has
+        no session at all (a node that just joined knows one address, its inviter's, which
+        its view need not hold: through it, it learns where the others are)."""
+        return peer in self.wanted() or not self._host.open_sessions()
 
     def members_changed(self) -> None:
+        self.changed.bump()
+
+    def sessions_changed(self) -> None:
+        """A session opened or ended: parked dials look again (see `wants`)."""
         self.changed.bump()
 
     async def wait(self, version: int) -> None:

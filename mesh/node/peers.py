@@ -192,7 +192,13 @@ class PeerManager:
                 if member is None:
                     problem = f"{where} is node {peer.short()}, which is not a member of this mesh"
                 elif (existing := self._host.session(peer)) is not None:
-                    await existing.closed.wait()
+                    # Only its event is kept: a loop that went on holding the session
+                    # would keep its gRPC call, and so its connection, open long after
+                    # it ended (a connection per extra address of each peer, pinged
+                    # every keepalive).
+                    ended = existing.closed
+                    del existing
+                    await ended.wait()
                     continue
                 elif not overlay.wants(peer):
                     continue  # parks above

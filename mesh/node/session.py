@@ -26,9 +26,9 @@ a better stream replaces is ended with the same error. The peer's vector arrives
 stream the peer admitted, so "gossip stream with X open" is logged then, once per reunion:
 a duplicate, whichever side ends it and however its transport ends, logs at debug level only.
 
-Each end pings at the keepalive interval and answers pings; a peer silent for longer than
-keepalive plus the ping timeout is taken for dead (gRPC's own keepalive usually notices
-first).
+The end that dialled pings at the keepalive interval and the other answers (both pinging
+doubled an idle mesh's traffic for nothing); a peer silent for longer than keepalive plus
+the ping timeout is taken for dead (gRPC's own keepalive usually notices first).
 
 States: HANDSHAKE -> OPEN -> CLOSED. A frame the current state does not expect is a
 protocol error that ends the session.
@@ -57,6 +57,7 @@ from mesh.core.errors import (
 from mesh.core.gossip import (
     COMPATIBLE_VERSIONS,
     PROTOCOL_VERSION,
+    SLIM_ACK_VERSION,
     Ack,
     Batch,
     GossipError,
@@ -64,6 +65,8 @@ from mesh.core.gossip import (
     Hello,
     Ping,
     VectorFrame,
+    ack_vector,
+    acked_vector,
 )
 from mesh.core.ids import NodeId
 from mesh.core.liveness import PresenceFrame
@@ -271,6 +274,11 @@ class Session:
                 self.stream.close()
                 self.closed.set()
 
+    @property
+    def _slim_acks(self) -> bool:
+        hello = self.peer_hello
+        return hello is not None and hello.protocol_version >= SLIM_ACK_VERSION
+
     def _log(self, level: int, kind: str, msg: str, *args: object) -> None:
         """A line this peer's doing: rate limited per peer and kind (node/peer_log.py)."""
         # Counted by node id: the name in the hello is the peer's to choose.
@@ -370,6 +378,8 @@ class Session:
             silent = time.monotonic() - self.last_heard
             if silent > self.keepalive_s + self.timeout_s:
                 raise PeerUnavailableError(f"{self.peer_name} silent for {silent:.1f} s")
+            if self.initiator != self.host.node_id:
+                continue  # the dialler pings, this end answers: each hears the other
             nonce = next(self._nonces)
             self._pings[nonce] = time.monotonic()
             await self.stream.send(Ping(nonce=nonce))
@@ -465,7 +475,7 @@ class Session:
         if batch is None:
             raise ProtocolError(f"an ack of batch {ack.batch_id}, which was not sent")
         self._window.release()
-        self.acked = ack.vector
+        self.acked = acked_vector(self.acked, ack.vector, batch.origin, slim=self._slim_acks)
         if ack.refused:
             self._log(
                 logging.WARNING,
@@ -513,8 +523,9 @@ class Session:
                 )
             self.records_received += len(result.stored)
             self._peer_holds(batch)
+            told = ack_vector(vector, batch.origin, slim=self._slim_acks)
             await self.stream.send(
-                Ack(batch_id=batch.batch_id, vector=vector, refused=refused, reason=result.reason)
+                Ack(batch_id=batch.batch_id, vector=told, refused=refused, reason=result.reason)
             )
 
     def _peer_holds(self, batch: Batch) -> None:

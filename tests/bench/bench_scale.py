@@ -156,26 +156,41 @@ def init_quietly(peers: Sequence[LanPeer]) -> None:
         assert proc.returncode == 0, err
 
 
-def tcp_peers(peer: LanPeer) -> int:
+def host_addresses(lan: Lan) -> dict[str, str]:
+    """Every address of every host on the LAN (IPv4 and IPv6 link-local) -> its name."""
+    found = {}
+    for node in lan.nodes:
+        out = node.run(["ip", "-j", "addr", "show", "dev", node.iface]).stdout
+        for link in json.loads(out):
+            for info in link.get("addr_info", []):
+                found[info["local"]] = node.name
+    return found
+
+
+def tcp_peers(peer: LanPeer, owners: dict[str, str]) -> int:
     """How many other hosts this node holds TCP connections with (its gossip sessions; a
     pull's channel would count too, and none runs while this is asked)."""
     out = peer.host.run(["ss", "-Htn", "state", "established"]).stdout
-    remotes = {
-        # An IPv4 peer of a dual-stack listener shows as [::ffff:10.a.b.c].
-        row.split()[-1].rsplit(":", 1)[0].removeprefix("[::ffff:").removesuffix("]")
-        for row in out.splitlines()
-        if row.strip()
-    }
-    return len(remotes - {peer.host.ip, "127.0.0.1"})
+    remotes = set()
+    for row in out.splitlines():
+        if not row.strip():
+            continue
+        address = row.split()[-1].rsplit(":", 1)[0].strip("[]")
+        # An IPv4 peer of a dual-stack listener shows as ::ffff:10.a.b.c.
+        address = address.removeprefix("::ffff:").split("%")[0]
+        remotes.add(owners.get(address, address))
+    return len(remotes - {peer.host.name})
 
 
-def settle(peers: Sequence[LanPeer], quiet_s: float, limit_s: float) -> list[int]:
+def settle(
+    peers: Sequence[LanPeer], owners: dict[str, str], quiet_s: float, limit_s: float
+) -> list[int]:
     """Wait until no node's number of gossip sessions has changed for `quiet_s` (at most
     `limit_s`); those numbers."""
     began = last_change = time.monotonic()
     counts: list[int] = []
     while time.monotonic() - began < limit_s:
-        now = [tcp_peers(p) for p in peers]
+        now = [tcp_peers(p, owners) for p in peers]
         if now != counts:
             counts, last_change = now, time.monotonic()
         elif time.monotonic() - last_change >= quiet_s:
@@ -227,7 +242,7 @@ def run(nodes: int, idle_s: float, settle_s: float, workdir: Path) -> bool:
         line("membership agreement, s", f"{agreement:.2f}", "<= 10 s", good)
 
         # Let dials, first syncs and the address records settle before measuring idle.
-        sessions = settle(peers, settle_s, 180)
+        sessions = settle(peers, host_addresses(lan), settle_s, 180)
         line("gossip sessions per node", spread([float(s) for s in sessions], "{:.0f}"))
         shown = [len(members_seen(p)[1]) for p in peers]
         good = min(shown) == nodes - 1
