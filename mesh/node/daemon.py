@@ -16,7 +16,7 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from mesh.config import Settings
@@ -33,7 +33,6 @@ from mesh.core.ids import NodeId
 from mesh.core.liveness import PresenceFrame
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
-from mesh.core.records import MEMBERSHIP_KINDS, Addresses, Kind
 from mesh.core.replica import ApplyResult
 from mesh.core.status import (
     MemberView,
@@ -50,6 +49,7 @@ from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
 from mesh.node import removal, roster
 from mesh.node.agent import Agent
+from mesh.node.applying import apply_batches
 from mesh.node.changes import ChangeSignal
 from mesh.node.channels import Channels
 from mesh.node.control import ControlHandlers
@@ -74,7 +74,6 @@ from mesh.transport.peer_client import target
 from mesh.transport.peer_server import PeerServer
 from mesh.transport.tls import TrustStore, probe_certificate
 from mesh.wire import envelope as wire_envelope
-from mesh.wire import records as wire_records
 from mesh.wire.gossip import MAX_BATCH_RECORDS
 
 log = logging.getLogger(__name__)
@@ -473,22 +472,7 @@ class Daemon:
         membership into memory as it applies it, which must never run ahead of the disk.
         """
 
-        def work() -> tuple[list[ApplyResult], VersionVector, list[tuple[NodeId, str, int]]]:
-            replica, db = self.local.replica, self.local.db
-            results: list[ApplyResult] = []
-            for group in _transactions(batches):
-                with db.transaction():
-                    results.extend(replica.apply(batch, peer) for batch in group)
-            new_addresses: list[tuple[NodeId, str, int]] = []
-            for result in results:
-                for env in result.stored:
-                    if env.kind is Kind.ADDRESSES:
-                        record = wire_records.decode(env.kind, env.body)
-                        if isinstance(record, Addresses):
-                            new_addresses.extend((env.origin, h, record.port) for h in record.hosts)
-            return results, replica.vector(), new_addresses
-
-        results, vector, addresses = await self.store(work)
+        results, vector, addresses = await self.store(apply_batches, self.local, batches, peer)
         if any(result.membership_changed for result in results):
             await self.reload_members()
         for node_id, host, port in addresses:
@@ -622,17 +606,3 @@ class Daemon:
 
 
 __all__ = ["Daemon"]
-
-
-def _transactions(batches: Sequence[Batch]) -> Iterator[Sequence[Batch]]:
-    """Runs of consecutive batches to apply in one transaction each: a batch holding any
-    membership record alone (see `Daemon.apply_all`)."""
-    start = 0
-    for i, batch in enumerate(batches):
-        if any(env.kind in MEMBERSHIP_KINDS for env in batch.envelopes):
-            if start < i:
-                yield batches[start:i]
-            yield batches[i : i + 1]
-            start = i + 1
-    if start < len(batches):
-        yield batches[start:]

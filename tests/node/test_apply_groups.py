@@ -9,7 +9,7 @@ from mesh.core.epoch import Epoch
 from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
 from mesh.core.records import Kind
-from mesh.node.daemon import _transactions
+from mesh.node.applying import _transactions
 
 ORIGIN = NodeId(b"\x07" * 32)
 EPOCH = Epoch(1, 1)
