@@ -9,7 +9,8 @@ Run as root (it makes network namespaces; nothing runs in the machine's own name
   joins        each node in turn runs `mesh invite` on the first node and `mesh join CODE`
                (found over mDNS): the time of each join (first, median, last)
   agreement    from the last join's return until every node lists all N members
-  sessions     gossip sessions each node holds once idle (informational: the partial view)
+  TCP hosts    how many other hosts each node holds a TCP connection with once idle, as `ss`
+               sees it (informational: its gossip sessions, and any connection left open)
   idle         over IDLE seconds with nothing happening: per daemon CPU (% of one core, from
                /proc/PID/stat), RSS (/proc/PID/status) and bytes it put on the LAN per minute
                (its bridge port's counters)
@@ -243,7 +244,7 @@ def run(nodes: int, idle_s: float, settle_s: float, workdir: Path) -> bool:
 
         # Let dials, first syncs and the address records settle before measuring idle.
         sessions = settle(peers, host_addresses(lan), settle_s, 180)
-        line("gossip sessions per node", spread([float(s) for s in sessions], "{:.0f}"))
+        line("hosts each holds TCP with", spread([float(s) for s in sessions], "{:.0f}"))
         shown = [len(members_seen(p)[1]) for p in peers]
         good = min(shown) == nodes - 1
         ok &= good
