@@ -8,13 +8,18 @@ from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
-from mesh.core.vector import VersionVector
+from mesh.core.liveness import PresenceFrame
+from mesh.core.vector import Clock, VersionVector
 
 # 2: batches carry their origin's clock proof, and a clock moves only as far as one proves;
 #    Fetch answers with raw chunks on /mesh.v1.Transfer/Fetch.
-PROTOCOL_VERSION = 2
+# 3: presence frames (core/liveness.py), sent only to peers that speak 3; an ack names
+#    only the acked batch's origin in its vector (`ack_vector`), not the whole vector.
+PROTOCOL_VERSION = 3
+PRESENCE_VERSION = 3
+SLIM_ACK_VERSION = 3
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(2, 3)
+COMPATIBLE_VERSIONS = range(2, 4)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,4 +70,29 @@ class GossipError:
     message: str
 
 
-GossipFrame = Hello | VectorFrame | Batch | Ack | Ping | GossipError
+GossipFrame = Hello | VectorFrame | Batch | Ack | Ping | GossipError | PresenceFrame
+
+
+def ack_vector(vector: VersionVector, origin: NodeId, *, slim: bool) -> VersionVector:
+    """The vector an ack of a batch of `origin` carries: the receiver's whole vector for a
+    peer of protocol 2; for a later one just the origin's clock (none if it holds nothing
+    of it). A whole vector per delivered batch was most of what a change cost on a LAN of
+    thirty nodes, and the sender needs the origin's entry only."""
+    if not slim:
+        return vector
+    clock = vector.get(origin)
+    return VersionVector({origin: clock} if clock is not None else {})
+
+
+def acked_vector(
+    acked: VersionVector, told: VersionVector, origin: NodeId, *, slim: bool
+) -> VersionVector:
+    """What the sender believes the receiver holds once an ack telling `told` of a batch of
+    `origin` arrives (see `ack_vector`)."""
+    if not slim:
+        return told
+    items: dict[NodeId, Clock] = dict(acked.items())
+    items.update(told.items())
+    if origin not in told:
+        items.pop(origin, None)
+    return VersionVector(items)

@@ -30,6 +30,7 @@ from mesh.core.errors import (
 )
 from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
+from mesh.core.liveness import PresenceFrame
 from mesh.core.membership import Member, Membership
 from mesh.core.progress import ScanProgress
 from mesh.core.replica import ApplyResult
@@ -56,9 +57,11 @@ from mesh.node.discovery import LanDiscovery
 from mesh.node.early_control import EarlyControl
 from mesh.node.joining import Joining
 from mesh.node.lending import Lending
+from mesh.node.liveness import Liveness
 from mesh.node.local import LocalNode
 from mesh.node.mount import Mounting
 from mesh.node.opened import OpenedFiles
+from mesh.node.overlay import Overlay
 from mesh.node.peer_log import peer_log
 from mesh.node.peers import PeerManager, SessionRegistry
 from mesh.node.ratelimit import Limits
@@ -195,6 +198,13 @@ class Daemon:
         self.epoch = await self.store(lambda: self.local.state.epoch)
         self._name = await self.store(lambda: self.local.name)
         self.sessions = SessionRegistry(self.node_id)
+        self.overlay = Overlay(
+            self,
+            grace_s=2 * s.handshake_timeout_s + s.keepalive_s,
+            hold_s=max(s.reconnect_max_s, 2 * s.handshake_timeout_s),
+            period_s=s.keepalive_s,
+        )
+        self.liveness = Liveness(self)
         self._membership = await self.store(lambda: self.local.membership)
         self.trust = TrustStore(self.identity, self._certificates())
         self.server = PeerServer(
@@ -257,6 +267,7 @@ class Daemon:
                 else:
                     log.warning("%s; not dialling the members", removal.describe(*removed))
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
+                overlay = tg.create_task(self.overlay.run(), name="partial view")
                 agent = tg.create_task(self.agent.run(), name="lending agent")
                 watch = tg.create_task(self.watch.run(), name="library watch")
                 cache = tg.create_task(self.cache.run(), name="cache of opened copies")
@@ -267,6 +278,7 @@ class Daemon:
                 await stop.wait()
                 log.info("stopping")
                 maintenance.cancel()
+                overlay.cancel()
                 agent.cancel()
                 watch.cancel()
                 cache.cancel()
@@ -330,6 +342,12 @@ class Daemon:
     def session(self, node_id: NodeId) -> Session | None:
         return self.sessions.get(node_id)
 
+    def member_ids(self) -> list[NodeId]:
+        return list(self._membership.members)
+
+    def open_sessions(self) -> list[Session]:
+        return self.sessions.all()
+
     def remember_address(self, node_id: NodeId, host: str, port: int) -> None:
         """Note where a member was reached, so a restart finds it again (in the background)."""
 
@@ -358,6 +376,8 @@ class Daemon:
             await asyncio.to_thread(link_names, self.borrowed.root, renamed)
         self._membership = new
         self.trust.update(self._certificates())
+        self.overlay.members_changed()
+        self.liveness.members_changed()
         for peer in gone:
             cancelled = self.server.cancel_peer(peer)
             self.sessions.close(peer)
@@ -557,7 +577,13 @@ class Daemon:
         return True
 
     def announce(self, session: Session) -> bool:
-        return self.sessions.announce(session)
+        news = self.sessions.announce(session)
+        self.liveness.session_opened(session)
+        self.overlay.sessions_changed()
+        return news
+
+    def on_presence(self, session: Session, frame: PresenceFrame) -> None:
+        self.liveness.on_presence(session, frame)
 
     def release(self, session: Session) -> None:
         if session.peer_vector is not None:
@@ -566,6 +592,8 @@ class Daemon:
             quiet_s = time.monotonic() - session.last_heard
             self.last_heard_ms[session.peer] = int((time.time() - quiet_s) * 1000)
         self.sessions.release(session)
+        self.liveness.sessions_changed()
+        self.overlay.sessions_changed()
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
         s = self.settings

@@ -7,12 +7,15 @@ if a session with that member is already open, wait for it to end; otherwise dia
 channel pinned to that certificate and run a session. Failures wait a jittered exponential
 backoff; a session that opened resets it. Both ends may dial at once; the session registry
 keeps the stream that the node with the lower id dialled, so both ends drop the same one.
+
+Only members of the node's partial view are dialled (node/overlay.py): the loop of an
+address whose owner the view does not hold parks, without a handshake, until the view
+changes or the address is heard of anew. Members that dial this node are always served.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -23,6 +26,7 @@ from mesh.core.backoff import Backoff
 from mesh.core.errors import PeerUnavailableError
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member
+from mesh.node.overlay import Overlay
 from mesh.node.session import Session, SessionHost
 from mesh.security.identity import Identity
 from mesh.transport.peer_client import PeerChannel, target
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class PeersHost(SessionHost, Protocol):
     identity: Identity
+    overlay: Overlay
 
     def member(self, node_id: NodeId) -> Member | None: ...
 
@@ -160,8 +165,14 @@ class PeerManager:
         backoff = Backoff(s.reconnect_min_s, s.reconnect_max_s)
         where = target(host, port)
         last_problem = ""
+        overlay = self._host.overlay
         while not self._stopping:
             problem = ""
+            view = overlay.changed.version
+            owner = self.owners.get((host, port))
+            if owner is not None and self._host.session(owner) is None and not overlay.wants(owner):
+                await self._park(host, port, view)
+                continue
             try:
                 der = await probe_certificate(host, port, s.handshake_timeout_s)
                 peer = NodeId.of_certificate(der)
@@ -181,8 +192,16 @@ class PeerManager:
                 if member is None:
                     problem = f"{where} is node {peer.short()}, which is not a member of this mesh"
                 elif (existing := self._host.session(peer)) is not None:
-                    await existing.closed.wait()
+                    # Only its event is kept: a loop that went on holding the session
+                    # would keep its gRPC call, and so its connection, open long after
+                    # it ended (a connection per extra address of each peer, pinged
+                    # every keepalive).
+                    ended = existing.closed
+                    del existing
+                    await ended.wait()
                     continue
+                elif not overlay.wants(peer):
+                    continue  # parks above
                 elif await self._run_session(member, der, host, port):
                     backoff.reset()
                     continue
@@ -197,11 +216,26 @@ class PeerManager:
             if problem and problem != last_problem:
                 log.warning("%s (retrying)", problem)
                 last_problem = problem
-            wake = self._wake.setdefault((host, port), asyncio.Event())
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff.next()):  # not wait_for: see agent.py
-                    await wake.wait()
+            await self._pause(host, port, view, backoff.next())
+
+    async def _park(self, host: str, port: int, view: int) -> None:
+        """Until the partial view changes or the address is heard of anew."""
+        await self._pause(host, port, view, None)
+
+    async def _pause(self, host: str, port: int, view: int, delay: float | None) -> None:
+        """Until `delay` s passed (None: no limit), the address is heard of anew, or the
+        partial view changed after `view`."""
+        wake = self._wake.setdefault((host, port), asyncio.Event())
+        wake.clear()
+        waits = [
+            asyncio.ensure_future(wake.wait()),
+            asyncio.ensure_future(self._host.overlay.wait(view)),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def _run_session(self, member: Member, der: bytes, host: str, port: int) -> bool:
         """Dial and serve one session; True if it got past the handshake."""

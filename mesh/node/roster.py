@@ -42,11 +42,18 @@ async def member_views(daemon: Daemon) -> tuple[NodeId, list[MemberView]]:
             out.append(view)
         elif session is None or session.peer_hello is None:
             host, port, seen_ms = seen.get(view.node_id, ("", 0, 0))
+            # Online through others' sessions (presence reports), if not through ours.
+            online = daemon.liveness.online(view.node_id)
             out.append(
                 dataclasses.replace(
                     view,
+                    online=online,
                     address=target(host, port) if host else "",
-                    last_seen_s=max(0.0, (wall_ms - seen_ms) / 1000) if seen_ms else 0.0,
+                    last_seen_s=0.0
+                    if online
+                    else max(0.0, (wall_ms - seen_ms) / 1000)
+                    if seen_ms
+                    else 0.0,
                     # What it acknowledged before it went, else what it last published.
                     unacked=lag(
                         ours,
@@ -80,6 +87,8 @@ def silent_since_ms(daemon: Daemon, node_id: NodeId, seen_ms: int, heard_ms: int
         if quiet <= window:
             return 0
         return int((time.time() - quiet) * 1000)  # a link gone quiet, not yet closed
+    if daemon.liveness.online(node_id):
+        return 0  # others hold sessions with it
     # Nothing known: unheard of since this node started, at least.
     started_ms = int((time.time() - (time.monotonic() - daemon.started_at)) * 1000)
     return max(daemon.last_heard_ms.get(node_id, 0), seen_ms, heard_ms) or started_ms

@@ -26,9 +26,9 @@ a better stream replaces is ended with the same error. The peer's vector arrives
 stream the peer admitted, so "gossip stream with X open" is logged then, once per reunion:
 a duplicate, whichever side ends it and however its transport ends, logs at debug level only.
 
-Each end pings at the keepalive interval and answers pings; a peer silent for longer than
-keepalive plus the ping timeout is taken for dead (gRPC's own keepalive usually notices
-first).
+The end that dialled pings at the keepalive interval and the other answers (both pinging
+doubled an idle mesh's traffic for nothing); a peer silent for longer than keepalive plus
+the ping timeout is taken for dead (gRPC's own keepalive usually notices first).
 
 States: HANDSHAKE -> OPEN -> CLOSED. A frame the current state does not expect is a
 protocol error that ends the session.
@@ -57,6 +57,7 @@ from mesh.core.errors import (
 from mesh.core.gossip import (
     COMPATIBLE_VERSIONS,
     PROTOCOL_VERSION,
+    SLIM_ACK_VERSION,
     Ack,
     Batch,
     GossipError,
@@ -64,8 +65,11 @@ from mesh.core.gossip import (
     Hello,
     Ping,
     VectorFrame,
+    ack_vector,
+    acked_vector,
 )
 from mesh.core.ids import NodeId
+from mesh.core.liveness import PresenceFrame
 from mesh.core.records import MEMBERSHIP_KINDS
 from mesh.core.replica import ApplyResult, Outcome
 from mesh.core.vector import Clock, VersionVector, lag
@@ -103,6 +107,8 @@ class SessionHost(Protocol):
 
     def announce(self, session: Session) -> bool: ...
 
+    def on_presence(self, session: Session, frame: PresenceFrame) -> None: ...
+
     async def our_vector(self) -> VersionVector: ...
 
     async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]: ...
@@ -122,8 +128,13 @@ class _DuplicateError(Exception):
     """The peer ended this stream because another one between the same nodes wins."""
 
 
+class _PrunedError(Exception):
+    """The peer ended this stream because its partial view no longer holds this node."""
+
+
 DUPLICATE = "duplicate"  # the GossipError code of a stream that yields to another
 STOPPING = "stopping"  # ... of a node that stops: the peer logs it as such, not as a break
+PRUNED = "pruned"  # ... of a stream its dialler's partial view dropped (node/overlay.py)
 _PARTING_S = 1.0  # how long a closing end waits for the peer to close its end first
 
 
@@ -156,6 +167,7 @@ class Session:
         # A stream that yields to another between the same nodes (either end decided).
         self.duplicate = False
         self._stopping = False  # close() because this node stops: say so to the peer
+        self.pruned = False  # closed because a partial view dropped it: no news either
         self._closed_here = False
         # The peer admitted it too (its vector came) and it was no duplicate then: its end
         # is news. Its opening is news unless it took over from another (host.announce).
@@ -212,6 +224,14 @@ class Session:
             if self.duplicate:
                 await self._part(DUPLICATE, "another stream between these nodes replaced it")
                 log.debug("duplicate gossip stream with %s closed", self.peer_name)
+            elif self.pruned:
+                await self._part(PRUNED, "the partial view moved on")
+                self._log(
+                    logging.INFO if self.announced else logging.DEBUG,
+                    "closed",
+                    "gossip stream with %s closed: the partial view moved on",
+                    self.peer_name,
+                )
             else:
                 if self._stopping:
                     await self._part(STOPPING, "is stopping")
@@ -222,6 +242,14 @@ class Session:
         except* _DuplicateError:
             self.duplicate = True
             log.debug("%s ended a duplicate gossip stream", self.peer_name)
+        except* _PrunedError:
+            self.pruned = True
+            self._log(
+                logging.INFO if self.announced else logging.DEBUG,
+                "closed",
+                "gossip stream with %s closed by it: its partial view moved on",
+                self.peer_name,
+            )
         except* PeerUnavailableError as group:
             self._log_end(group.exceptions[0])
         except* RemovalNoticeError as group:
@@ -246,18 +274,33 @@ class Session:
                 self.stream.close()
                 self.closed.set()
 
+    @property
+    def _slim_acks(self) -> bool:
+        hello = self.peer_hello
+        return hello is not None and hello.protocol_version >= SLIM_ACK_VERSION
+
     def _log(self, level: int, kind: str, msg: str, *args: object) -> None:
         """A line this peer's doing: rate limited per peer and kind (node/peer_log.py)."""
         # Counted by node id: the name in the hello is the peer's to choose.
         peer_log.log(log, level, self.peer, self.peer_name, kind, msg, *args)
 
-    def close(self, *, duplicate: bool = False, stopping: bool = False) -> None:
-        """End the session from this side: a removal; `stopping`, this node stops; or
-        `duplicate`, another stream with the same peer replaces it. The peer is told which
-        of the last two it is."""
+    def close(
+        self, *, duplicate: bool = False, stopping: bool = False, pruned: bool = False
+    ) -> None:
+        """End the session from this side: a removal; `stopping`, this node stops;
+        `duplicate`, another stream with the same peer replaces it; or `pruned`, this node's
+        partial view no longer holds the peer. The peer is told which of the last three."""
         self.duplicate = self.duplicate or duplicate
+        self.pruned = self.pruned or pruned
         self._stopping = self._stopping or stopping
         self._stop.set()
+
+    async def tell(self, frame: GossipFrame) -> None:
+        """Send a frame that is not the session's own doing (presence, node/liveness.py);
+        a stream that is closing just does not get it."""
+        if self.state is State.OPEN:
+            with contextlib.suppress(MeshError):
+                await self.stream.send(frame)
 
     async def _until_closed(self) -> None:
         await self._stop.wait()
@@ -335,6 +378,8 @@ class Session:
             silent = time.monotonic() - self.last_heard
             if silent > self.keepalive_s + self.timeout_s:
                 raise PeerUnavailableError(f"{self.peer_name} silent for {silent:.1f} s")
+            if self.initiator != self.host.node_id:
+                continue  # the dialler pings, this end answers: each hears the other
             nonce = next(self._nonces)
             self._pings[nonce] = time.monotonic()
             await self.stream.send(Ping(nonce=nonce))
@@ -430,7 +475,7 @@ class Session:
         if batch is None:
             raise ProtocolError(f"an ack of batch {ack.batch_id}, which was not sent")
         self._window.release()
-        self.acked = ack.vector
+        self.acked = acked_vector(self.acked, ack.vector, batch.origin, slim=self._slim_acks)
         if ack.refused:
             self._log(
                 logging.WARNING,
@@ -478,8 +523,9 @@ class Session:
                 )
             self.records_received += len(result.stored)
             self._peer_holds(batch)
+            told = ack_vector(vector, batch.origin, slim=self._slim_acks)
             await self.stream.send(
-                Ack(batch_id=batch.batch_id, vector=vector, refused=refused, reason=result.reason)
+                Ack(batch_id=batch.batch_id, vector=told, refused=refused, reason=result.reason)
             )
 
     def _peer_holds(self, batch: Batch) -> None:
@@ -536,6 +582,10 @@ class Session:
                     self.rtt_s = time.monotonic() - sent
             case GossipError(code=code) if code == STOPPING:
                 raise PeerUnavailableError(f"{self.peer_name} is stopping")
+            case PresenceFrame():
+                self.host.on_presence(self, frame)
+            case GossipError(code=code) if code == PRUNED:
+                raise _PrunedError
             case GossipError(code=code) if code == DUPLICATE:
                 self.duplicate = True  # before the registry releases it (run's finally)
                 raise _DuplicateError

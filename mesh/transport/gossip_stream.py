@@ -132,6 +132,21 @@ class GossipStream:
             self._close()
             if self._reading is not None and not self._reading.done():
                 self._reading.cancel()
+            # Let go of the call: a session ended is often kept a while longer in a
+            # reference cycle (its tasks, an exception's frames), and a gRPC call that is
+            # still referenced keeps its channel's connection open, and pinged, after the
+            # channel was closed.
+            self._read = self._write = self._after_close
+            self._close = _nothing
+            self._finish = None
+            self._reading = None
+
+    async def _after_close(self, *_: Any) -> Any:
+        raise PeerUnavailableError(f"stream to {self.peer.short()} is closed")
+
+
+def _nothing() -> None:
+    return None
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -179,6 +179,57 @@ class Ping(_message.Message):
 Global___Ping: _TypeAlias = Ping  # noqa: Y015
 
 @_typing.final
+class Presence(_message.Message):
+    """Liveness (protocol 3): the members the origin holds a gossip session with, as of its
+    version (which only grows). Sent when the origin's sessions change, relayed when news,
+    and all of them to a session that opens (mesh/core/liveness.py).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PEERS_FIELD_NUMBER: _builtins.int
+    origin: _builtins.bytes
+    version: _builtins.int
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        origin: _builtins.bytes = ...,
+        version: _builtins.int = ...,
+        peers: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin", "peers", b"peers", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Presence: _TypeAlias = Presence  # noqa: Y015
+
+@_typing.final
+class Presences(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___Presence]: ...
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___Presence] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Presences: _TypeAlias = Presences  # noqa: Y015
+
+@_typing.final
 class GossipError(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -210,6 +261,7 @@ class GossipFrame(_message.Message):
     ACK_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    PRESENCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -222,6 +274,8 @@ class GossipFrame(_message.Message):
     def ping(self) -> Global___Ping: ...
     @_builtins.property
     def error(self) -> Global___GossipError: ...
+    @_builtins.property
+    def presence(self) -> Global___Presences: ...
     def __init__(
         self,
         *,
@@ -231,12 +285,13 @@ class GossipFrame(_message.Message):
         ack: Global___Ack | None = ...,
         ping: Global___Ping | None = ...,
         error: Global___GossipError | None = ...,
+        presence: Global___Presences | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "vector", b"vector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "presence", b"presence", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "presence", b"presence", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "vector", "batch", "ack", "ping", "error"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "vector", "batch", "ack", "ping", "error", "presence"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 

@@ -6,6 +6,7 @@ from mesh.core.clock_proof import DIGEST_BYTES, ClockProof
 from mesh.core.envelope import Envelope
 from mesh.core.errors import ProtocolError
 from mesh.core.gossip import Ack, Batch, GossipError, GossipFrame, Hello, Ping, VectorFrame
+from mesh.core.liveness import MAX_PEERS, MAX_REPORTS, Presence, PresenceFrame
 from mesh.v1 import gossip_pb2 as pb
 from mesh.wire import checks, envelope
 from mesh.wire.records import vector_from_wire, vector_to_wire
@@ -41,6 +42,15 @@ def to_wire(frame: GossipFrame) -> pb.GossipFrame:
             return pb.GossipFrame(ping=pb.Ping(nonce=frame.nonce, pong=frame.pong))
         case GossipError():
             return pb.GossipFrame(error=pb.GossipError(code=frame.code, message=frame.message))
+        case PresenceFrame():
+            msg = pb.GossipFrame()
+            for report in frame.reports:
+                msg.presence.reports.add(
+                    origin=report.origin.raw,
+                    version=report.version,
+                    peers=sorted(p.raw for p in report.peers),
+                )
+            return msg
 
 
 def _batch_to_wire(frame: Batch) -> pb.Batch:
@@ -172,4 +182,23 @@ def from_wire(msg: pb.GossipFrame) -> GossipFrame:
             code=checks.text(msg.error.code, "error code", 64),
             message=checks.text(msg.error.message, "error message"),
         )
+    if which == "presence":
+        return _presence_from_wire(msg.presence)
     raise ProtocolError("an empty gossip frame")
+
+
+def _presence_from_wire(msg: pb.Presences) -> PresenceFrame:
+    if len(msg.reports) > MAX_REPORTS:
+        raise ProtocolError(f"a presence frame of {len(msg.reports)} reports")
+    reports = []
+    for r in msg.reports:
+        if len(r.peers) > MAX_PEERS:
+            raise ProtocolError(f"a presence report of {len(r.peers)} sessions")
+        reports.append(
+            Presence(
+                origin=checks.node_id(r.origin, "origin"),
+                version=checks.count(r.version, "presence version"),
+                peers=frozenset(checks.node_id(p, "peer") for p in r.peers),
+            )
+        )
+    return PresenceFrame(reports=tuple(reports))

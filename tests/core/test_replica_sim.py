@@ -56,7 +56,7 @@ from tests.core.fakes import (
     tombstones_of,
 )
 
-SIGNERS = [FakeSigner(bytes([i]) * 8) for i in range(12)]
+SIGNERS = [FakeSigner(bytes([i]) * 8) for i in range(100)]  # 12 here, 100 in test_overlay_sim
 ROOT = SIGNERS[0]
 BATCH_BYTES = 400  # small, so streams come in several batches that can be lost
 
