@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import contextlib
 import dataclasses
 import ipaddress
 import itertools
@@ -25,8 +24,6 @@ from mesh.core.epoch import Epoch
 from mesh.core.errors import (
     InvalidArgumentError,
     MeshError,
-    PeerUnavailableError,
-    RefusedError,
 )
 from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
@@ -47,7 +44,7 @@ from mesh.fs.borrowed import BorrowedFolder
 from mesh.fs.lender_links import adopt_named_folders, link_names
 from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
-from mesh.node import applying, removal, roster
+from mesh.node import applying, member_changes, removal, roster
 from mesh.node.agent import Agent
 from mesh.node.cache import Cache
 from mesh.node.changes import ChangeSignal
@@ -75,8 +72,7 @@ from mesh.transport.control_server import ControlServer
 from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.peer_client import target
 from mesh.transport.peer_server import PeerServer
-from mesh.transport.tls import TrustStore, probe_certificate
-from mesh.wire import envelope as wire_envelope
+from mesh.transport.tls import TrustStore
 from mesh.wire.gossip import MAX_BATCH_RECORDS
 
 if TYPE_CHECKING:
@@ -332,6 +328,11 @@ class Daemon:
     def member(self, node_id: NodeId) -> Member | None:
         return self._membership.members.get(node_id) if node_id != self.node_id else None
 
+    def adopt(self, membership: Membership) -> None:
+        """Hold `membership` as the mesh's now, and trust its certificates."""
+        self._membership = membership
+        self.trust.update(self._certificates())
+
     def _certificates(self) -> list[bytes]:
         # Removed nodes too: their handshake succeeds so that every call they make can be
         # refused with the records of their removal (node/removal.py), not a TLS error.
@@ -367,22 +368,8 @@ class Daemon:
             self._group.create_task(run())
 
     async def reload_members(self) -> None:
-        """Take the membership the records now say; trust follows, removed nodes are cut
-        off now."""
-        new = await self.store(lambda: self.local.membership)
-        gone = set(self._membership.members) - set(new.members)
-        renamed = {m.node_id: m.name for m in new.members.values()}
-        if renamed != {m.node_id: m.name for m in self._membership.members.values()}:
-            await asyncio.to_thread(link_names, self.borrowed.root, renamed)
-        self._membership = new
-        self.trust.update(self._certificates())
-        self.overlay.members_changed()
-        self.liveness.members_changed()
-        for peer in gone:
-            cancelled = self.server.cancel_peer(peer)
-            self.sessions.close(peer)
-            await self.peers.drop(peer)
-            log.info("%s is no longer a member: %d open calls ended", peer.short(), cancelled)
+        """Take the membership the records now say (node/member_changes.py)."""
+        await member_changes.reload(self)
 
     async def admit(self, certificate: bytes, name: str) -> None:
         """Admit a node to the mesh (a signed admission record), and trust it now."""
@@ -390,28 +377,10 @@ class Daemon:
         await self.reload_members()
 
     async def farewell(self, node_id: NodeId) -> list[bytes]:
-        """For a removed node that calls: the records that show its removal, serialized."""
-        if node_id not in self._membership.removed:
-            return []
-        records = await self.store(removal.proof, self.local, node_id)
-        return [wire_envelope.to_bytes(e) for e in records]
+        return await member_changes.farewell(self, node_id)
 
     async def on_removal_notice(self, records: tuple[bytes, ...], by: NodeId) -> None:
-        """A member refused this node as removed: check its records and, if they show it,
-        stop dialling."""
-        envelopes = []
-        for raw in records:
-            with contextlib.suppress(MeshError):
-                envelopes.append(wire_envelope.from_bytes(raw))
-        removed = await self.store(removal.learn, self.local, envelopes)
-        await self.reload_members()
-        if not removed:
-            log.warning("%s says this node was removed, but its records do not show it", by.short())
-            return
-        found = await self.store(self.local.removal)
-        assert found is not None
-        log.warning("%s; not dialling the members any more", removal.describe(*found))
-        self.peers.halt()
+        await member_changes.learn_removal(self, records, by)
 
     async def check_member(self) -> None:
         """RemovedFromMeshError if this node was removed (for what needs the mesh)."""
@@ -447,34 +416,12 @@ class Daemon:
         return await self.read(LocalNode.browse, node, pattern)
 
     async def add_peer(self, host: str, port: int) -> PeerCheck:
-        """Check whose node answers at host:port and keep a connection to it if a member's."""
-        where = target(host, port)
-        try:
-            der = await probe_certificate(host, port, self.settings.handshake_timeout_s)
-        except PeerUnavailableError as exc:
-            self.peers.add_address(host, port)  # it may be asleep: keep trying
-            return PeerCheck(node_id=None, problem=str(exc))
-        node_id = NodeId.of_certificate(der)
-        if node_id == self.node_id:
-            raise InvalidArgumentError(f"{where} is this node itself")
-        member = self.member(node_id)
-        if member is None:
-            raise RefusedError(
-                f"{where} is node {node_id.short()}, which is not a member of this mesh; "
-                "invite it first (`mesh invite` here, `mesh join` there)"
-            )
-        self.peers.add_address(host, port)
-        return PeerCheck(node_id=node_id, name=member.name)
+        return await member_changes.add_peer(self, host, port)
 
     async def remove_named(
         self, name: str, keep: Sequence[str] = (), *, dry_run: bool = False
     ) -> RemovalPlan:
-        """`mesh remove`: the member and those standing only on its admissions (but for
-        `keep`); their open calls end now."""
-        plan = await self.store(lambda: self.local.remove(name, keep, dry_run=dry_run))
-        if plan.done:
-            await self.reload_members()
-        return plan
+        return await member_changes.remove_named(self, name, keep, dry_run=dry_run)
 
     # -- gossip ------------------------------------------------------------------------
 
