@@ -65,6 +65,10 @@ class NoSpaceError(PlacementError):
     """The borrowed folder's disk (or the user's quota on it) is full."""
 
 
+class NothingStagedError(PlacementError):
+    """The staging file a pull verified is gone (deleted by hand, a folder moved)."""
+
+
 class RemovedFromMeshError(LocalError):
     """This node was removed from its mesh: what needs the mesh cannot be done."""
 

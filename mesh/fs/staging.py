@@ -16,7 +16,7 @@ import re
 import stat
 from contextlib import ExitStack
 
-from mesh.core.errors import InvalidArgumentError, PlacementError
+from mesh.core.errors import InvalidArgumentError, NothingStagedError, PlacementError
 from mesh.fs.borrowed_root import STAGING, BorrowedRoot
 from mesh.fs.folder_walk import READ_FLAGS, WRITE_FLAGS, os_error, unlink_if_present
 from mesh.fs.staging_file import StagingFile
@@ -81,7 +81,7 @@ def open_staged(stack: ExitStack, root: BorrowedRoot, staging_fd: int, key: str)
     try:
         fd = os.open(key, READ_FLAGS, dir_fd=staging_fd)
     except FileNotFoundError as exc:
-        raise PlacementError(f"nothing is staged for pull {key} ({where} is missing)") from exc
+        raise NothingStagedError(f"nothing is staged for pull {key} ({where} is missing)") from exc
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PlacementError(f"{where} is a symbolic link, not a staging file") from exc

@@ -32,7 +32,12 @@ import xxhash
 
 from mesh.config import Settings
 from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count, chunk_span
-from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
+from mesh.core.errors import (
+    NothingStagedError,
+    PeerUnavailableError,
+    ProtocolError,
+    RefusedError,
+)
 from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 from mesh.core.loans import NOT_ENOUGH_SPACE, refusal
@@ -128,6 +133,7 @@ class Puller:
         self._arrived = asyncio.Event()
         self._readable: Bitmap | None = None
         self._open_staging: StagingFile | None = None
+        self._afresh = False  # pulled again from nothing after its staging file went
 
     # -- readers ---------------------------------------------------------------------------
 
@@ -243,7 +249,18 @@ class Puller:
             await self._status(LoanState.FAILED, reason=f"no source could serve it: {reason}")
             return False
         self._log_speed(time.monotonic() - began, self.bytes_done - resumed_at)
-        return await self._place(hashes)
+        try:
+            return await self._place(hashes)
+        except NothingStagedError as exc:
+            # What the checkpoint says was verified went with its staging file: every
+            # later try would place nothing. Forget it and pull again, once, now.
+            await self._host.store(self._host.lending.book.drop_pull, self.lent.key)
+            if self._afresh:
+                await self._status(LoanState.FAILED, reason=str(exc))
+                return False
+            log.warning("%s: pulling %s afresh", exc, self.lent.binding.path)
+            self._afresh = True
+            return await self._pull_and_place()
 
     def _policy(self) -> str:
         """Why this node may not take the loan now, or "" and its size is reserved: the
@@ -598,6 +615,8 @@ class Puller:
                 replacing=replacing,
                 hashed=self._hashed,
             )
+        except NothingStagedError:
+            raise
         except PlacementError as exc:
             log.warning("cannot place %s: %s", "/".join(parts), exc)
             await self._status(LoanState.FAILED, reason=str(exc))

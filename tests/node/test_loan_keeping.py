@@ -291,3 +291,46 @@ async def test_a_copy_changed_again_while_it_is_restored_is_still_restored(
     await until_phase(tower, line.id, "held", within=20)
     await wait_for(lambda: copy.read_bytes() == data, within=5, what="the restored copy")
     assert staged(tmp_path) == []
+
+
+async def test_a_checkpoint_whose_staging_file_is_gone_is_pulled_afresh(
+    nodes: Make, tmp_path: Path
+) -> None:
+    """Found by hand: every chunk verified, then the staging file deleted before placing.
+    Each try placed nothing and the loan stayed failed, across restarts; now the pull
+    forgets the checkpoint and starts again at once."""
+    from mesh.node.puller import Bitmap, staging_name
+    from mesh.store.loans import LoanBook, Pull
+
+    tower, laptop = await pair(nodes, tmp_path)
+    await start(laptop, tmp_path, static_peers=(tower.address,))
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    await share_and_scan(tower, await folder_with(tmp_path, "docs", {"a.bin": data}), "Docs")
+    line = await lend(tower, "Docs/a.bin", "laptop")
+    await held(tmp_path, laptop, line.id, data)
+    await laptop.halt()
+    # As a kill between the last chunk and placing leaves it, less the staging file.
+    with laptop.local() as node:
+        book = LoanBook(node.db)
+        copy = book.copies()[0]
+        count = len(copy.chunk_hashes) // 16
+        verified = Bitmap(count)
+        for i in range(count):
+            verified.add(i)
+        book.removed(copy.binding_key)
+        book.save_pull(
+            Pull(
+                binding_key=copy.binding_key,
+                staging=staging_name(copy.binding_key),
+                hash=copy.hash,
+                size=copy.size,
+                chunk_hashes=copy.chunk_hashes,
+                verified=bytes(verified.bits),
+            )
+        )
+    copy_of(tmp_path, "Docs/a.bin").unlink()
+    await start(laptop, tmp_path, static_peers=(tower.address,))
+    copy = copy_of(tmp_path, "Docs/a.bin")
+    await wait_for(lambda: copy.exists() and copy.read_bytes() == data, what="the copy again")
+    await held(tmp_path, laptop, line.id, data)
+    await wait_for(lambda: not staged(tmp_path), within=5, what="no staging left")
