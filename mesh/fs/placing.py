@@ -58,9 +58,11 @@ def place(
     hashed: bytes | None,
     step: Step,
     sync_folder: bool = True,
+    synced: bool = False,
 ) -> FileId:
     """Put the verified staging file of pull `key` at `parts`: BorrowedFolder.place.
-    Without `sync_folder` step 6 is the caller's (place_batch syncs each folder once)."""
+    Without `sync_folder` step 6 is the caller's, and with `synced` the caller did step 2
+    (fs/placing_batch.py does both for many files at once)."""
     key = check_key(key)
     names = root.check_parts(parts)
     shown = root.shown(names)
@@ -82,10 +84,11 @@ def place(
                 f"(pull {key}); it was not placed"
             )
         step("verified")
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise os_error(exc, f"flush the file fetched for {shown} to disk") from exc
+        if not synced:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise os_error(exc, f"flush the file fetched for {shown} to disk") from exc
         step("synced")
         created: list[tuple[int, str]] = []
         try:
