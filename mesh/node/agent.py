@@ -74,8 +74,10 @@ class Agent:
         self._pulls: dict[bytes, tuple[asyncio.Task[bool], Puller]] = {}
         # Batches of a folder loan's small files (node/folder_batch.py), under each file's key.
         self._batches: dict[bytes, tuple[asyncio.Task[bool], BatchPull]] = {}
-        # Files a batch did not bring (bad bytes, no source): pulled one by one from then on.
-        self._unbatched: set[bytes] = set()
+        # Files a batch did not bring (bad bytes, no source), with the content it was for:
+        # pulled one by one from then on, with a pull's retries and status.
+        self._unbatched: dict[bytes, bytes] = {}
+        self.batches_run = 0  # batches started (for tests and the log)
         self._waiting: dict[bytes, _Waiting] = {}
         self._backoffs: dict[bytes, Backoff] = {}
         self._next_check = 0.0
@@ -181,8 +183,10 @@ class Agent:
         for key in [k for k in self._pulls if k not in wanted]:
             await self._stop(key)  # its loan ended, or it is held now
         for key in [k for k in self._batches if k not in wanted]:
-            await self._stop(key)
-        self._unbatched &= wanted
+            if key in self._batches[key][1].held:
+                del self._batches[key]  # held now: the batch goes on with the rest
+            else:
+                await self._stop(key)  # its loan ended
         for key in [k for k in self._waiting if k not in wanted]:
             del self._waiting[key]
             self._backoffs.pop(key, None)
@@ -232,7 +236,8 @@ class Agent:
             # overlap the others', and the next starts as one ends.
             if lent.folder_key and by_folder.get(lent.folder_key, 0) >= _FOLDER_PULLS:
                 continue
-            if running is None and lent.key not in self._unbatched and batchable(lent):
+            unbatched = self._unbatched.get(lent.key) == lent.binding.content.hash
+            if running is None and not unbatched and batchable(lent):
                 batching.setdefault(lent.folder_key, []).append(lent)
                 continue
             waiting = self._waiting.get(lent.key)
@@ -268,6 +273,8 @@ class Agent:
 
     def _start_batch(self, lents: list[Lent]) -> None:
         batch = BatchPull(self._host, lents)
+        self.batches_run += 1
+        log.debug("pulling %d files of a folder loan in a batch", len(lents))
         task = asyncio.create_task(batch.run(), name=f"pull {len(lents)} files")
         for lent in lents:
             self._batches[lent.key] = (task, batch)
@@ -287,8 +294,7 @@ class Agent:
             self._held_in[key] = self._passes
         for lent in batch.lents:
             if lent.key not in batch.held:
-                # Pulled alone from now on, with a pull's retries and status.
-                self._unbatched.add(lent.key)
+                self._unbatched[lent.key] = lent.binding.content.hash
         self._host.changes.bump()
 
     def _ask(self, lent: Lent) -> bool:
@@ -360,6 +366,7 @@ class Agent:
         if exc is not None:
             log.error("a pull failed unexpectedly: %s", exc, exc_info=exc)
         if exc is None and task.result():
+            self._unbatched.pop(key, None)
             self._waiting.pop(key, None)
             self._backoffs.pop(key, None)
             self._held_in[key] = self._passes
@@ -454,6 +461,7 @@ class Agent:
             FileId(device=copy.device, inode=copy.inode, mtime_ns=copy.mtime_ns),
         )
         await host.store(lending.book.removed, copy.binding_key)
+        self._unbatched.pop(copy.binding_key, None)
         for lent in lending_bindings(await host.store(lending.bindings), copy.binding_key):
             await host.store(
                 lending.write_status, lent.lender, lent.binding, state, now_ms(), reason=why
