@@ -2,7 +2,8 @@
 
 Each file goes through the steps of fs/placing.py, but a step is done for the whole batch
 before the next one starts, so the disk's flushes are shared:
-1. every file is written to its own staging file;
+1. every file is checked against its content hash (one chunk: the chunk's hash is the
+   file's) and written to its own staging file;
 2. all of them are fsynced, several at once (the file system commits concurrent fsyncs
    together), before any is linked in, so no name ever points at data not on disk;
 3. each is placed (hash checked, folders made, read-only, linked in);
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+
+import xxhash
 
 from mesh.core.errors import PlacementError
 from mesh.fs import placing, staging
@@ -50,6 +53,14 @@ def place_batch(
     with ExitStack() as stack:
         staged: list[tuple[int, int]] = []  # (item number, open descriptor)
         for n, item in enumerate(items):
+            if xxhash.xxh3_128_digest(item.data) != item.hash:
+                # A one-chunk file's content hash is its chunk's: checked here again, as
+                # place() does, whatever the caller checked.
+                out[n] = PlacementError(
+                    f"the file fetched for {root.shown(list(item.parts))} does not have the "
+                    "content hash it should; it was not placed"
+                )
+                continue
             try:
                 # Through the page cache: an O_DIRECT write waits for the disk, one file
                 # after another, where the fsyncs below overlap.
