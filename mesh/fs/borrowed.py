@@ -111,11 +111,16 @@ class BorrowedFolder:
             step=_step,
         )
 
-    def place_batch(self, items: Sequence[Placing]) -> list[FileId | PlacementError]:
-        """Stage and place many small verified files, each folder fsynced once for all of
-        them (fs/placing_batch.py); per item its FileId or why it was not placed. Record
-        the FileIds only after this returns, then `discard` each key."""
-        return placing_batch.place_batch(self._root, items, _step)
+    def stage_batch(self, items: Sequence[Placing]) -> list[PlacementError | None]:
+        """Write and fsync the staging files of many small verified files at once
+        (fs/placing_batch.py); per item None, or why it is not staged."""
+        return placing_batch.stage_batch(self._root, items, _step)
+
+    def link_batch(self, items: Sequence[Placing]) -> list[FileId | PlacementError]:
+        """Place staged items, each folder fsynced once for all of them; per item its
+        FileId or why it was not placed. Record the FileIds only after this returns, then
+        `discard` each key."""
+        return placing_batch.link_batch(self._root, items, _step)
 
     def remove(self, parts: Sequence[str], file_id: FileId) -> bool:
         """Delete the copy at `parts` if it is still `file_id`, then the folders it leaves

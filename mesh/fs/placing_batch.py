@@ -8,10 +8,12 @@ before the next one starts, so the disk's flushes are shared:
    together), before any is linked in, so no name ever points at data not on disk;
 3. each is placed (hash checked, folders made, read-only, linked in);
 4. each destination folder is fsynced once, after every file in it is linked in.
-The caller records the returned FileIds only after this returns, so a kill part-way leaves
-files whose names may not be durable yet but that nothing records as held: the next pull
-finds them as its staging file's own placement (fs/placing.py) or pulls them again. A file
-that fails is left out (its error is returned in its place); the others go on.
+Steps 1-2 are `stage_batch`, 3-4 `link_batch`: between the two the caller records the
+staged files as pulls with every chunk verified, so after a kill in steps 3-4 the staging
+names are kept and the next start places each file again through fs/placing.py, which
+finds a file already linked in as its staging file's own placement (not a user's file).
+The caller records the returned FileIds as held only after link_batch returns. A file that
+fails is left out (its error is returned in its place); the others go on.
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ class Placing:
     hash: bytes
 
 
-def place_batch(
+def stage_batch(
     root: BorrowedRoot, items: Sequence[Placing], step: Step
-) -> list[FileId | PlacementError]:
-    """Stage and place every item (see the module's docstring); per item, its FileId or why
-    it was not placed."""
-    out: list[FileId | PlacementError | None] = [None] * len(items)
+) -> list[PlacementError | None]:
+    """Steps 1 and 2 for every item; per item, None when it is staged and on disk, or why
+    it is not."""
+    out: list[PlacementError | None] = [None] * len(items)
     with ExitStack() as stack:
         staged: list[tuple[int, int]] = []  # (item number, open descriptor)
         for n, item in enumerate(items):
@@ -84,10 +86,17 @@ def place_batch(
             for (n, _), failed in zip(staged, pool.map(sync, staged), strict=True):
                 out[n] = failed
         step("batch staged")
+    return out
+
+
+def link_batch(
+    root: BorrowedRoot, items: Sequence[Placing], step: Step
+) -> list[FileId | PlacementError]:
+    """Steps 3 and 4 for items that stage_batch staged; per item, its FileId or why it
+    was not placed."""
+    out: list[FileId | PlacementError | None] = [None] * len(items)
     folders: set[tuple[str, ...]] = set()
     for n, item in enumerate(items):
-        if out[n] is not None:
-            continue
         try:
             out[n] = placing.place(
                 root,
@@ -115,4 +124,4 @@ def place_batch(
     return [r for r in out if r is not None]
 
 
-__all__ = ["Placing", "place_batch"]
+__all__ = ["Placing", "link_batch", "stage_batch"]

@@ -31,13 +31,14 @@ from mesh.fs.lender_links import link_names
 from mesh.node.lending import Lent, copy_parts
 from mesh.node.local import now_ms
 from mesh.node.puller import PullHost, staging_name
-from mesh.store.loans import Copy
+from mesh.store.loans import Copy, Pull
 from mesh.transport.peer_client import PeerChannel
 
 log = logging.getLogger(__name__)
 _IN_FLIGHT = 16  # fetches of one batch in flight on its channel at once
 BATCH_FILES = 128  # files in one batch at most
 BATCH_BYTES = 32 * CHUNK_SIZE  # and bytes
+_RESUMED = "staged before a restart: its own pull places it"
 
 
 def batchable(lent: Lent) -> bool:
@@ -62,6 +63,8 @@ class BatchPull:
         self.needs_space = False
         self.held: set[bytes] = set()
         self.refused: dict[bytes, str] = {}  # key: why (bad bytes, no source, not placed)
+        self._todo = lents  # those not staged by an earlier batch (their pulls place them)
+        self._pending: set[bytes] = set()  # recorded as pulls, not yet placed: staging kept
 
     @property
     def keys(self) -> list[bytes]:
@@ -74,10 +77,12 @@ class BatchPull:
         if why:
             self.needs_space = why.startswith(NOT_ENOUGH_SPACE)
             for lent in self.lents:
-                self.refused[lent.key] = why
+                self.refused.setdefault(lent.key, why)
+            return False
+        if not self._todo:
             return False
         try:
-            sources = await host.store(host.lending.holders, self.lents[0], now_ms())
+            sources = await host.store(host.lending.holders, self._todo[0], now_ms())
             fetched = await self._fetch(sources)
             if fetched:
                 # Placing and recording go together: a copy placed but not recorded would
@@ -90,7 +95,13 @@ class BatchPull:
                     raise
         finally:
             await host.store(self._release)
-            left = [staging_name(k) for k in self.keys if k not in self.held]
+            # What is neither held nor left for a pull to place (a kill's leftovers, or
+            # a link that failed part-way) goes.
+            left = [
+                staging_name(k)
+                for k in self.keys
+                if k not in self.held and k not in self._pending and self.refused.get(k) != _RESUMED
+            ]
             await asyncio.to_thread(self._discard, left)
         for lent in self.lents:
             if lent.key not in self.held:
@@ -104,7 +115,12 @@ class BatchPull:
     def _policy(self) -> str:
         """As Puller._policy, for the whole batch (on the store thread)."""
         s, lending = self._host.settings, self._host.lending
-        size = sum(lent.binding.content.size for lent in self.lents)
+        for lent in self.lents:
+            if lending.book.pull(lent.key) is not None:
+                # Staged by a batch that a kill stopped: its pull places it.
+                self.refused[lent.key] = _RESUMED
+        self._todo = [lent for lent in self.lents if lent.key not in self.refused]
+        size = sum(lent.binding.content.size for lent in self._todo)
         mine = set(self.keys)
         pulling = sum(n for key, n in lending.pulling.items() if key not in mine)
         why = refusal(
@@ -115,7 +131,7 @@ class BatchPull:
             reserve=s.reserve,
         )
         if not why:
-            for lent in self.lents:
+            for lent in self._todo:
                 lending.pulling[lent.key] = lent.binding.content.size
         return why
 
@@ -128,7 +144,7 @@ class BatchPull:
         got: dict[bytes, bytes] = {}
         gate = asyncio.Semaphore(_IN_FLIGHT)
         for source in sources:
-            todo = [lent for lent in self.lents if lent.key not in got | self.refused.keys()]
+            todo = [lent for lent in self._todo if lent.key not in got | self.refused.keys()]
             if not todo:
                 break
             channel = await self._host.channels.get(source)
@@ -147,7 +163,7 @@ class BatchPull:
                         group.create_task(one(lent))
             except* PeerUnavailableError:
                 await self._host.channels.drop(source)
-        return [(lent, got[lent.key]) for lent in self.lents if lent.key in got]
+        return [(lent, got[lent.key]) for lent in self._todo if lent.key in got]
 
     async def _fetch_one(self, channel: PeerChannel, lent: Lent) -> bytes | None:
         content = lent.binding.content
@@ -173,6 +189,13 @@ class BatchPull:
             return None
         return data
 
+    def _placeable(self, lent: Lent, why: PlacementError | None) -> bool:
+        if why is None:
+            return True
+        log.warning("cannot place %s: %s", lent.binding.path, why)
+        self.refused[lent.key] = str(why)
+        return False
+
     async def _place(self, fetched: list[tuple[Lent, bytes]]) -> None:
         host = self._host
         items = [
@@ -184,17 +207,48 @@ class BatchPull:
             )
             for lent, data in fetched
         ]
-        results = await asyncio.to_thread(host.borrowed.place_batch, items)
+        lending = host.lending
+        failed = await asyncio.to_thread(host.borrowed.stage_batch, items)
+        staged = [
+            (lent, item)
+            for (lent, _), item, why in zip(fetched, items, failed, strict=True)
+            if self._placeable(lent, why)
+        ]
+        if not staged:
+            return
+
+        def save_pulls() -> None:
+            # Staged and fsynced, all verified: recorded before any is linked in, so a
+            # kill from here on leaves pulls that the next start places (node/puller.py
+            # finds a file already linked in as its own), not files that look like the
+            # user's. One transaction for the batch.
+            with lending.local.db.transaction():
+                for lent, item in staged:
+                    c = lent.binding.content
+                    lending.book.save_pull(
+                        Pull(
+                            binding_key=lent.key,
+                            staging=item.key,
+                            hash=c.hash,
+                            size=c.size,
+                            chunk_hashes=c.hash,
+                            verified=b"\x01",
+                        )
+                    )
+
+        await host.store(save_pulls)
+        self._pending = {lent.key for lent, _ in staged}
+        results = await asyncio.to_thread(host.borrowed.link_batch, [i for _, i in staged])
         placed: list[tuple[Lent, FileId]] = []
-        for (lent, _), result in zip(fetched, results, strict=True):
+        for (lent, _), result in zip(staged, results, strict=True):
             if isinstance(result, PlacementError):
-                log.warning("cannot place %s: %s", lent.binding.path, result)
-                self.refused[lent.key] = str(result)
+                self._placeable(lent, result)
+                await host.store(lending.book.drop_pull, lent.key)
+                self._pending.discard(lent.key)
             else:
                 placed.append((lent, result))
         if not placed:
             return
-        lending = host.lending
         lenders = {lent.lender: lending.name_of(lent.lender) for lent, _ in placed}
 
         def record() -> None:

@@ -23,6 +23,14 @@ def item(key: str, name: str, data: bytes, folder: str = "album") -> Placing:
     )
 
 
+def place_batch(folder: BorrowedFolder, items: list[Placing]) -> list[FileId | PlacementError]:
+    """Stage, then link what was staged, as node/folder_batch.py does."""
+    failed = folder.stage_batch(items)
+    staged = [i for i, why in zip(items, failed, strict=True) if why is None]
+    linked = iter(folder.link_batch(staged))
+    return [why if why is not None else next(linked) for why in failed]
+
+
 def test_a_batch_is_placed_read_only_and_a_user_file_in_the_way_is_left_alone(
     tmp_path: Path,
 ) -> None:
@@ -35,7 +43,7 @@ def test_a_batch_is_placed_read_only_and_a_user_file_in_the_way_is_left_alone(
         item("a2", "mine.jpg", b"mesh's"),
         item("a3", "three.jpg", b"three" * 1000, folder="other"),
     ]
-    results = folder.place_batch(items)
+    results = place_batch(folder, items)
     assert isinstance(results[0], FileId) and isinstance(results[2], FileId)
     assert isinstance(results[1], UserFileInTheWayError)
     assert (album / "one.jpg").read_bytes() == b"one"
@@ -50,7 +58,7 @@ def test_a_batch_is_placed_read_only_and_a_user_file_in_the_way_is_left_alone(
 def test_bytes_that_do_not_match_their_hash_are_not_placed(tmp_path: Path) -> None:
     folder = BorrowedFolder(tmp_path / "borrowed")
     bad = Placing(key="b1", parts=("tower", "photos", "album", "x.jpg"), data=b"x", hash=b"\0" * 16)
-    results = folder.place_batch([bad, item("b2", "y.jpg", b"y")])
+    results = place_batch(folder, [bad, item("b2", "y.jpg", b"y")])
     assert isinstance(results[0], PlacementError) and isinstance(results[1], FileId)
     assert not (tmp_path / "borrowed" / "tower" / "photos" / "album" / "x.jpg").exists()
 
@@ -70,6 +78,6 @@ def test_killed_before_the_links_nothing_is_placed(
     folder = BorrowedFolder(tmp_path / "borrowed")
     monkeypatch.setattr(borrowed, "_fault_hook", hook)
     with pytest.raises(KilledError):
-        folder.place_batch([item("c1", "one.jpg", b"one"), item("c2", "two.jpg", b"two")])
+        place_batch(folder, [item("c1", "one.jpg", b"one"), item("c2", "two.jpg", b"two")])
     assert not (tmp_path / "borrowed" / "tower").exists()
     assert sorted(os.listdir(tmp_path / "borrowed" / ".mesh-staging")) == ["c1", "c2"]
