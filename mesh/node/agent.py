@@ -3,7 +3,9 @@
 Theory of operation. Whenever the records change, and once a second for end times, it
 asks the store for a plan (node/plan.py): which loans this node should hold a copy of,
 which copies must go, which loans wait for its owner's answer. Pulls run as tasks, one per
-loan. A pull that stops being wanted (its loan ended or was replaced, or it is held now)
+loan, except a folder loan's one-chunk files, which run in batches (node/folder_batch.py);
+a file a batch did not bring is pulled on its own from then on. A pull that stops being
+wanted (its loan ended or was replaced, or it is held now)
 is cancelled, waited for, and its staging file and checkpoint are deleted at once.
 
 A refused or failed pull waits for what stopped it to clear, not for a timer: free space
