@@ -23,10 +23,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from mesh.core.errors import NoSpaceError, PlacementError, UserFileInTheWayError
-from mesh.fs import copies, placing, staging
+from mesh.fs import copies, placing, placing_batch, staging
 from mesh.fs.borrowed_root import STAGING, BorrowedRoot
 from mesh.fs.copies import FileId
 from mesh.fs.folder_walk import chmod, os_error
+from mesh.fs.placing_batch import Placing
 from mesh.fs.staging_file import StagingFile
 
 # Issue 11's crash tests set this to stop the process at a named step of `place`.
@@ -110,6 +111,17 @@ class BorrowedFolder:
             step=_step,
         )
 
+    def stage_batch(self, items: Sequence[Placing]) -> list[PlacementError | None]:
+        """Write and fsync the staging files of many small verified files at once
+        (fs/placing_batch.py); per item None, or why it is not staged."""
+        return placing_batch.stage_batch(self._root, items, _step)
+
+    def link_batch(self, items: Sequence[Placing]) -> list[FileId | PlacementError]:
+        """Place staged items, each folder fsynced once for all of them; per item its
+        FileId or why it was not placed. Record the FileIds only after this returns, then
+        `discard` each key."""
+        return placing_batch.link_batch(self._root, items, _step)
+
     def remove(self, parts: Sequence[str], file_id: FileId) -> bool:
         """Delete the copy at `parts` if it is still `file_id`, then the folders it leaves
         empty, up to but not including the root. False when the copy is gone or something
@@ -137,6 +149,7 @@ __all__ = [
     "FileId",
     "NoSpaceError",
     "PlacementError",
+    "Placing",
     "StagingFile",
     "UserFileInTheWayError",
 ]

@@ -57,8 +57,12 @@ def place(
     replacing: FileId | None,
     hashed: bytes | None,
     step: Step,
+    sync_folder: bool = True,
+    synced: bool = False,
 ) -> FileId:
-    """Put the verified staging file of pull `key` at `parts`: BorrowedFolder.place."""
+    """Put the verified staging file of pull `key` at `parts`: BorrowedFolder.place.
+    Without `sync_folder` step 6 is the caller's, and with `synced` the caller did step 2
+    (fs/placing_batch.py does both for many files at once)."""
     key = check_key(key)
     names = root.check_parts(parts)
     shown = root.shown(names)
@@ -80,17 +84,27 @@ def place(
                 f"(pull {key}); it was not placed"
             )
         step("verified")
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise os_error(exc, f"flush the file fetched for {shown} to disk") from exc
+        if not synced:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise os_error(exc, f"flush the file fetched for {shown} to disk") from exc
         step("synced")
         created: list[tuple[int, str]] = []
         try:
             dir_fd = root.make_folders(stack, root_fd, names[:-1], created)
             step("folders")
             return _commit(
-                root, fd, staging_fd, key, dir_fd, names[-1], replacing, shown, step=step
+                root,
+                fd,
+                staging_fd,
+                key,
+                dir_fd,
+                names[-1],
+                replacing,
+                shown,
+                step=step,
+                sync_folder=sync_folder,
             )
         except BaseException:
             # Folders made for a file that did not arrive; rmdir leaves non-empty ones.
@@ -111,13 +125,15 @@ def _commit(
     shown: str,
     *,
     step: Step,
+    sync_folder: bool,
 ) -> FileId:
     mine = os.fstat(fd)
     there = lstat_at(dir_fd, name, shown)
     if there is not None and same_inode(there, mine):
         # Placed by an earlier call that died before its caller recorded the FileId.
         chmod(fd, 0o444, shown)
-        sync_dir(dir_fd, shown)
+        if sync_folder:
+            sync_dir(dir_fd, shown)
         return FileId.of(os.fstat(fd))
     if there is not None and not (replacing is not None and replacing.matches(there)):
         raise UserFileInTheWayError(
@@ -144,7 +160,8 @@ def _commit(
             os.fchmod(fd, mode)
         raise
     step("committed")
-    sync_dir(dir_fd, shown)
+    if sync_folder:
+        sync_dir(dir_fd, shown)
     step("placed")
     placed = lstat_at(dir_fd, name, shown)
     if placed is None or not same_inode(placed, mine):

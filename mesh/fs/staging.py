@@ -32,9 +32,9 @@ def check_key(key: str) -> str:
     return key
 
 
-def open_staging(root: BorrowedRoot, key: str, size: int) -> StagingFile:
+def open_staging(root: BorrowedRoot, key: str, size: int, *, direct: bool = True) -> StagingFile:
     """Open the staging file of pull `key`, creating it, or reopening it to resume (its
-    written chunks are kept), and set its length to `size`."""
+    written chunks are kept), and set its length to `size`; `direct`: see StagingFile."""
     key = check_key(key)
     if size < 0:
         raise ValueError(f"a file size cannot be negative: {size}")
@@ -50,7 +50,7 @@ def open_staging(root: BorrowedRoot, key: str, size: int) -> StagingFile:
         except OSError as exc:
             os.close(fd)
             raise os_error(exc, f"size {where}") from exc
-    return StagingFile(fd, key=key, size=size, where=where, kept=kept)
+    return StagingFile(fd, key=key, size=size, where=where, kept=kept, direct=direct)
 
 
 def discard(root: BorrowedRoot, key: str) -> None:

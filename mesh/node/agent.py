@@ -3,7 +3,9 @@
 Theory of operation. Whenever the records change, and once a second for end times, it
 asks the store for a plan (node/plan.py): which loans this node should hold a copy of,
 which copies must go, which loans wait for its owner's answer. Pulls run as tasks, one per
-loan. A pull that stops being wanted (its loan ended or was replaced, or it is held now)
+loan, except a folder loan's one-chunk files, which run in batches (node/folder_batch.py);
+a file a batch did not bring is pulled on its own from then on. A pull that stops being
+wanted (its loan ended or was replaced, or it is held now)
 is cancelled, waited for, and its staging file and checkpoint are deleted at once.
 
 A refused or failed pull waits for what stopped it to clear, not for a timer: free space
@@ -32,6 +34,7 @@ from mesh.core.loans import Want, borrower_wants
 from mesh.core.records import LoanState
 from mesh.fs.borrowed import FileId
 from mesh.node.changes import ChangeSignal
+from mesh.node.folder_batch import BATCH_BYTES, BATCH_FILES, BatchPull, batchable
 from mesh.node.keeping import BorrowedWatch, lost_copies, sweep_staging
 from mesh.node.lending import Lent
 from mesh.node.local import now_ms
@@ -48,6 +51,7 @@ _HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this ofte
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
 _QUICK_PASS_S = 0.005  # a pass quicker than this runs again at once when something changes
 _FOLDER_PULLS = 32  # files of one folder loan pulled at once
+_FOLDER_BATCHES = 4  # batches of a folder loan's small files pulled at once
 
 
 class AgentHost(PullHost, Protocol):
@@ -70,6 +74,12 @@ class Agent:
     def __init__(self, host: AgentHost) -> None:
         self._host = host
         self._pulls: dict[bytes, tuple[asyncio.Task[bool], Puller]] = {}
+        # Batches of a folder loan's small files (node/folder_batch.py), under each file's key.
+        self._batches: dict[bytes, tuple[asyncio.Task[bool], BatchPull]] = {}
+        # Files a batch did not bring (bad bytes, no source), with the content it was for:
+        # pulled one by one from then on, with a pull's retries and status.
+        self._unbatched: dict[bytes, bytes] = {}
+        self.batches_run = 0  # batches started (for tests and the log)
         self._waiting: dict[bytes, _Waiting] = {}
         self._backoffs: dict[bytes, Backoff] = {}
         self._next_check = 0.0
@@ -84,7 +94,10 @@ class Agent:
     def progress(self, key: bytes) -> int | None:
         """Bytes verified so far of the running pull of a loan, if one runs."""
         found = self._pulls.get(key)
-        return found[1].bytes_done if found is not None else None
+        if found is None:
+            batch = self._batches.get(key)
+            return 0 if batch is not None else None
+        return found[1].bytes_done
 
     def puller(self, key: bytes) -> Puller | None:
         """The running pull of a loan, if one runs (readers wait on its chunks)."""
@@ -125,7 +138,7 @@ class Agent:
                 except Exception:  # a bug must not stop lending for good
                     log.exception("the lending agent's pass failed; trying again")
                     took = 0.0
-                if self._pulls and took > _QUICK_PASS_S:
+                if (self._pulls or self._batches) and took > _QUICK_PASS_S:
                     # A pass over many loans or a big folder costs the store thread; the
                     # pulls ending meanwhile wait for the next one together, so passes
                     # take at most about half of it.
@@ -137,9 +150,10 @@ class Agent:
                         await self._host.changes.wait(version)
         finally:
             self._watch.stop()
-            for task, _ in self._pulls.values():
+            tasks = [t for t, _ in self._pulls.values()] + [t for t, _ in self._batches.values()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*(t for t, _ in self._pulls.values()), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _sleep(self) -> float:
         now = time.monotonic()
@@ -170,6 +184,11 @@ class Agent:
         wanted = {lent.key for lent in todo.fetch} | todo.pulling
         for key in [k for k in self._pulls if k not in wanted]:
             await self._stop(key)  # its loan ended, or it is held now
+        for key in [k for k in self._batches if k not in wanted]:
+            if key in self._batches[key][1].held:
+                del self._batches[key]  # held now: the batch goes on with the rest
+            else:
+                await self._stop(key)  # its loan ended
         for key in [k for k in self._waiting if k not in wanted]:
             del self._waiting[key]
             self._backoffs.pop(key, None)
@@ -201,7 +220,10 @@ class Agent:
         for _, puller in self._pulls.values():
             if puller.lent.folder_key:
                 by_folder[puller.lent.folder_key] = by_folder.get(puller.lent.folder_key, 0) + 1
+        batching: dict[bytes, list[Lent]] = {}
         for lent in todo.fetch:
+            if lent.key in self._batches:
+                continue
             running = self._pulls.get(lent.key)
             if running is not None and running[1].lent.binding.content != lent.binding.content:
                 # A newer version superseded what it pulls: its chunks are of no use.
@@ -216,6 +238,10 @@ class Agent:
             # overlap the others', and the next starts as one ends.
             if lent.folder_key and by_folder.get(lent.folder_key, 0) >= _FOLDER_PULLS:
                 continue
+            unbatched = self._unbatched.get(lent.key) == lent.binding.content.hash
+            if running is None and not unbatched and batchable(lent):
+                batching.setdefault(lent.folder_key, []).append(lent)
+                continue
             waiting = self._waiting.get(lent.key)
             if waiting is not None and not await self._cleared(lent, waiting):
                 continue
@@ -223,6 +249,55 @@ class Agent:
             if lent.folder_key:
                 by_folder[lent.folder_key] = by_folder.get(lent.folder_key, 0) + 1
             self._start(lent)
+        for folder_key, lents in batching.items():
+            self._start_batches(folder_key, lents)
+
+    def _start_batches(self, folder_key: bytes, lents: list[Lent]) -> None:
+        """Start batches of a folder loan's small files, up to _FOLDER_BATCHES at once."""
+        running = {id(b) for _, b in self._batches.values() if b.lents[0].folder_key == folder_key}
+        free = _FOLDER_BATCHES - len(running)
+        batch: list[Lent] = []
+        size = 0
+        for lent in [*lents, None]:
+            if free <= 0:
+                return
+            full = lent is None or (
+                batch
+                and (len(batch) >= BATCH_FILES or size + lent.binding.content.size > BATCH_BYTES)
+            )
+            if full and batch:
+                self._start_batch(batch)
+                free -= 1
+                batch, size = [], 0
+            if lent is not None:
+                batch.append(lent)
+                size += lent.binding.content.size
+
+    def _start_batch(self, lents: list[Lent]) -> None:
+        batch = BatchPull(self._host, lents)
+        self.batches_run += 1
+        log.debug("pulling %d files of a folder loan in a batch", len(lents))
+        task = asyncio.create_task(batch.run(), name=f"pull {len(lents)} files")
+        for lent in lents:
+            self._batches[lent.key] = (task, batch)
+        task.add_done_callback(lambda t: self._batch_finished(batch, t))
+
+    def _batch_finished(self, batch: BatchPull, task: asyncio.Task[bool]) -> None:
+        for key in batch.keys:
+            current = self._batches.get(key)
+            if current is not None and current[0] is task:
+                del self._batches[key]
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("a batch of files failed unexpectedly: %s", exc, exc_info=exc)
+        for key in batch.held:
+            self._held_in[key] = self._passes
+        for lent in batch.lents:
+            if lent.key not in batch.held:
+                self._unbatched[lent.key] = lent.binding.content.hash
+        self._host.changes.bump()
 
     def _ask(self, lent: Lent) -> bool:
         """Say the loan waits for acceptance, unless it was accepted since the plan was
@@ -293,6 +368,7 @@ class Agent:
         if exc is not None:
             log.error("a pull failed unexpectedly: %s", exc, exc_info=exc)
         if exc is None and task.result():
+            self._unbatched.pop(key, None)
             self._waiting.pop(key, None)
             self._backoffs.pop(key, None)
             self._held_in[key] = self._passes
@@ -335,6 +411,11 @@ class Agent:
             task, _ = found
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        batch = self._batches.pop(key, None)
+        if batch is not None:
+            # The batch's other files are planned again next pass.
+            batch[0].cancel()
+            await asyncio.gather(batch[0], return_exceptions=True)
         await self._forget(key)
 
     async def _forget(self, key: bytes) -> None:
@@ -369,6 +450,7 @@ class Agent:
         names = await host.store(live)
         names |= {puller.staging for _, puller in self._pulls.values()}
         names |= {staging_name(key) for key in self._pulls}
+        names |= {staging_name(key) for key in self._batches}
         for name in await asyncio.to_thread(sweep_staging, host.borrowed, names):
             log.info("deleted the staging file %s: no pull needs it", name)
 
@@ -381,6 +463,7 @@ class Agent:
             FileId(device=copy.device, inode=copy.inode, mtime_ns=copy.mtime_ns),
         )
         await host.store(lending.book.removed, copy.binding_key)
+        self._unbatched.pop(copy.binding_key, None)
         for lent in lending_bindings(await host.store(lending.bindings), copy.binding_key):
             await host.store(
                 lending.write_status, lent.lender, lent.binding, state, now_ms(), reason=why

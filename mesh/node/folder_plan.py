@@ -5,8 +5,9 @@ Theory of operation. The files are those of the lender's signed manifest
 (node/folders.py); until every page of it has arrived the loan keeps what it holds and
 pulls nothing. The loan is taken or refused as a whole: the bytes it still needs must
 fit the quota and the free space beyond the reserve, or none of its files is pulled and
-its status says why (a pull already running stops). Each file is pulled as its own pull
-(node/puller.py), keyed under the folder's key; a file whose content changed is pulled
+its status says why (a pull already running stops). Each file is pulled under the
+folder's key, a big one as its own pull (node/puller.py), small ones in batches the agent
+makes (node/folder_batch.py); a file whose content changed is pulled
 again and swapped in once verified; a copy whose path left the manifest is not kept (the
 caller removes it). The folder's status is written when its state changes, and while it
 is fetching at most once per progress interval, with files held, bytes and the first
@@ -28,7 +29,8 @@ from mesh.store.loans import Copy
 log = logging.getLogger(__name__)
 # The files still to pull that a plan lists as pulls to start (the agent starts a few at
 # a time, in path order): listing all of 100,000 each pass would cost more than pulling.
-_LISTED = 128
+# Enough for the agent's batches of small files in flight (node/folder_batch.py).
+_LISTED = 512
 WAITING_FOR_MANIFEST = "waiting for the lender's manifest of the folder"
 
 

@@ -81,3 +81,31 @@ def test_a_crash_at_every_step_of_placing_leaves_nothing_or_the_whole_file(
             old = new
     finally:
         dump_logs(nodes)
+
+
+def test_a_crash_after_a_batch_is_linked_in_before_it_is_recorded(
+    make_lan: MakeLan, tmp_path: Path
+) -> None:
+    """A folder's small files come in a batch (node/folder_batch.py): the borrower dies
+    after every file of it is linked in and its folders fsynced, before the store records
+    them as held. After the restart each is placed as mesh's copy (not taken for a file of
+    the user's own), the loan is held and nothing is left staged."""
+    tower, laptop = nodes = fault_mesh(make_lan(2), tmp_path, ["tower", "laptop"])
+    try:
+        album = tmp_path / "album"
+        album.mkdir()
+        digests = {f"{i}.jpg": write_file(album / f"{i}.jpg", 5000 + i) for i in range(6)}
+        tower.share(album, "Photos")
+        laptop.stop()
+        laptop.start("--die-at", "batch synced")
+        until("laptop to run", laptop.running, 20)
+        loan = tower.lend("Photos/", "laptop")
+        laptop.died()
+        assert laptop.staged()  # the staging names of the recorded pulls are kept
+        laptop.up()
+        until("the folder after a death", lambda: laptop.phase(loan) == "held")
+        for name, digest in digests.items():
+            whole_or_nothing(laptop, laptop.copy("Photos", name, "tower"), digest, whole=True)
+        until("no staging left", lambda: laptop.staged() == [])
+    finally:
+        dump_logs(nodes)

@@ -15,7 +15,7 @@ from mesh.node.folder_plan import WAITING_FOR_MANIFEST
 from mesh.node.local import now_ms
 from tests.node.conftest import NodeHandle, mesh_of, wait_for
 from tests.node.test_gossip import running, scan, share_and_scan
-from tests.node.test_lending import lend, loans, start, until_phase
+from tests.node.test_lending import lend, loans, phase, start, until_phase
 
 Make = Callable[[str], NodeHandle]
 T = TypeVar("T")
@@ -213,3 +213,48 @@ async def test_a_folder_loan_waits_for_acceptance_then_returns_whole(
     await d.store(lambda: d.lending.give_back(line.id, now_ms()))
     await until_phase(tower, line.id, "ended")
     assert tree(copy) == {} and staged(tmp_path) == []
+
+
+async def test_small_files_come_in_batches_and_bad_bytes_are_refused(
+    nodes: Make, tmp_path: Path
+) -> None:
+    """A folder's one-chunk files are pulled in batches (node/folder_batch.py), each checked
+    against the lender's signed manifest: a file whose bytes changed behind the index's back
+    (same size, same mtime) is refused and not placed, while the rest of its batch is."""
+    tower, laptop = await two(nodes, tmp_path)
+    album = tmp_path / "photos"
+    files = {f"Album/{i:03}.jpg": os.urandom(1000 + 37 * i) for i in range(40)}
+    write(album, files)
+    await share_and_scan(tower, album, "Photos")
+    bad = album / "Album/007.jpg"
+    st = bad.stat()
+    bad.write_bytes(b"x" * st.st_size)  # what the lender serves now is not what it signed
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    line = await lend(tower, str(album / "Album"), "laptop")
+    copy = tmp_path / "laptop-borrowed" / "tower" / "Photos" / "Album"
+
+    async def all_but_the_bad_one() -> bool:
+        found = (await loans(laptop)).get(line.id)
+        return found is not None and found.files_done == 39
+
+    await until(all_but_the_bad_one, "the good files to be held")
+    d = running(laptop)
+    assert d.agent.batches_run > 0  # they came in batches, not one pull each
+    assert not (copy / "007.jpg").exists()
+    assert {f"Album/{p}": v for p, v in tree(copy).items()} == {
+        k: v for k, v in files.items() if k != "Album/007.jpg"
+    }
+
+    async def says_why() -> bool:
+        found = (await loans(laptop)).get(line.id)
+        return found is not None and "007.jpg" in found.reason
+
+    await until(says_why, "the folder's status to name the refused file")
+    assert (await phase(laptop, line.id)) != "held"
+
+    # The lender's file is right again: it is pulled, and nothing is left staged.
+    bad.write_bytes(files["Album/007.jpg"])
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    await until_phase(laptop, line.id, "held", within=20)
+    assert {f"Album/{p}": v for p, v in tree(copy).items()} == files
+    await wait_for(lambda: staged(tmp_path) == [], what="no staging left")

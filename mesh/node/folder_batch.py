@@ -1,0 +1,290 @@
+"""A batch of a folder loan's small files, pulled and placed together.
+
+Theory of operation. A folder of many small files spent its time per file, not per byte:
+a pull each, with its own calls, staging file, fsyncs and store commits. The agent gives
+the files of a folder loan that fit in one chunk (and have no copy yet) to a batch instead:
+one check of the borrower's policy for the batch, the files fetched from the first source
+that serves them (several fetches in flight on one channel), each checked against the
+lender's signed manifest (a one-chunk file's chunk hash is its content hash) before it is
+written; then all of them placed in one thread (fs/placing_batch.py: each file fsynced,
+each folder once) and recorded as held in one store transaction, after they are durable.
+A file that does not match its hash is refused and not placed; it and any file no source
+served go back to the agent, which pulls them one by one (node/puller.py) with its usual
+retries and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import xxhash
+
+from mesh.core.chunks import CHUNK_SIZE
+from mesh.core.errors import PeerUnavailableError, RemoteError
+from mesh.core.folders import FileProgress
+from mesh.core.ids import NodeId
+from mesh.core.loans import NOT_ENOUGH_SPACE, refusal
+from mesh.core.transfer import FetchRequest
+from mesh.fs.borrowed import FileId, PlacementError, Placing
+from mesh.fs.lender_links import link_names
+from mesh.node.lending import Lent, copy_parts
+from mesh.node.local import now_ms
+from mesh.node.puller import PullHost, staging_name
+from mesh.store.loans import Copy, Pull
+from mesh.transport.peer_client import PeerChannel
+
+log = logging.getLogger(__name__)
+_IN_FLIGHT = 16  # fetches of one batch in flight on its channel at once
+BATCH_FILES = 128  # files in one batch at most
+BATCH_BYTES = 32 * CHUNK_SIZE  # and bytes
+_RESUMED = "staged before a restart: its own pull places it"
+
+
+def batchable(lent: Lent) -> bool:
+    """Whether a folder loan's file can go in a batch: one chunk, its chunk list known
+    from the manifest line alone (the chunk root is the hash of its one chunk hash)."""
+    content = lent.binding.content
+    return (
+        bool(lent.folder_key)
+        and 0 < content.size <= CHUNK_SIZE
+        and xxhash.xxh3_128_digest(content.hash) == content.chunk_root
+    )
+
+
+class BatchPull:
+    """Pulls a batch of files (see the module's docstring); `held` and `refused` say how
+    each ended once `run` returns."""
+
+    def __init__(self, host: PullHost, lents: list[Lent]) -> None:
+        self._host = host
+        self.lents = lents
+        self.bytes_done = 0
+        self.needs_space = False
+        self.held: set[bytes] = set()
+        self.refused: dict[bytes, str] = {}  # key: why (bad bytes, no source, not placed)
+        self._todo = lents  # those not staged by an earlier batch (their pulls place them)
+        self._pending: set[bytes] = set()  # recorded as pulls, not yet placed: staging kept
+
+    @property
+    def keys(self) -> list[bytes]:
+        return [lent.key for lent in self.lents]
+
+    async def run(self) -> bool:
+        """True when every file of the batch is held."""
+        host = self._host
+        why = await host.store(self._policy)
+        if why:
+            self.needs_space = why.startswith(NOT_ENOUGH_SPACE)
+            for lent in self.lents:
+                self.refused.setdefault(lent.key, why)
+            return False
+        if not self._todo:
+            return False
+        try:
+            sources = await host.store(host.lending.holders, self._todo[0], now_ms())
+            fetched = await self._fetch(sources)
+            if fetched:
+                # Placing and recording go together: a copy placed but not recorded would
+                # be a file nothing removes (node/puller.py's _place says the same).
+                placing = asyncio.ensure_future(self._place(fetched))
+                try:
+                    await asyncio.shield(placing)
+                except asyncio.CancelledError:
+                    await asyncio.gather(placing, return_exceptions=True)
+                    raise
+        finally:
+            await host.store(self._release)
+            # What is neither held nor left for a pull to place (a kill's leftovers, or
+            # a link that failed part-way) goes.
+            left = [
+                staging_name(k)
+                for k in self.keys
+                if k not in self.held and k not in self._pending and self.refused.get(k) != _RESUMED
+            ]
+            await asyncio.to_thread(self._discard, left)
+        for lent in self.lents:
+            if lent.key not in self.held:
+                self.refused.setdefault(lent.key, "no source served it")
+        return not self.refused
+
+    def _discard(self, names: list[str]) -> None:
+        for name in names:
+            self._host.borrowed.discard(name)
+
+    def _policy(self) -> str:
+        """As Puller._policy, for the whole batch (on the store thread)."""
+        s, lending = self._host.settings, self._host.lending
+        for lent in self.lents:
+            if lending.book.pull(lent.key) is not None:
+                # Staged by a batch that a kill stopped: its pull places it.
+                self.refused[lent.key] = _RESUMED
+        self._todo = [lent for lent in self.lents if lent.key not in self.refused]
+        size = sum(lent.binding.content.size for lent in self._todo)
+        mine = set(self.keys)
+        pulling = sum(n for key, n in lending.pulling.items() if key not in mine)
+        why = refusal(
+            size,
+            held_bytes=lending.book.held_bytes() + pulling,
+            quota=s.quota,
+            free=self._host.borrowed.free_bytes() - pulling,
+            reserve=s.reserve,
+        )
+        if not why:
+            for lent in self._todo:
+                lending.pulling[lent.key] = lent.binding.content.size
+        return why
+
+    def _release(self) -> None:
+        for key in self.keys:
+            self._host.lending.pulling.pop(key, None)
+
+    async def _fetch(self, sources: list[NodeId]) -> list[tuple[Lent, bytes]]:
+        """The files' verified bytes, each from the first source that serves it."""
+        got: dict[bytes, bytes] = {}
+        gate = asyncio.Semaphore(_IN_FLIGHT)
+        for source in sources:
+            todo = [lent for lent in self._todo if lent.key not in got | self.refused.keys()]
+            if not todo:
+                break
+            channel = await self._host.channels.get(source)
+            if channel is None:
+                continue
+
+            async def one(lent: Lent, channel: PeerChannel = channel) -> None:
+                async with gate:
+                    data = await self._fetch_one(channel, lent)
+                if data is not None:
+                    got[lent.key] = data
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for lent in todo:
+                        group.create_task(one(lent))
+            except* PeerUnavailableError:
+                await self._host.channels.drop(source)
+        return [(lent, got[lent.key]) for lent in self._todo if lent.key in got]
+
+    async def _fetch_one(self, channel: PeerChannel, lent: Lent) -> bytes | None:
+        content = lent.binding.content
+        request = FetchRequest(
+            hash=content.hash, lender=lent.lender, first_chunk=0, count=1, binding=lent.envelope
+        )
+        data = b""
+        try:
+            async for chunk in channel.fetch(request):
+                data = chunk.data
+        except PeerUnavailableError:
+            raise
+        except RemoteError as exc:
+            log.debug("batch: %s not served: %s", lent.binding.path, exc)
+            return None
+        await self._host.limits.pull.take(len(data))
+        # The lender signed this hash in its manifest: bytes that do not match it are
+        # refused here, before anything is written.
+        if len(data) != content.size or xxhash.xxh3_128_digest(data) != content.hash:
+            why = "the bytes a source sent do not match the lender's signed manifest"
+            log.warning("refused %s: %s", lent.binding.path, why)
+            self.refused[lent.key] = why
+            return None
+        return data
+
+    def _placeable(self, lent: Lent, why: PlacementError | None) -> bool:
+        if why is None:
+            return True
+        log.warning("cannot place %s: %s", lent.binding.path, why)
+        self.refused[lent.key] = str(why)
+        return False
+
+    async def _place(self, fetched: list[tuple[Lent, bytes]]) -> None:
+        host = self._host
+        items = [
+            Placing(
+                key=staging_name(lent.key),
+                parts=tuple(copy_parts(lent.lender, lent.binding)),
+                data=data,
+                hash=lent.binding.content.hash,
+            )
+            for lent, data in fetched
+        ]
+        lending = host.lending
+        failed = await asyncio.to_thread(host.borrowed.stage_batch, items)
+        staged = [
+            (lent, item)
+            for (lent, _), item, why in zip(fetched, items, failed, strict=True)
+            if self._placeable(lent, why)
+        ]
+        if not staged:
+            return
+
+        def save_pulls() -> None:
+            # Staged and fsynced, all verified: recorded before any is linked in, so a
+            # kill from here on leaves pulls that the next start places (node/puller.py
+            # finds a file already linked in as its own), not files that look like the
+            # user's. One transaction for the batch.
+            with lending.local.db.transaction():
+                for lent, item in staged:
+                    c = lent.binding.content
+                    lending.book.save_pull(
+                        Pull(
+                            binding_key=lent.key,
+                            staging=item.key,
+                            hash=c.hash,
+                            size=c.size,
+                            chunk_hashes=c.hash,
+                            verified=b"\x01",
+                        )
+                    )
+
+        await host.store(save_pulls)
+        self._pending = {lent.key for lent, _ in staged}
+        results = await asyncio.to_thread(host.borrowed.link_batch, [i for _, i in staged])
+        placed: list[tuple[Lent, FileId]] = []
+        for (lent, _), result in zip(staged, results, strict=True):
+            if isinstance(result, PlacementError):
+                self._placeable(lent, result)
+                await host.store(lending.book.drop_pull, lent.key)
+                self._pending.discard(lent.key)
+            else:
+                placed.append((lent, result))
+        if not placed:
+            return
+        lenders = {lent.lender: lending.name_of(lent.lender) for lent, _ in placed}
+
+        def record() -> None:
+            # One transaction for the batch: one commit (one fsync of the store).
+            with lending.local.db.transaction():
+                for lent, file_id in placed:
+                    content = lent.binding.content
+                    lending.book.placed(
+                        Copy(
+                            binding_key=lent.key,
+                            lender=lent.lender,
+                            lender_name=lenders[lent.lender],
+                            library=lent.binding.library,
+                            path=lent.binding.path,
+                            hash=content.hash,
+                            size=content.size,
+                            chunk_hashes=content.hash,
+                            device=file_id.device,
+                            inode=file_id.inode,
+                            mtime_ns=file_id.mtime_ns,
+                        )
+                    )
+                    files = lending.folder_files.setdefault(lent.folder_key, {})
+                    files[lent.binding.path] = FileProgress(
+                        path=lent.binding.path,
+                        size=content.size,
+                        state="held",
+                        bytes_done=content.size,
+                    )
+
+        await host.store(record)
+        self.held |= {lent.key for lent, _ in placed}
+        self.bytes_done = sum(lent.binding.content.size for lent, _ in placed)
+        await asyncio.to_thread(link_names, host.borrowed.root, lenders)
+        # Recorded: the staging names may go (until now they kept the copies findable).
+        await asyncio.to_thread(self._discard, [staging_name(lent.key) for lent, _ in placed])
+
+
+__all__ = ["BATCH_BYTES", "BATCH_FILES", "BatchPull", "batchable"]

@@ -1,0 +1,83 @@
+"""Placing a batch of small verified files (fs/placing_batch.py), on real files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import xxhash
+
+import mesh.fs.borrowed as borrowed
+from mesh.core.errors import PlacementError, UserFileInTheWayError
+from mesh.fs.borrowed import BorrowedFolder, FileId, Placing
+
+
+def item(key: str, name: str, data: bytes, folder: str = "album") -> Placing:
+    return Placing(
+        key=key,
+        parts=("tower", "photos", folder, name),
+        data=data,
+        hash=xxhash.xxh3_128_digest(data),
+    )
+
+
+def place_batch(folder: BorrowedFolder, items: list[Placing]) -> list[FileId | PlacementError]:
+    """Stage, then link what was staged, as node/folder_batch.py does."""
+    failed = folder.stage_batch(items)
+    staged = [i for i, why in zip(items, failed, strict=True) if why is None]
+    linked = iter(folder.link_batch(staged))
+    return [why if why is not None else next(linked) for why in failed]
+
+
+def test_a_batch_is_placed_read_only_and_a_user_file_in_the_way_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    album = tmp_path / "borrowed" / "tower" / "photos" / "album"
+    album.mkdir(parents=True)
+    (album / "mine.jpg").write_bytes(b"the user's own")
+    items = [
+        item("a1", "one.jpg", b"one"),
+        item("a2", "mine.jpg", b"mesh's"),
+        item("a3", "three.jpg", b"three" * 1000, folder="other"),
+    ]
+    results = place_batch(folder, items)
+    assert isinstance(results[0], FileId) and isinstance(results[2], FileId)
+    assert isinstance(results[1], UserFileInTheWayError)
+    assert (album / "one.jpg").read_bytes() == b"one"
+    assert (album / "mine.jpg").read_bytes() == b"the user's own"
+    placed = tmp_path / "borrowed" / "tower" / "photos" / "other" / "three.jpg"
+    assert placed.read_bytes() == b"three" * 1000
+    assert not stat.S_IMODE(placed.stat().st_mode) & 0o222
+    # Until the caller records them, the staging names keep the copies findable.
+    assert set(folder.staged_keys()) >= {"a1", "a3"}
+
+
+def test_bytes_that_do_not_match_their_hash_are_not_placed(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    bad = Placing(key="b1", parts=("tower", "photos", "album", "x.jpg"), data=b"x", hash=b"\0" * 16)
+    results = place_batch(folder, [bad, item("b2", "y.jpg", b"y")])
+    assert isinstance(results[0], PlacementError) and isinstance(results[1], FileId)
+    assert not (tmp_path / "borrowed" / "tower" / "photos" / "album" / "x.jpg").exists()
+
+
+def test_killed_before_the_links_nothing_is_placed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file is fsynced before any is linked in: a kill there leaves only staging."""
+
+    class KilledError(Exception):
+        pass
+
+    def hook(step: str) -> None:
+        if step == "batch staged":
+            raise KilledError
+
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    monkeypatch.setattr(borrowed, "_fault_hook", hook)
+    with pytest.raises(KilledError):
+        place_batch(folder, [item("c1", "one.jpg", b"one"), item("c2", "two.jpg", b"two")])
+    assert not (tmp_path / "borrowed" / "tower").exists()
+    assert sorted(os.listdir(tmp_path / "borrowed" / ".mesh-staging")) == ["c1", "c2"]
