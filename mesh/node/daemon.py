@@ -212,14 +212,6 @@ class Daemon:
             ping_timeout_s=s.ping_timeout_s,
         )
         self.port = await self.server.start()
-        control: ControlServer | EarlyControl
-        if self._early is not None:
-            control = self._early
-            self._early.gate.attach(ControlHandlers(self))
-        else:
-            self.home.ensure()
-            control = ControlServer(ControlHandlers(self), self.home.control_socket)
-            await control.start()
         self.peers = PeerManager(self, s)
         self._lending = Lending(self.local)
         self._borrowed = await asyncio.to_thread(BorrowedFolder, s.borrowed_path)
@@ -242,6 +234,15 @@ class Daemon:
         self.cache = Cache(self)
         self.mounting = Mounting(self)
         self.streams: Streams | None = None  # made at the first `mesh stream`
+        # The handlers last: a call waiting at the gate may use any part (`loans`, the cache).
+        control: ControlServer | EarlyControl
+        if self._early is not None:
+            control = self._early
+            self._early.gate.attach(ControlHandlers(self))
+        else:
+            self.home.ensure()
+            control = ControlServer(ControlHandlers(self), self.home.control_socket)
+            await control.start()
         log.info(
             "node %s (%s) listening on port %d; control socket %s",
             self._name,
