@@ -39,7 +39,9 @@ from mesh.node.keeping import BorrowedWatch, lost_copies, sweep_staging
 from mesh.node.lending import Lent
 from mesh.node.local import now_ms
 from mesh.node.plan import Plan, end_state, plan
-from mesh.node.puller import Puller, PullHost, staging_name
+from mesh.node.pull_host import PullHost
+from mesh.node.puller import Puller
+from mesh.node.verified import staging_name
 from mesh.store.loans import Copy
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,14 @@ from mesh.core.chunks import CHUNK_SIZE
 from mesh.core.errors import PeerUnavailableError, RemoteError
 from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
-from mesh.core.loans import NOT_ENOUGH_SPACE, refusal
+from mesh.core.loans import NOT_ENOUGH_SPACE
 from mesh.core.transfer import FetchRequest
 from mesh.fs.borrowed import FileId, PlacementError, Placing
 from mesh.fs.lender_links import link_names
 from mesh.node.lending import Lent, copy_parts
 from mesh.node.local import now_ms
-from mesh.node.puller import PullHost, staging_name
+from mesh.node.pull_host import PullHost, reserve
+from mesh.node.verified import staging_name
 from mesh.store.loans import Copy, Pull
 from mesh.transport.peer_client import PeerChannel
 
@@ -114,26 +115,14 @@ class BatchPull:
 
     def _policy(self) -> str:
         """As Puller._policy, for the whole batch (on the store thread)."""
-        s, lending = self._host.settings, self._host.lending
+        lending = self._host.lending
         for lent in self.lents:
             if lending.book.pull(lent.key) is not None:
                 # Staged by a batch that a kill stopped: its pull places it.
                 self.refused[lent.key] = _RESUMED
         self._todo = [lent for lent in self.lents if lent.key not in self.refused]
-        size = sum(lent.binding.content.size for lent in self._todo)
-        mine = set(self.keys)
-        pulling = sum(n for key, n in lending.pulling.items() if key not in mine)
-        why = refusal(
-            size,
-            held_bytes=lending.book.held_bytes() + pulling,
-            quota=s.quota,
-            free=self._host.borrowed.free_bytes() - pulling,
-            reserve=s.reserve,
-        )
-        if not why:
-            for lent in self._todo:
-                lending.pulling[lent.key] = lent.binding.content.size
-        return why
+        sizes = {lent.key: lent.binding.content.size for lent in self._todo}
+        return reserve(self._host, sizes, ours=self.keys)
 
     def _release(self) -> None:
         for key in self.keys:

@@ -30,74 +30,25 @@ from mesh.core.loans import (
     pick,
     status_for,
 )
-from mesh.core.paths import lender_folder
 from mesh.core.records import (
     Binding,
     BindingEnd,
     BorrowRequest,
-    Content,
     Denial,
     Kind,
-    LibraryRecord,
     LoanState,
     LoanStatus,
-    ManifestFile,
     ManifestPage,
-    key_of,
 )
 from mesh.core.status import LoanLine, RequestLine
 from mesh.node.folders import Manifests, folder_binding, manifest_files
+from mesh.node.lent import MEMBER_SEPARATOR, Lent, active, content_of, copy_parts, member_key
+from mesh.node.loan_sources import LoanSources
 from mesh.node.local import LocalNode
 from mesh.store.loans import LoanBook
 from mesh.wire import records as wire_records
 
 REQUEST_ID_CHARS = 6
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Lent:
-    """A binding with its lender and envelope (the signed proof a source can check)."""
-
-    lender: NodeId
-    binding: Binding
-    envelope: Envelope
-    # A file of a folder loan: the folder binding's key (`binding` is then the file's
-    # share of it, made here: path and content from the lender's signed manifest).
-    folder_key: bytes = b""
-
-    @property
-    def key(self) -> bytes:
-        if self.folder_key:
-            return member_key(self.folder_key, self.binding.path)
-        return binding_key(self.lender, self.binding)
-
-    def member(self, file: ManifestFile, folder_key: bytes = b"") -> Lent:
-        """The loan of one file of this folder loan (`folder_key`: its key, if known)."""
-        b = self.binding
-        binding = Binding(
-            borrower=b.borrower,
-            library=b.library,
-            path=file.path,
-            content=Content(hash=file.hash, size=file.size, chunk_root=file.chunk_root),
-            until_ms=b.until_ms,
-            ended=b.ended,
-            created_ms=b.created_ms,
-        )
-        return Lent(
-            lender=self.lender,
-            binding=binding,
-            envelope=self.envelope,
-            folder_key=folder_key or self.key,
-        )
-
-
-def member_key(folder_key: bytes, path: str) -> bytes:
-    """The key of a folder loan's file in the loan book (copies, pulls): the folder's
-    key, a separator no binding key has there, and the path."""
-    return folder_key + MEMBER_SEPARATOR + path.encode()
-
-
-MEMBER_SEPARATOR = b"\0/"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,7 +62,7 @@ class Request:
     answer: str  # "" (pending), "granted", or "denied: reason"
 
 
-class Lending:
+class Lending(LoanSources):
     def __init__(self, local: LocalNode) -> None:
         self.local = local
         self.book = LoanBook(local.db)
@@ -609,154 +560,19 @@ class Lending:
                 )
             )
 
-    # -- serving ---------------------------------------------------------------------------
-
-    def lending_to(
-        self,
-        requester: NodeId,
-        lender: NodeId,
-        content_hash: bytes,
-        now_ms: int,
-        offered: Envelope | None,
-    ) -> Lent | None:
-        """The active binding that lends `content_hash` from `lender` to `requester`: from
-        the records, or the signed one the request carried (checked here). For a folder
-        loan, the file's share of it, found in the lender's signed manifest."""
-        for lent in self.bindings():
-            b = lent.binding
-            if lent.lender != lender or b.borrower != requester or not active(b, now_ms):
-                continue
-            if not b.folder and b.content.hash == content_hash:
-                return lent
-            if b.folder:
-                manifest = self.manifests.of(lender, b)
-                file = manifest.by_hash.get(content_hash) if manifest is not None else None
-                if file is not None:
-                    return lent.member(file)
-        if offered is None or offered.kind is not Kind.BINDING or offered.origin != lender:
-            return None
-        if not self.local.replica.signed_by_member(offered):
-            return None
-        record = wire_records.decode(offered.kind, offered.body)
-        if (
-            isinstance(record, Binding)
-            and not record.folder  # its manifest pages would be needed too
-            and record.borrower == requester
-            and record.content.hash == content_hash
-            and active(record, now_ms)
-        ):
-            return Lent(lender=lender, binding=record, envelope=offered)
-        return None
-
-    def own_file_path(self, library: str, path: str) -> tuple[str, LibraryEntry] | None:
-        """Where this node's own (library, path) is, and its indexed entry."""
-        try:
-            lib = self.local.index.library(library)
-        except NotFoundError:
-            return None
-        entry = self.local.index.entry(library, path)
-        if entry is None:
-            return None
-        return os.path.join(lib.root, *path.split("/")), entry
-
-    def open_library(self, node: NodeId, library: str) -> bool:
-        env = self.local.records.get(key_of(node, LibraryRecord(name=library)))
-        if env is None:
-            return False
-        record = wire_records.decode(env.kind, env.body)
-        return isinstance(record, LibraryRecord) and record.open and not record.removed
-
-    def open_holding(
-        self, content_hash: bytes, borrower: NodeId
-    ) -> tuple[str, LibraryEntry] | None:
-        """This node's own file with that content in a library it opened to `borrower`."""
-        for library in self.local.index.libraries():
-            if not library.open or not library.may_borrow(borrower):
-                continue
-            for item in self.local.index.entries(libraries=[library.name]):
-                if item.entry.hash == content_hash:
-                    found = self.own_file_path(library.name, item.entry.path)
-                    if found is not None:
-                        return found
-        return None
-
-    def _open_holders(self, content_hash: bytes) -> list[NodeId]:
-        """Other members that hold the content in a library they opened to the mesh."""
-        found: list[NodeId] = []
-        for node in self.local.membership.members:
-            if node == self.local.node_id:
-                continue
-            for env in self.local.records.live(Kind.LIBRARY, node):
-                record = wire_records.decode(env.kind, env.body)
-                if not isinstance(record, LibraryRecord) or not record.open or record.removed:
-                    continue
-                for entry_env in self.local.records.live(Kind.ENTRY, node):
-                    entry = wire_records.decode(entry_env.kind, entry_env.body)
-                    if (
-                        isinstance(entry, LibraryEntry)
-                        and entry.library == record.name
-                        and entry.hash == content_hash
-                        and not entry.deleted
-                    ):
-                        found.append(node)
-                        break
-                if node in found:
-                    break
-        return found
-
-    def holders(self, lent: Lent, now_ms: int) -> list[NodeId]:
-        """Who may serve this binding's content to this node: the lender, then borrowers
-        of the same lender that hold it, then holders of it in libraries open to all."""
-        found = [lent.lender]
-        content = lent.binding.content.hash
-        for other in self.bindings():
-            b = other.binding
-            if other.lender != lent.lender or b.borrower in found:
-                continue
-            if b.borrower == self.local.node_id:
-                continue
-            if b.folder:
-                # A borrower that holds all of a folder loan whose signed manifest names
-                # this content holds this content.
-                status = self.status_of(other)
-                if status is None or status.state is not LoanState.HELD:
-                    continue
-                manifest = self.manifests.of(other.lender, b)
-                if (
-                    status.hash == b.content.hash
-                    and manifest is not None
-                    and content in manifest.by_hash
-                ):
-                    found.append(b.borrower)
-                continue
-            if b.content.hash != content:
-                continue
-            status = self.status_of(other)
-            if status is not None and status.state is LoanState.HELD and status.hash == content:
-                found.append(b.borrower)
-        found += [n for n in self._open_holders(content) if n not in found]
-        return found
-
-
-def content_of(entry: LibraryEntry) -> Content:
-    return Content(hash=entry.hash, size=entry.size, chunk_root=entry.chunk_root)
-
-
-def active(binding: Binding, now_ms: int) -> bool:
-    return binding.ended is BindingEnd.NONE and not (
-        binding.until_ms and now_ms >= binding.until_ms
-    )
-
 
 def _request_id(borrower: NodeId, seq: int) -> str:
     digest = hashlib.sha256(borrower.raw + seq.to_bytes(8, "big")).hexdigest()
     return digest[:REQUEST_ID_CHARS]
 
 
-def copy_parts(lender: NodeId, binding: Binding) -> list[str]:
-    """Where a copy lands: under its lender's folder, which is its node id's for good (the
-    user sees it by the lender's name: fs/lender_links.py)."""
-    return [lender_folder(lender), binding.library, *binding.path.split("/")]
-
-
-__all__ = ["Lending", "Lent", "Request", "active", "content_of", "copy_parts"]
+__all__ = [
+    "MEMBER_SEPARATOR",
+    "Lending",
+    "Lent",
+    "Request",
+    "active",
+    "content_of",
+    "copy_parts",
+    "member_key",
+]

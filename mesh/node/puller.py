@@ -21,16 +21,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import hashlib
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import xxhash
 
-from mesh.config import Settings
 from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count, chunk_span
 from mesh.core.errors import (
     NothingStagedError,
@@ -40,17 +37,17 @@ from mesh.core.errors import (
 )
 from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
-from mesh.core.loans import NOT_ENOUGH_SPACE, refusal
+from mesh.core.loans import NOT_ENOUGH_SPACE
 from mesh.core.pull_plan import PullPlan, Run
 from mesh.core.records import LoanState
 from mesh.core.transfer import FetchRequest, Manifest, ManifestRequest
-from mesh.fs.borrowed import BorrowedFolder, FileId, NoSpaceError, PlacementError, StagingFile
+from mesh.fs.borrowed import FileId, NoSpaceError, PlacementError, StagingFile
 from mesh.fs.lender_links import link_names
 from mesh.fs.whole_hash import SavedHash, WholeHash
-from mesh.node.channels import Channels
-from mesh.node.lending import Lending, Lent, copy_parts
+from mesh.node.lending import Lent, copy_parts
 from mesh.node.local import now_ms
-from mesh.node.ratelimit import Limits
+from mesh.node.pull_host import PullHost, reserve
+from mesh.node.verified import Bitmap, check_manifest, staging_name, write_verified
 from mesh.store.loans import Copy, Pull
 from mesh.transport.peer_client import PeerChannel
 
@@ -65,41 +62,6 @@ _CHECKPOINT_S = 0.1  # at most this often the verified set is saved
 # again, and a folder of many small files would otherwise spend its time in the store's
 # commits (three per file) rather than on the wire.
 _UNCHECKED_BYTES = 4 * CHUNK_SIZE
-
-
-class PullHost(Protocol):
-    node_id: NodeId
-    settings: Settings
-    channels: Channels
-    limits: Limits
-
-    @property
-    def lending(self) -> Lending: ...
-
-    @property
-    def borrowed(self) -> BorrowedFolder: ...
-
-    async def store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
-
-
-class Bitmap:
-    """Which chunks are verified: one bit each, as the pulls table stores it."""
-
-    def __init__(self, count: int, data: bytes = b"") -> None:
-        self.count = count
-        self.bits = bytearray(data[: (count + 7) // 8].ljust((count + 7) // 8, b"\0"))
-
-    def __contains__(self, index: int) -> bool:
-        return bool(self.bits[index // 8] & (1 << (index % 8)))
-
-    def add(self, index: int) -> None:
-        self.bits[index // 8] |= 1 << (index % 8)
-
-    def missing(self) -> list[int]:
-        return [i for i in range(self.count) if i not in self]
-
-    def present(self) -> list[int]:
-        return [i for i in range(self.count) if i in self]
 
 
 class Puller:
@@ -263,26 +225,10 @@ class Puller:
             return await self._pull_and_place()
 
     def _policy(self) -> str:
-        """Why this node may not take the loan now, or "" and its size is reserved: the
-        pulls in progress count against the quota too, or loans arriving together would
-        each fit and all of them would not."""
-        s = self._host.settings
-        lending, content = self._host.lending, self.lent.binding.content
-        held = lending.book.held_bytes()
-        old = lending.book.copy(self.lent.key)
-        if old is not None:
-            held -= old.size  # the new version replaces it
-        pulling = sum(n for key, n in lending.pulling.items() if key != self.lent.key)
-        why = refusal(
-            content.size,
-            held_bytes=held + pulling,
-            quota=s.quota,
-            free=self._host.borrowed.free_bytes() - pulling,
-            reserve=s.reserve,
-        )
-        if not why:
-            lending.pulling[self.lent.key] = content.size
-        return why
+        """Why this node may not take the loan now, or "" and its size is reserved."""
+        old = self._host.lending.book.copy(self.lent.key)
+        size = self.lent.binding.content.size
+        return reserve(self._host, {self.lent.key: size}, replaced=old.size if old else 0)
 
     def _log_speed(self, seconds: float, nbytes: int) -> None:
         lending = self._host.lending
@@ -455,7 +401,7 @@ class Puller:
                 ManifestRequest(hash=content.hash, lender=lent.lender, binding=lent.envelope),
                 timeout,
             )
-        _check_manifest(manifest, lent)
+        check_manifest(manifest, lent)
         if self._hashes is None:
             self._hashes = manifest.chunk_hashes
             if self._pull is None and self._checkpoints:
@@ -500,7 +446,7 @@ class Puller:
                         chunk.index,
                         asyncio.get_running_loop().run_in_executor(
                             self._writer,
-                            _write_verified,
+                            write_verified,
                             self._staging,
                             self._whole,
                             chunk.index,
@@ -650,27 +596,4 @@ class Puller:
         return True
 
 
-def staging_name(key: bytes) -> str:
-    """The staging file of a loan's pull: a hash of the whole binding key (its first bytes
-    are only its kind and lender, which loans from one lender share)."""
-    return hashlib.sha256(key).hexdigest()[:40]
-
-
-def _check_manifest(manifest: Manifest, lent: Lent) -> None:
-    content = lent.binding.content
-    if manifest.hash != content.hash or manifest.size != content.size:
-        raise ProtocolError("its manifest is for other content than the loan's")
-    if xxhash.xxh3_128_digest(manifest.chunk_hashes) != content.chunk_root:
-        raise ProtocolError("its chunk list does not match the loan's chunk root")
-
-
-def _write_verified(
-    staging: StagingFile, whole: WholeHash, index: int, data: bytes, expected: bytes
-) -> None:
-    if xxhash.xxh3_128_digest(data) != expected:
-        raise ProtocolError(f"chunk {index} does not match its hash")
-    staging.write_chunk(index, data)
-    whole.add(index, data)
-
-
-__all__ = ["Bitmap", "Puller", "staging_name"]
+__all__ = ["Puller"]

@@ -19,7 +19,7 @@ from mesh.home import Home
 from mesh.node.daemon import Daemon
 from mesh.node.lending import Lending
 from mesh.node.local import LocalNode, now_ms
-from mesh.node.puller import staging_name
+from mesh.node.verified import staging_name
 from mesh.security.identity import Identity
 from mesh.transport.peer_client import PeerChannel
 

@@ -299,7 +299,7 @@ async def test_a_checkpoint_whose_staging_file_is_gone_is_pulled_afresh(
     """Found by hand: every chunk verified, then the staging file deleted before placing.
     Each try placed nothing and the loan stayed failed, across restarts; now the pull
     forgets the checkpoint and starts again at once."""
-    from mesh.node.puller import Bitmap, staging_name
+    from mesh.node.verified import Bitmap, staging_name
     from mesh.store.loans import LoanBook, Pull
 
     tower, laptop = await pair(nodes, tmp_path)
