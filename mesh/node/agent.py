@@ -37,6 +37,7 @@ from mesh.node.changes import ChangeSignal
 from mesh.node.folder_batch import BATCH_BYTES, BATCH_FILES, BatchPull, batchable
 from mesh.node.keeping import BorrowedWatch, lost_copies, sweep_staging
 from mesh.node.lending import Lent
+from mesh.node.lent import MEMBER_SEPARATOR
 from mesh.node.local import now_ms
 from mesh.node.plan import Plan, end_state, plan
 from mesh.node.pull_host import PullHost
@@ -471,7 +472,10 @@ class Agent:
                 lending.write_status, lent.lender, lent.binding, state, now_ms(), reason=why
             )
         note = " (a file of the user's own was there instead: left alone)" if kept else ""
-        log.info("removed %s: %s%s", "/".join(copy.parts), why, note)
+        # A folder's files are many: its one line in the ledger says the loan ended.
+        member = MEMBER_SEPARATOR in copy.binding_key
+        level = logging.DEBUG if member and not kept else logging.INFO
+        log.log(level, "removed %s: %s%s", "/".join(copy.parts), why, note)
 
 
 def lending_bindings(bindings: list[Lent], key: bytes) -> list[Lent]:
