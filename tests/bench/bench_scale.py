@@ -1,7 +1,7 @@
 """Scale benchmark: N real `mesh up` daemons on a simulated LAN (one namespace each, real mDNS),
 joined into one mesh by invitations, with the figures of issue 19 point 2 beside their targets.
 
-    python -m tests.bench.bench_scale [--nodes 30] [--idle 30] [--quick]
+    python -m tests.bench.bench_scale [--nodes 30] [--idle 30] [--sync 100000] [--quick]
 
 Run as root (it makes network namespaces; nothing runs in the machine's own namespace).
 
@@ -19,6 +19,9 @@ Run as root (it makes network namespaces; nothing runs in the machine's own name
                node put on the LAN from the share until all have it (+1 s for the last acks),
                less what the idle rate accounts for over that time
   killed       one node is killed (SIGKILL): the time until every other node shows it offline
+  sync         point 3, after the LAN is gone: a new node's initial sync of SYNC entries from
+               a holder in another process, beside the same run's serialize + parse baseline
+               (`bench_gossip --only s`, one round; `--sync 0` leaves it out)
 
 Targets (issue 19, 30 nodes): the change reaches all others <= 1 s and costs <= 200 kB; idle
 CPU <= 0.3 %, RSS <= 100 MB, traffic <= 50 kB/min per daemon; agreement <= 10 s; a killed
@@ -326,10 +329,14 @@ def main() -> int:
     parser.add_argument(
         "--settle", type=float, default=10.0, help="sessions unchanged this long before idle, s"
     )
+    parser.add_argument(
+        "--sync", type=int, default=100_000, help="entries of the initial sync (0: none)"
+    )
     parser.add_argument("--quick", action="store_true", help="CI smoke: 5 nodes, short windows")
     args = parser.parse_args()
     if args.quick:
-        args.nodes, args.idle, args.settle = 5, 5.0, 2.0
+        # CI's gossip smoke measures the sync already.
+        args.nodes, args.idle, args.settle, args.sync = 5, 5.0, 2.0, 0
     if not 2 <= args.nodes <= 60:
         parser.error("--nodes must be between 2 and 60")
     reason = netns_unavailable_reason()
@@ -339,6 +346,12 @@ def main() -> int:
     cleanup_stale()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         ok = run(args.nodes, args.idle, args.settle, Path(tmp))
+    if args.sync:
+        print(f"initial sync of {args.sync:,} entries (point 3; targets 1 s at 100k, 10 s at 1M):")
+        sys.stdout.flush()
+        only_sync = ["--only", "s", "--entries", str(args.sync), "--rounds", "1"]
+        sync = subprocess.run([sys.executable, "-m", "tests.bench.bench_gossip", *only_sync])
+        ok = ok and sync.returncode == 0
     print("all targets hold" if ok else "some targets missed")
     # The smoke checks the machinery, not the targets (they are for 30 nodes).
     return 0 if ok or args.quick else 1
