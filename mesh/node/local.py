@@ -47,6 +47,17 @@ from mesh.store.records import SqliteReplicaStore
 from mesh.wire import records as wire_records
 
 
+def records_of(db: Database, node_id: NodeId, state: NodeState) -> SqliteReplicaStore:
+    """The records table of a home's database, as this node's replica keeps them."""
+    return SqliteReplicaStore(
+        db,
+        self_id=node_id,
+        own_epoch=state.epoch,
+        encode_entry=lambda entry: wire_records.encode(entry)[1],
+        encode_entries=wire_records.encode_entries,
+    )
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -68,13 +79,7 @@ class LocalNode:
         self.identity = identity
         self.db = db
         self.state = NodeState(db)
-        self.records = SqliteReplicaStore(
-            db,
-            self_id=identity.node_id,
-            own_epoch=self.state.epoch,
-            encode_entry=lambda entry: wire_records.encode(entry)[1],
-            encode_entries=wire_records.encode_entries,
-        )
+        self.records = records_of(db, identity.node_id, self.state)
         self.index = LibraryIndex(db, self.records.take_own_seqs)
         self.addresses = AddressBook(db)
         self.replica = self._replica()
@@ -588,4 +593,4 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-__all__ = ["InitResult", "LocalNode", "now_ms"]
+__all__ = ["InitResult", "LocalNode", "now_ms", "records_of"]

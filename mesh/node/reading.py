@@ -20,14 +20,12 @@ from typing import Any, TypeVar
 from mesh.core.errors import StoreError
 from mesh.core.membership import Membership
 from mesh.home import Home
-from mesh.node.local import LocalNode
+from mesh.node.local import LocalNode, records_of
 from mesh.security.identity import Identity
 from mesh.store.addresses import AddressBook
 from mesh.store.database import Database
 from mesh.store.index import LibraryIndex
 from mesh.store.node_state import NodeState
-from mesh.store.records import SqliteReplicaStore
-from mesh.wire import records as wire_records
 
 T = TypeVar("T")
 
@@ -48,13 +46,7 @@ class ReadNode(LocalNode):
         self.identity = identity
         self.db = db
         self.state = NodeState(db)
-        self.records = SqliteReplicaStore(
-            db,
-            self_id=identity.node_id,
-            own_epoch=self.state.epoch,
-            encode_entry=lambda entry: wire_records.encode(entry)[1],
-            encode_entries=wire_records.encode_entries,
-        )
+        self.records = records_of(db, identity.node_id, self.state)
         self.index = LibraryIndex(db, _no_writes)
         self.addresses = AddressBook(db)
         self._membership_now = membership
