@@ -110,14 +110,7 @@ class Manifests:
             return found
         files: list[ManifestFile] = []
         for index, expected in enumerate(binding.pages):
-            probe = ManifestPage(
-                borrower=binding.borrower,
-                library=binding.library,
-                path=binding.path,
-                index=index,
-                files=(),
-            )
-            env = self._local.records.get(key_of(lender, probe))
+            env = self._local.records.get(_page_key(lender, binding, index))
             if env is None or folders.page_hash(env.body) != expected:
                 return None
             page = wire_records.decode(env.kind, env.body)
@@ -134,14 +127,7 @@ class Manifests:
         """The page records of a folder binding this node has (for tests and checks)."""
         out = []
         for index in range(len(binding.pages)):
-            probe = ManifestPage(
-                borrower=binding.borrower,
-                library=binding.library,
-                path=binding.path,
-                index=index,
-                files=(),
-            )
-            env = self._local.records.get(key_of(lender, probe))
+            env = self._local.records.get(_page_key(lender, binding, index))
             if env is not None:
                 out.append(env)
         return out
@@ -153,6 +139,18 @@ class Manifests:
             return False
         self._seen_seq[library] = seq
         return True
+
+
+def _page_key(lender: NodeId, binding: Binding, index: int) -> bytes:
+    """The record key of page `index` of a folder binding's manifest."""
+    probe = ManifestPage(
+        borrower=binding.borrower,
+        library=binding.library,
+        path=binding.path,
+        index=index,
+        files=(),
+    )
+    return key_of(lender, probe)
 
 
 __all__ = ["Manifest", "Manifests", "folder_binding", "manifest_files"]
