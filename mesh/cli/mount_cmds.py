@@ -14,6 +14,11 @@ from mesh.cli.context import CliContext
 from mesh.cli.output import safe
 
 _DEFAULT_FOLDER = "~/Mesh"
+# The file `pin` and `unpin` take.
+_MeshFile = Annotated[
+    str,
+    typer.Argument(help="NODE:LIBRARY/PATH, or a file in the mounted mesh.", show_default=False),
+]
 
 
 def _ctx(ctx: typer.Context) -> CliContext:
@@ -90,12 +95,7 @@ def stream(
 
 def pin(
     ctx: typer.Context,
-    path: Annotated[
-        str,
-        typer.Argument(
-            help="NODE:LIBRARY/PATH, or a file in the mounted mesh.", show_default=False
-        ),
-    ],
+    path: _MeshFile,
 ) -> None:
     """Keep a copy of the file here until `mesh unpin` (borrowing it if need be); the
     cache of opened copies never returns it.
@@ -111,12 +111,7 @@ def pin(
 
 def unpin(
     ctx: typer.Context,
-    path: Annotated[
-        str,
-        typer.Argument(
-            help="NODE:LIBRARY/PATH, or a file in the mounted mesh.", show_default=False
-        ),
-    ],
+    path: _MeshFile,
 ) -> None:
     """Let a pinned copy go back to the cache (returned once space is needed).
 
