@@ -64,7 +64,9 @@ async def taken_and_held(node: Node, origin: NodeId) -> tuple[int, int]:
 
     def held() -> int:
         (count,) = d.local.db.conn.execute(
-            "SELECT count(*) FROM records WHERE origin = ?", (origin.raw,)
+            "SELECT count(*) FROM records WHERE origin_id = "
+            "(SELECT id FROM origins WHERE origin = ?)",
+            (origin.raw,),
         ).fetchone()
         return int(count)
 
@@ -77,7 +79,9 @@ def served_records(database: Path, origin: NodeId) -> int:
     try:
         (entries,) = conn.execute("SELECT count(*) FROM entries").fetchone()
         (others,) = conn.execute(
-            "SELECT count(*) FROM records WHERE origin = ?", (origin.raw,)
+            "SELECT count(*) FROM records WHERE origin_id = "
+            "(SELECT id FROM origins WHERE origin = ?)",
+            (origin.raw,),
         ).fetchone()
     finally:
         conn.close()
