@@ -12,6 +12,7 @@ import enum
 import operator
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope, signing_bytes
@@ -92,6 +93,7 @@ class ApplyResult:
 
 
 _KEY, _ENVELOPE = operator.itemgetter(0), operator.itemgetter(1)  # of a Put
+_DELETED = operator.itemgetter(2)  # of decoded entry facts (library, path, deleted)
 
 
 def _point(envelope: Envelope) -> Clock:
@@ -436,11 +438,18 @@ class Replica:
         certificate that checks the origin's signatures (None if none is known).
         """
         decoded = self._decode_all(origin, envelopes)
+        kinds = {item[1].kind for item in decoded}
         own_certificate: bytes | None = None
-        for _, _, record, _ in decoded:
-            if isinstance(record, Admission) and record.node_id == origin:
-                # Bound to the origin by its hash, so it vouches for the whole batch.
-                own_certificate = record.certificate
+        if Kind.ADMISSION in kinds:
+            for _, _, record, _ in decoded:
+                if isinstance(record, Admission) and record.node_id == origin:
+                    # Bound to the origin by its hash, so it vouches for the whole batch.
+                    own_certificate = record.certificate
+        certificate = own_certificate or self._membership.certificates.get(origin)
+        if not careful and kinds.isdisjoint(SIGNED_KINDS):
+            # Nothing to compare with what is stored, nor to verify, record by record (an
+            # initial sync's entries): the newest of each key, in one pass made in C.
+            return list(dict(zip(map(_KEY, decoded), decoded, strict=True)).values()), certificate
         taken: dict[bytes, _Taken] = {}
         for item in decoded:
             key, env = item[0], item[1]
@@ -449,7 +458,6 @@ class Replica:
                 if held is not None and _point(held) >= _point(env):
                     continue
             if env.kind in SIGNED_KINDS:
-                certificate = own_certificate or self._membership.certificates.get(origin)
                 if certificate is None:
                     raise ProtocolError(
                         f"no certificate known for {origin.short()} to check record {env.seq}"
@@ -459,17 +467,26 @@ class Replica:
                 ):
                     raise ProtocolError(f"record {env.seq} has a bad signature")
             taken[key] = item  # ascending: a later write of a key wins
-        return list(taken.values()), own_certificate or self._membership.certificates.get(origin)
+        return list(taken.values()), certificate
 
     def _decode_all(self, origin: NodeId, envelopes: Sequence[Envelope]) -> list[_Taken]:
         """(key, envelope, record, deleted) of each envelope, decoded and checked, in order:
         the library entries among them (unsigned, checked like the rest) in bulk."""
         decoded: dict[int, _Taken] = {}
-        entries = [i for i, env in enumerate(envelopes) if env.kind is Kind.ENTRY]
-        if self._decode_entries is not None and entries:
+        if self._decode_entries is not None and envelopes:
+            if {env.kind for env in envelopes} == {Kind.ENTRY}:
+                # Entries only (an initial sync's batches): no index to keep, all in bulk.
+                try:
+                    facts = self._decode_entries([env.body for env in envelopes])
+                except ProtocolError:
+                    pass  # one by one below, to name the record at fault
+                else:
+                    keys = entry_keys(origin, facts)
+                    return list(zip(keys, envelopes, repeat(None), map(_DELETED, facts)))
+            entries = [i for i, env in enumerate(envelopes) if env.kind is Kind.ENTRY]
             runs = [envelopes[i] for i in entries]
             try:
-                facts = self._decode_entries([env.body for env in runs])
+                facts = self._decode_entries([env.body for env in runs]) if runs else []
             except ProtocolError:
                 pass  # one by one below, to name the record at fault
             else:
