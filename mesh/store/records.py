@@ -24,7 +24,7 @@ from typing import Any
 
 from mesh.core.clock_proof import COVERED_KINDS, ClockProof
 from mesh.core.entries import LibraryEntry
-from mesh.core.envelope import Envelope
+from mesh.core.envelope import Envelope, envelope, envelopes
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.records import MEMBERSHIP_KINDS, Kind, entry_key, split_key
@@ -68,14 +68,7 @@ def _envelope(row: tuple[bytes, int, int, int, int, bytes, bytes]) -> Envelope:
 
 def _envelope_of(origin: NodeId, row: tuple[int, int, int, int, bytes, bytes]) -> Envelope:
     ems, enonce, seq, kind, body, signature = row
-    return Envelope(
-        origin=origin,
-        epoch=Epoch(ems, enonce),
-        seq=seq,
-        kind=Kind(kind),
-        body=body,
-        signature=signature,
-    )
+    return envelope(origin, Epoch(ems, enonce), seq, Kind(kind), body, signature)
 
 
 def _where_key(key: bytes) -> tuple[int, bytes, bytes] | None:
@@ -217,11 +210,7 @@ class SqliteReplicaStore:
                 rows, cut = rows[:i], True
                 break
         bodies = self._encode_entries([row[1:] for row in rows])
-        me, epoch, entry = self._self, self._own_epoch, Kind.ENTRY
-        own = [
-            Envelope(origin=me, epoch=epoch, seq=row[0], kind=entry, body=body)
-            for row, body in zip(rows, bodies, strict=True)
-        ]
+        own = envelopes(self._self, self._own_epoch, Kind.ENTRY, [row[0] for row in rows], bodies)
         if not records:
             return own
         if cut and own:

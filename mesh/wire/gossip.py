@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mesh.core.clock_proof import DIGEST_BYTES, ClockProof
 from mesh.core.envelope import Envelope
+from mesh.core.envelope import envelope as core_envelope
 from mesh.core.errors import ProtocolError
 from mesh.core.gossip import Ack, Batch, GossipError, GossipFrame, Hello, Ping, VectorFrame
 from mesh.core.liveness import MAX_PEERS, MAX_REPORTS, Presence, PresenceFrame
@@ -106,7 +107,7 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
         checks.U63,
     )
     envelopes: list[Envelope] = []
-    append = envelopes.append
+    append, make = envelopes.append, core_envelope
     for e in b.envelopes:
         # An envelope of the batch's origin and epoch (all of them, in a valid batch) shares
         # the batch's checked values instead of making and checking its own, and passes
@@ -123,11 +124,7 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
             and len(signature) <= max_signature
             and 0 < seq <= u63
         ):
-            append(
-                Envelope(
-                    origin=origin, epoch=epoch, seq=seq, kind=kind, body=body, signature=signature
-                )
-            )
+            append(make(origin, epoch, seq, kind, body, signature))
         else:
             append(envelope.from_wire(e))
     proof = None
