@@ -18,7 +18,7 @@ from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope, signing_bytes
 from mesh.core.epoch import ZERO, Epoch
 from mesh.core.errors import InvalidArgumentError, ProtocolError, StoreError
-from mesh.core.gossip import Batch
+from mesh.core.gossip import Batch, DecodedEntries
 from mesh.core.ids import NodeId
 from mesh.core.membership import Membership, Signed, admitted_through, compute
 from mesh.core.records import (
@@ -375,7 +375,9 @@ class Replica:
             careful = bool(fresh) and bool(
                 self._store.envelopes(origin, batch.epoch, floor, MAX_SEQ, max_count=1, max_bytes=0)
             )
-        taken, certificate = self._admit_envelopes(origin, fresh, careful)
+        # What the wire already decoded holds for the whole batch only.
+        decoded = batch.decoded if len(fresh) == len(batch.envelopes) else None
+        taken, certificate = self._admit_envelopes(origin, fresh, careful, decoded)
         proofs: tuple[tuple[NodeId, ClockProof], ...] = ()
         if new_clock is not None and new_clock != clock:
             floor = clock.seq if clock is not None and clock.epoch == batch.epoch else 0
@@ -430,14 +432,18 @@ class Replica:
         )
 
     def _admit_envelopes(
-        self, origin: NodeId, envelopes: Sequence[Envelope], careful: bool
+        self,
+        origin: NodeId,
+        envelopes: Sequence[Envelope],
+        careful: bool,
+        decoded_entries: DecodedEntries | None = None,
     ) -> tuple[list[_Taken], bytes | None]:
         """Decode, check and verify the envelopes that would become live (ProtocolError).
 
         Returns (key, envelope, record, deleted) for each, the newest per key, and the
         certificate that checks the origin's signatures (None if none is known).
         """
-        decoded = self._decode_all(origin, envelopes)
+        decoded = self._decode_all(origin, envelopes, decoded_entries)
         kinds = {item[1].kind for item in decoded}
         own_certificate: bytes | None = None
         if Kind.ADMISSION in kinds:
@@ -469,9 +475,17 @@ class Replica:
             taken[key] = item  # ascending: a later write of a key wins
         return list(taken.values()), certificate
 
-    def _decode_all(self, origin: NodeId, envelopes: Sequence[Envelope]) -> list[_Taken]:
+    def _decode_all(
+        self,
+        origin: NodeId,
+        envelopes: Sequence[Envelope],
+        ready: DecodedEntries | None = None,
+    ) -> list[_Taken]:
         """(key, envelope, record, deleted) of each envelope, decoded and checked, in order:
-        the library entries among them (unsigned, checked like the rest) in bulk."""
+        the library entries among them (unsigned, checked like the rest) in bulk, or taken
+        from `ready` (all of them entries, decoded as the batch was read)."""
+        if ready is not None and len(ready.keys) == len(ready.deleted) == len(envelopes):
+            return list(zip(ready.keys, envelopes, repeat(None), ready.deleted, strict=False))
         decoded: dict[int, _Taken] = {}
         if self._decode_entries is not None and envelopes:
             if {env.kind for env in envelopes} == {Kind.ENTRY}:
