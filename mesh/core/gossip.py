@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope
@@ -48,6 +48,19 @@ class Batch:
     envelopes: tuple[Envelope, ...]
     batch_id: int = 0
     proof: ClockProof | None = None
+    # Not a part of the batch: what reading it off the wire already made of its envelopes.
+    decoded: DecodedEntries | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecodedEntries:
+    """A batch's envelopes, every one a library entry, decoded and checked (the same decode
+    and checks the replica makes) on the thread that read the batch off the wire: each
+    one's key and whether it is a tombstone, in order. The replica takes them instead of
+    decoding the bodies again on the store thread, where a sync's receiver was busiest."""
+
+    keys: list[bytes]
+    deleted: list[bool]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -12,12 +12,13 @@ import enum
 import operator
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from mesh.core.clock_proof import ClockProof
 from mesh.core.envelope import Envelope, signing_bytes
 from mesh.core.epoch import ZERO, Epoch
 from mesh.core.errors import InvalidArgumentError, ProtocolError, StoreError
-from mesh.core.gossip import Batch
+from mesh.core.gossip import Batch, DecodedEntries
 from mesh.core.ids import NodeId
 from mesh.core.membership import Membership, Signed, admitted_through, compute
 from mesh.core.records import (
@@ -92,6 +93,7 @@ class ApplyResult:
 
 
 _KEY, _ENVELOPE = operator.itemgetter(0), operator.itemgetter(1)  # of a Put
+_DELETED = operator.itemgetter(2)  # of decoded entry facts (library, path, deleted)
 
 
 def _point(envelope: Envelope) -> Clock:
@@ -373,7 +375,9 @@ class Replica:
             careful = bool(fresh) and bool(
                 self._store.envelopes(origin, batch.epoch, floor, MAX_SEQ, max_count=1, max_bytes=0)
             )
-        taken, certificate = self._admit_envelopes(origin, fresh, careful)
+        # What the wire already decoded holds for the whole batch only.
+        decoded = batch.decoded if len(fresh) == len(batch.envelopes) else None
+        taken, certificate = self._admit_envelopes(origin, fresh, careful, decoded)
         proofs: tuple[tuple[NodeId, ClockProof], ...] = ()
         if new_clock is not None and new_clock != clock:
             floor = clock.seq if clock is not None and clock.epoch == batch.epoch else 0
@@ -428,19 +432,30 @@ class Replica:
         )
 
     def _admit_envelopes(
-        self, origin: NodeId, envelopes: Sequence[Envelope], careful: bool
+        self,
+        origin: NodeId,
+        envelopes: Sequence[Envelope],
+        careful: bool,
+        decoded_entries: DecodedEntries | None = None,
     ) -> tuple[list[_Taken], bytes | None]:
         """Decode, check and verify the envelopes that would become live (ProtocolError).
 
         Returns (key, envelope, record, deleted) for each, the newest per key, and the
         certificate that checks the origin's signatures (None if none is known).
         """
-        decoded = self._decode_all(origin, envelopes)
+        decoded = self._decode_all(origin, envelopes, decoded_entries)
+        kinds = {item[1].kind for item in decoded}
         own_certificate: bytes | None = None
-        for _, _, record, _ in decoded:
-            if isinstance(record, Admission) and record.node_id == origin:
-                # Bound to the origin by its hash, so it vouches for the whole batch.
-                own_certificate = record.certificate
+        if Kind.ADMISSION in kinds:
+            for _, _, record, _ in decoded:
+                if isinstance(record, Admission) and record.node_id == origin:
+                    # Bound to the origin by its hash, so it vouches for the whole batch.
+                    own_certificate = record.certificate
+        certificate = own_certificate or self._membership.certificates.get(origin)
+        if not careful and kinds.isdisjoint(SIGNED_KINDS):
+            # Nothing to compare with what is stored, nor to verify, record by record (an
+            # initial sync's entries): the newest of each key, in one pass made in C.
+            return list(dict(zip(map(_KEY, decoded), decoded, strict=True)).values()), certificate
         taken: dict[bytes, _Taken] = {}
         for item in decoded:
             key, env = item[0], item[1]
@@ -449,7 +464,6 @@ class Replica:
                 if held is not None and _point(held) >= _point(env):
                     continue
             if env.kind in SIGNED_KINDS:
-                certificate = own_certificate or self._membership.certificates.get(origin)
                 if certificate is None:
                     raise ProtocolError(
                         f"no certificate known for {origin.short()} to check record {env.seq}"
@@ -459,17 +473,34 @@ class Replica:
                 ):
                     raise ProtocolError(f"record {env.seq} has a bad signature")
             taken[key] = item  # ascending: a later write of a key wins
-        return list(taken.values()), own_certificate or self._membership.certificates.get(origin)
+        return list(taken.values()), certificate
 
-    def _decode_all(self, origin: NodeId, envelopes: Sequence[Envelope]) -> list[_Taken]:
+    def _decode_all(
+        self,
+        origin: NodeId,
+        envelopes: Sequence[Envelope],
+        ready: DecodedEntries | None = None,
+    ) -> list[_Taken]:
         """(key, envelope, record, deleted) of each envelope, decoded and checked, in order:
-        the library entries among them (unsigned, checked like the rest) in bulk."""
+        the library entries among them (unsigned, checked like the rest) in bulk, or taken
+        from `ready` (all of them entries, decoded as the batch was read)."""
+        if ready is not None and len(ready.keys) == len(ready.deleted) == len(envelopes):
+            return list(zip(ready.keys, envelopes, repeat(None), ready.deleted, strict=False))
         decoded: dict[int, _Taken] = {}
-        entries = [i for i, env in enumerate(envelopes) if env.kind is Kind.ENTRY]
-        if self._decode_entries is not None and entries:
+        if self._decode_entries is not None and envelopes:
+            if {env.kind for env in envelopes} == {Kind.ENTRY}:
+                # Entries only (an initial sync's batches): no index to keep, all in bulk.
+                try:
+                    facts = self._decode_entries([env.body for env in envelopes])
+                except ProtocolError:
+                    pass  # one by one below, to name the record at fault
+                else:
+                    keys = entry_keys(origin, facts)
+                    return list(zip(keys, envelopes, repeat(None), map(_DELETED, facts)))
+            entries = [i for i, env in enumerate(envelopes) if env.kind is Kind.ENTRY]
             runs = [envelopes[i] for i in entries]
             try:
-                facts = self._decode_entries([env.body for env in runs])
+                facts = self._decode_entries([env.body for env in runs]) if runs else []
             except ProtocolError:
                 pass  # one by one below, to name the record at fault
             else:

@@ -121,15 +121,21 @@ def check_shape(batch: Batch) -> None:
     """Refuse a batch whose envelopes disagree with its header or are out of order."""
     if batch.after_seq < 0 or batch.through_seq < batch.after_seq:
         raise ProtocolError(f"a batch range ({batch.after_seq}, {batch.through_seq}] is backwards")
-    last = batch.after_seq
+    origin, epoch, last = batch.origin, batch.epoch, batch.after_seq
     for env in batch.envelopes:
-        if env.origin != batch.origin or env.epoch != batch.epoch:
+        # A batch read off the wire shares its header's origin and epoch objects with its
+        # envelopes: the identity test spares the comparisons (100k in an initial sync).
+        if (env.origin is not origin and env.origin != origin) or (
+            env.epoch is not epoch and env.epoch != epoch
+        ):
             raise ProtocolError(f"record {env.seq} is not of the batch's origin and epoch")
         if env.seq <= last:
             raise ProtocolError(f"record {env.seq} is out of order (after {last})")
-        if env.seq > batch.through_seq:
-            raise ProtocolError(f"record {env.seq} is past the batch end {batch.through_seq}")
         last = env.seq
+    if last > batch.through_seq:
+        # Ascending, so the first past the end is found from the back.
+        past = [env.seq for env in batch.envelopes if env.seq > batch.through_seq]
+        raise ProtocolError(f"record {past[0]} is past the batch end {batch.through_seq}")
 
 
 def situation_of(batch: Batch, clock: Clock | None, self_id: NodeId, epoch: Epoch) -> Situation:

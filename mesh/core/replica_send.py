@@ -117,17 +117,20 @@ class Sender:
         """The store's range as batches; the last one ends at `through` whatever it holds.
         Each carries `proof`, the origin's word that its writes reach `through`."""
 
-        def page(start: int) -> Sequence[Envelope]:
+        def page(start: int, count: int = max_records) -> Sequence[Envelope]:
             if start >= through:
                 return ()
             return self._store.envelopes(
-                origin, epoch, start, through, max_count=max_records, max_bytes=max_bytes
+                origin, epoch, start, through, max_count=count, max_bytes=max_bytes
             )
 
         current = page(after)
         while True:
-            following = page(current[-1].seq) if current else ()
-            end = current[-1].seq if following else through
+            # Whether anything follows is asked of one record, not a page read ahead: a
+            # caller that takes a few batches at a time (daemon.batches_for) threw the
+            # page after its last away, a fifth of what a sync's sender read and encoded.
+            more = bool(current) and bool(page(current[-1].seq, 1))
+            end = current[-1].seq if more else through
             yield Batch(
                 origin=origin,
                 epoch=epoch,
@@ -136,9 +139,9 @@ class Sender:
                 envelopes=tuple(current),
                 proof=proof,
             )
-            if not following:
+            if not more:
                 return
-            after, current = end, following
+            after, current = end, page(end)
 
     def _proof_of(self, origin: NodeId, clock: Clock) -> ClockProof | None:
         """The proof to send with `origin`'s records up to `clock`: of our own clock, signed

@@ -1,13 +1,16 @@
 """What the replica needs from persistence: a `ReplicaStore`, and the `Changes` it commits.
 
 The store holds, for every origin, its clock (epoch and last seq held) and the live envelope
-of each key, with a tombstone flag. Every operation is meant to be an indexed query whose
-cost follows what it returns or changes, never the store's size. In SQLite terms: envelopes
-are rows keyed by `key` (origin, epoch created_ms, epoch nonce, seq, kind, body, signature,
-deleted), with an index on (origin, epoch created_ms, epoch nonce, seq) for `envelopes` and
-drops, a partial index on it WHERE deleted for `tombstones`, and a partial index WHERE kind
-is an admission or removal (7, 8) for `membership`; clocks are a table keyed by origin, and
-so are the origins' clock proofs (which the store keeps to relay them, checked already).
+of each key, with a tombstone flag. A key is made by `core/records.key_of`: it begins with
+its record's kind and its envelope's origin, which a store may keep apart from the rest.
+Every operation is meant to be an indexed query whose cost follows what it returns or
+changes, never the store's size. In SQLite terms (store/records.py): envelopes are rows
+(kind, origin number, rest of the key, epoch created_ms, epoch nonce, seq, body, signature,
+deleted) with a unique index on (kind, origin, rest of the key) for `get`, `live` and
+`membership`, an index on (origin, epoch created_ms, epoch nonce, seq) for `envelopes` and
+drops, and a partial one on it WHERE deleted for `tombstones`; clocks are a table keyed by
+origin, and so are the origins' clock proofs (which the store keeps to relay them, checked
+already).
 
 Everything an apply or a local write changes goes to `commit` as one `Changes` value, applied
 atomically (one transaction): a crash leaves either all of a batch or none of it, and a

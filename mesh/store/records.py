@@ -5,6 +5,12 @@ This node's own library entries are not copied into the records table: the local
 (`entries`, numbered from the same clock) is their record, and their envelopes are made
 when a peer asks for them. Encoding is deterministic, so the bytes are the same every time,
 and a scan of 100k files writes one table instead of two.
+
+Records are stored without the origin they would repeat (schema 0011): origins are
+numbered in `origins`, and a row holds its key past the kind and origin, which are columns
+of their own; the full key is kind || origin || that rest. An origin's number is looked up
+by a subquery in each statement, never cached: a number taken in a transaction that rolls
+back may be given to another origin later.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 
 from mesh.core.clock_proof import COVERED_KINDS, ClockProof
 from mesh.core.entries import LibraryEntry
-from mesh.core.envelope import Envelope
+from mesh.core.envelope import Envelope, envelope, envelopes
 from mesh.core.epoch import Epoch
 from mesh.core.ids import NodeId
 from mesh.core.records import MEMBERSHIP_KINDS, Kind, entry_key, split_key
@@ -26,10 +32,22 @@ from mesh.core.replica_store import Changes, Put
 from mesh.core.vector import Clock, VersionVector
 from mesh.store.database import Database
 
-# The SQL below spells out the membership kinds (admission 7, removal 8) to match the
-# partial index of the schema.
+# The SQL below spells out the membership kinds (admission 7, removal 8).
 assert {int(k) for k in MEMBERSHIP_KINDS} == {7, 8}
-_SELECT = "SELECT origin, epoch_ms, epoch_nonce, seq, kind, body, signature FROM records "
+# Rows of one origin, known to the caller (so no origin is read back per row).
+_SELECT_OF = "SELECT epoch_ms, epoch_nonce, seq, kind, body, signature FROM records "
+# Rows of any origin, with it.
+_SELECT_ANY = (
+    "SELECT o.origin, r.epoch_ms, r.epoch_nonce, r.seq, r.kind, r.body, r.signature "
+    "FROM records AS r JOIN origins AS o ON o.id = r.origin_id "
+)
+_ORIGIN_ID = "(SELECT id FROM origins WHERE origin = ?)"
+_UPSERT = (
+    "INSERT INTO records (kind, origin_id, key, epoch_ms, epoch_nonce, seq, body, signature, "
+    "deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, origin_id, key) DO UPDATE "
+    "SET epoch_ms = excluded.epoch_ms, epoch_nonce = excluded.epoch_nonce, seq = excluded.seq, "
+    "body = excluded.body, signature = excluded.signature, deleted = excluded.deleted"
+)
 _ENTRY_SELECT = "SELECT seq, library, path, size, mtime_ns, hash, chunk_root, deleted FROM entries "
 
 
@@ -48,10 +66,17 @@ def _envelope(row: tuple[bytes, int, int, int, int, bytes, bytes]) -> Envelope:
     )
 
 
-def _successor(prefix: bytes) -> bytes:
-    """The smallest byte string greater than every string that starts with `prefix`."""
-    trimmed = prefix.rstrip(b"\xff")
-    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+def _envelope_of(origin: NodeId, row: tuple[int, int, int, int, bytes, bytes]) -> Envelope:
+    ems, enonce, seq, kind, body, signature = row
+    return envelope(origin, Epoch(ems, enonce), seq, Kind(kind), body, signature)
+
+
+def _where_key(key: bytes) -> tuple[int, bytes, bytes] | None:
+    """(kind, origin, rest) of a full record key, as its row is found; None if `key` is
+    too short to be one."""
+    if len(key) < 33:
+        return None
+    return key[0], key[1:33], key[33:]
 
 
 EncodeEntry = Callable[[LibraryEntry], bytes]
@@ -61,35 +86,63 @@ EncodeEntries = Callable[[Sequence[tuple[str, str, int, int, bytes, bytes, bool]
 # A page of entries is cut where its bodies would be twice the bytes asked for, by a
 # guess made before encoding them: paths of many KiB must not make 4,096 envelopes a page.
 _ENTRY_OVERHEAD = 64 + 48
-_Row = tuple[bytearray, bytearray, int, int, int, int, bytearray, bytearray, int]
+_Row = tuple[int, int, bytearray, int, int, int, bytearray, bytearray, int]
 
 
-def _rows(puts: Iterable[Put]) -> list[_Row]:
-    """The records table's rows of `puts`. Blobs as bytearray, not bytes: sqlite3 binds it
-    directly (see index.py's _write); a batch's puts share one origin, bound once."""
+def _rows(puts: Iterable[Put], me: NodeId | None, origin_id: Callable[[NodeId], int]) -> list[_Row]:
+    """The records table's rows of `puts`, but for entries of `me` (this node's own
+    entries live in the local index: a put of one, re-flagged because this node itself
+    was removed, has nothing to add there). Blobs as bytearray, not bytes: sqlite3 binds
+    it directly (see index.py's _write); a batch's puts share one origin, numbered once."""
     rows: list[_Row] = []
     append_row = rows.append
     origin: NodeId | None = None
-    raw = bytearray()
+    number = 0
+    raw = b""
+    mine = False
+    entry = Kind.ENTRY
     for key, env, deleted in puts:
         if env.origin is not origin:
             origin = env.origin
-            raw = bytearray(origin.raw)
+            number = origin_id(origin)
+            mine = origin == me
+            raw = origin.raw
+        if key[1:33] != raw:
+            # Never: a key names its record's origin, and the row keeps only one of them.
+            raise ValueError("a record key of another origin than its envelope's")
+        if mine and env.kind is entry:
+            continue
         epoch = env.epoch
         append_row(
             (
-                bytearray(key),
-                raw,
+                int(env.kind),
+                number,
+                bytearray(key[33:]),
                 epoch.created_ms,
                 epoch.nonce,
                 env.seq,
-                int(env.kind),
                 bytearray(env.body),
                 bytearray(env.signature),
                 int(deleted),
             )
         )
     return rows
+
+
+def _numbering(conn: sqlite3.Connection) -> Callable[[NodeId], int]:
+    """The number of an origin in `origins`, given one first if it has none (in the
+    caller's transaction)."""
+
+    def origin_id(origin: NodeId) -> int:
+        conn.execute(
+            "INSERT INTO origins (origin) VALUES (?) ON CONFLICT DO NOTHING", (origin.raw,)
+        )
+        (number,) = conn.execute(
+            "SELECT id FROM origins WHERE origin = ?", (origin.raw,)
+        ).fetchone()
+        return int(number)
+
+    return origin_id
 
 
 class SqliteReplicaStore:
@@ -157,11 +210,7 @@ class SqliteReplicaStore:
                 rows, cut = rows[:i], True
                 break
         bodies = self._encode_entries([row[1:] for row in rows])
-        me, epoch, entry = self._self, self._own_epoch, Kind.ENTRY
-        own = [
-            Envelope(origin=me, epoch=epoch, seq=row[0], kind=entry, body=body)
-            for row, body in zip(rows, bodies, strict=True)
-        ]
+        own = envelopes(self._self, self._own_epoch, Kind.ENTRY, [row[0] for row in rows], bodies)
         if not records:
             return own
         if cut and own:
@@ -212,8 +261,13 @@ class SqliteReplicaStore:
                 _ENTRY_SELECT + "WHERE library = ? AND path = ?", own
             ).fetchone()
             return None if found is None else self._entry_envelope(found)
-        row = self._db.conn.execute(_SELECT + "WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _envelope(row)
+        where = _where_key(key)
+        if where is None:
+            return None
+        row = self._db.conn.execute(
+            _SELECT_OF + "WHERE kind = ? AND origin_id = " + _ORIGIN_ID + " AND key = ?", where
+        ).fetchone()
+        return None if row is None else _envelope_of(NodeId(where[1]), row)
 
     def envelopes(
         self,
@@ -227,11 +281,11 @@ class SqliteReplicaStore:
     ) -> Sequence[Envelope]:
         limit = max(1, max_count)
         rows = self._db.conn.execute(
-            _SELECT + "WHERE origin = ? AND epoch_ms = ? "
+            _SELECT_OF + "WHERE origin_id = " + _ORIGIN_ID + " AND epoch_ms = ? "
             "AND epoch_nonce = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (origin.raw, epoch.created_ms, epoch.nonce, after_seq, through_seq, limit),
         )
-        records = [_envelope(row) for row in rows]
+        records = [_envelope_of(origin, row) for row in rows]
         found: Iterable[Envelope] = records
         if self._own_entries(origin, epoch):
             entries = self._db.conn.execute(
@@ -258,39 +312,50 @@ class SqliteReplicaStore:
         return out
 
     def live(self, kind: Kind, origin: NodeId | None = None) -> Iterable[Envelope]:
-        """The live (not deleted) records of `kind`, of one origin or of all: a key range
-        scan, as keys begin with the kind and the origin. Not this node's own entries."""
-        low = bytes([int(kind)]) + (origin.raw if origin is not None else b"")
-        high = _successor(low)
-        rows = self._db.conn.execute(
-            _SELECT + "WHERE key >= ? AND key < ? AND deleted = 0 ORDER BY key", (low, high)
+        """The live (not deleted) records of `kind`, of one origin or of all, in key order:
+        a range of the key index, which begins with the kind and the origin. Not this
+        node's own entries."""
+        if origin is not None:
+            rows = self._db.conn.execute(
+                _SELECT_OF + "WHERE kind = ? AND origin_id = " + _ORIGIN_ID + " AND deleted = 0 "
+                "ORDER BY key",
+                (int(kind), origin.raw),
+            )
+            return (_envelope_of(origin, row) for row in rows)
+        every = self._db.conn.execute(
+            _SELECT_ANY + "WHERE r.kind = ? AND r.deleted = 0 ORDER BY o.origin, r.key",
+            (int(kind),),
         )
-        return (_envelope(row) for row in rows)
+        return (_envelope(row) for row in every)
 
     def covered(
         self, origin: NodeId, epoch: Epoch, through_seq: int
     ) -> Sequence[tuple[bytes, Envelope]]:
         found: list[tuple[bytes, Envelope]] = []
         for kind in sorted(COVERED_KINDS):
-            low = bytes([int(kind)]) + origin.raw  # keys begin with the kind and the origin
+            head = bytes([int(kind)]) + origin.raw  # of each full key
             rows = self._db.conn.execute(
-                "SELECT key, origin, epoch_ms, epoch_nonce, seq, kind, body, signature "
-                "FROM records WHERE key >= ? AND key < ? AND epoch_ms = ? AND epoch_nonce = ? "
-                "AND seq <= ?",
-                (low, _successor(low), epoch.created_ms, epoch.nonce, through_seq),
+                "SELECT key, epoch_ms, epoch_nonce, seq, kind, body, signature FROM records "
+                "WHERE kind = ? AND origin_id = (SELECT id FROM origins WHERE origin = ?) "
+                "AND epoch_ms = ? AND epoch_nonce = ? AND seq <= ?",
+                (int(kind), origin.raw, epoch.created_ms, epoch.nonce, through_seq),
             )
-            found.extend((row[0], _envelope(row[1:])) for row in rows)
+            found.extend((head + row[0], _envelope_of(origin, row[1:])) for row in rows)
         return found
 
     def tombstones(
         self, origin: NodeId, epoch: Epoch, after_seq: int, through_seq: int, *, max_count: int
     ) -> Sequence[bytes]:
         rows = self._db.conn.execute(
-            "SELECT seq, key FROM records WHERE deleted = 1 AND origin = ? AND epoch_ms = ? "
-            "AND epoch_nonce = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            "SELECT seq, kind, key FROM records WHERE deleted = 1 "
+            "AND origin_id = (SELECT id FROM origins WHERE origin = ?) "
+            "AND epoch_ms = ? AND epoch_nonce = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (origin.raw, epoch.created_ms, epoch.nonce, after_seq, through_seq, max_count),
         )
-        found: Iterable[tuple[int, bytes]] = rows
+        raw = origin.raw
+        found: Iterable[tuple[int, bytes]] = (
+            (seq, bytes([kind]) + raw + rest) for seq, kind, rest in rows
+        )
         if self._own_entries(origin, epoch):
             assert self._self is not None
             me = self._self
@@ -304,7 +369,7 @@ class SqliteReplicaStore:
         return [key for _, key in itertools.islice(found, max_count)]
 
     def membership(self) -> Sequence[Envelope]:
-        rows = self._db.conn.execute(_SELECT + "WHERE kind IN (7, 8)")
+        rows = self._db.conn.execute(_SELECT_ANY + "WHERE r.kind IN (7, 8)")
         return [_envelope(row) for row in rows]
 
     def _own_entry_key(self, key: bytes) -> tuple[str, str] | None:
@@ -323,8 +388,8 @@ class SqliteReplicaStore:
         self.writes += 1
         for drop in changes.drops:
             conn.execute(
-                "DELETE FROM records WHERE origin = ? AND (epoch_ms, epoch_nonce) < (?, ?) "
-                "AND kind NOT IN (7, 8)",
+                "DELETE FROM records WHERE origin_id = (SELECT id FROM origins WHERE origin = ?) "
+                "AND (epoch_ms, epoch_nonce) < (?, ?) AND kind NOT IN (7, 8)",
                 (drop.origin.raw, drop.before.created_ms, drop.before.nonce),
             )
         own = [(k, self._own_entry_key(k)) for k in changes.removes]
@@ -333,23 +398,11 @@ class SqliteReplicaStore:
             [where for _, where in own if where is not None],
         )
         conn.executemany(
-            "DELETE FROM records WHERE key = ?", [(k,) for k, where in own if where is None]
+            "DELETE FROM records WHERE kind = ? "
+            "AND origin_id = (SELECT id FROM origins WHERE origin = ?) AND key = ?",
+            [found for k, where in own if where is None and (found := _where_key(k)) is not None],
         )
-        # Our own entries live in the local index; a put of one (re-flagged because this
-        # node itself was removed) has nothing to add there.
-        puts = [
-            p
-            for p in changes.puts
-            if not (p.envelope.kind is Kind.ENTRY and p.envelope.origin == self._self)
-        ]
-        conn.executemany(
-            "INSERT INTO records (key, origin, epoch_ms, epoch_nonce, seq, kind, body, "
-            "signature, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
-            "SET origin = excluded.origin, epoch_ms = excluded.epoch_ms, "
-            "epoch_nonce = excluded.epoch_nonce, seq = excluded.seq, kind = excluded.kind, "
-            "body = excluded.body, signature = excluded.signature, deleted = excluded.deleted",
-            _rows(puts),
-        )
+        conn.executemany(_UPSERT, _rows(changes.puts, self._self, _numbering(conn)))
         conn.executemany(
             "INSERT INTO clocks (origin, epoch_ms, epoch_nonce, seq) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (origin) DO UPDATE SET epoch_ms = excluded.epoch_ms, "

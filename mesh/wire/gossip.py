@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from mesh.core.clock_proof import DIGEST_BYTES, ClockProof
 from mesh.core.envelope import Envelope
+from mesh.core.envelope import envelope as core_envelope
 from mesh.core.errors import ProtocolError
-from mesh.core.gossip import Ack, Batch, GossipError, GossipFrame, Hello, Ping, VectorFrame
+from mesh.core.gossip import (
+    Ack,
+    Batch,
+    DecodedEntries,
+    GossipError,
+    GossipFrame,
+    Hello,
+    Ping,
+    VectorFrame,
+)
+from mesh.core.ids import NodeId
 from mesh.core.liveness import MAX_PEERS, MAX_REPORTS, Presence, PresenceFrame
+from mesh.core.records import Kind, entry_keys
 from mesh.v1 import gossip_pb2 as pb
-from mesh.wire import checks, envelope
+from mesh.wire import checks, envelope, records
 from mesh.wire.records import vector_from_wire, vector_to_wire
 
 MAX_BATCH_RECORDS = 4096
+# Batches of more records than this have their entries decoded as they are read.
+_DECODE_AHEAD = 64
 
 
 def to_wire(frame: GossipFrame) -> pb.GossipFrame:
@@ -89,7 +103,7 @@ def _batch_to_wire(frame: Batch) -> pb.Batch:
     return msg
 
 
-def _batch_from_wire(b: pb.Batch) -> Batch:
+def _batch_from_wire(b: pb.Batch, decode_entries: bool = True) -> Batch:
     if len(b.envelopes) > MAX_BATCH_RECORDS:
         raise ProtocolError(f"a batch of {len(b.envelopes)} records")
     after = checks.count(b.after_seq, "after_seq")
@@ -106,7 +120,7 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
         checks.U63,
     )
     envelopes: list[Envelope] = []
-    append = envelopes.append
+    append, make = envelopes.append, core_envelope
     for e in b.envelopes:
         # An envelope of the batch's origin and epoch (all of them, in a valid batch) shares
         # the batch's checked values instead of making and checking its own, and passes
@@ -123,11 +137,7 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
             and len(signature) <= max_signature
             and 0 < seq <= u63
         ):
-            append(
-                Envelope(
-                    origin=origin, epoch=epoch, seq=seq, kind=kind, body=body, signature=signature
-                )
-            )
+            append(make(origin, epoch, seq, kind, body, signature))
         else:
             append(envelope.from_wire(e))
     proof = None
@@ -150,10 +160,29 @@ def _batch_from_wire(b: pb.Batch) -> Batch:
         envelopes=tuple(envelopes),
         batch_id=checks.count(b.batch_id, "batch id"),
         proof=proof,
+        decoded=_decoded_entries(origin, envelopes) if decode_entries else None,
     )
 
 
-def from_wire(msg: pb.GossipFrame) -> GossipFrame:
+def _decoded_entries(origin: NodeId, envelopes: list[Envelope]) -> DecodedEntries | None:
+    """The keys and tombstone flags of a batch of library entries, decoded here (on the
+    thread reading the batch, see transport/gossip_stream.py) so that the store thread
+    need not; None for a small batch, one holding other kinds, or one whose bodies do not
+    decode (the replica then decodes them one by one and names the record at fault)."""
+    if len(envelopes) <= _DECODE_AHEAD or any(env.kind is not Kind.ENTRY for env in envelopes):
+        return None
+    try:
+        facts = records.decode_entries([env.body for env in envelopes])
+    except ProtocolError:
+        return None
+    return DecodedEntries(
+        keys=entry_keys(origin, facts), deleted=[deleted for _, _, deleted in facts]
+    )
+
+
+def from_wire(msg: pb.GossipFrame, *, decode_entries: bool = True) -> GossipFrame:
+    """The frame in `msg`, checked (ProtocolError). A batch's library entries are decoded
+    too, unless `decode_entries` is false (the benchmark's baseline reads frames alone)."""
     which = msg.WhichOneof("frame")
     if which == "hello":
         h = msg.hello
@@ -166,7 +195,7 @@ def from_wire(msg: pb.GossipFrame) -> GossipFrame:
     if which == "vector":
         return VectorFrame(vector=vector_from_wire(msg.vector))
     if which == "batch":
-        return _batch_from_wire(msg.batch)
+        return _batch_from_wire(msg.batch, decode_entries)
     if which == "ack":
         a = msg.ack
         return Ack(

@@ -64,7 +64,9 @@ async def taken_and_held(node: Node, origin: NodeId) -> tuple[int, int]:
 
     def held() -> int:
         (count,) = d.local.db.conn.execute(
-            "SELECT count(*) FROM records WHERE origin = ?", (origin.raw,)
+            "SELECT count(*) FROM records WHERE origin_id = "
+            "(SELECT id FROM origins WHERE origin = ?)",
+            (origin.raw,),
         ).fetchone()
         return int(count)
 
@@ -77,11 +79,19 @@ def served_records(database: Path, origin: NodeId) -> int:
     try:
         (entries,) = conn.execute("SELECT count(*) FROM entries").fetchone()
         (others,) = conn.execute(
-            "SELECT count(*) FROM records WHERE origin = ?", (origin.raw,)
+            "SELECT count(*) FROM records WHERE origin_id = "
+            "(SELECT id FROM origins WHERE origin = ?)",
+            (origin.raw,),
         ).fetchone()
     finally:
         conn.close()
     return int(entries) + int(others)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -118,6 +128,7 @@ class ApartResult:
     expected: int  # records the holder serves
     peak_rss_mb: float
     control_s: list[float]  # Status calls to the receiver during the sync
+    cpu_s: tuple[float, float]  # CPU seconds of the holder and the receiver during the sync
 
 
 async def initial_sync_apart(root: Path, entries: int, tag: str) -> ApartResult:
@@ -145,12 +156,18 @@ async def initial_sync_apart(root: Path, entries: int, tag: str) -> ApartResult:
         )
         receiver.start()
         _, started = await asyncio.wait_for(loop.run_in_executor(None, to_b.recv), 60)
+        assert holder.pid is not None and receiver.pid is not None
+        cpu_before = cpu_seconds(holder.pid), cpu_seconds(receiver.pid)
         finished = False
         asking = loop.run_in_executor(
             None, control_latencies, b.home.control_socket, lambda: finished
         )
         _, done, (received, held) = await loop.run_in_executor(None, to_b.recv)
         finished = True
+        cpu = (
+            cpu_seconds(holder.pid) - cpu_before[0],
+            cpu_seconds(receiver.pid) - cpu_before[1],
+        )
         control_s = await asking
         assert receiver.pid is not None
         rss = peak_rss_mb(receiver.pid)
@@ -171,6 +188,7 @@ async def initial_sync_apart(root: Path, entries: int, tag: str) -> ApartResult:
         expected=expected,
         peak_rss_mb=rss,
         control_s=control_s,
+        cpu_s=cpu,
     )
 
 
@@ -217,6 +235,13 @@ async def apart_sync(
     if os.environ.get("MESH_BENCH_TRACE"):
         for x in runs:
             print("        answers (ms):", " ".join(f"{s * 1000:.0f}" for s in x.control_s))
+    held_cpu = [x.cpu_s[0] for x in runs]
+    took_cpu = [x.cpu_s[1] for x in runs]
+    print(
+        f"      CPU          holder {med(held_cpu):.2f} s{spread(held_cpu, unit=' s')}, "
+        f"receiver {med(took_cpu):.2f} s{spread(took_cpu, unit=' s')} during the sync "
+        "(steadier than times on a shared machine)"
+    )
     million = verdict(med(rss) <= 150) if args.entries >= 1_000_000 else "n/a"
     print(
         f"      receiver     peak RSS {med(rss):.0f} MB{spread(rss, unit=' MB')}   target "

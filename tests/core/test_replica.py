@@ -168,13 +168,20 @@ def _put(key: bytes, env: Envelope, deleted: bool = False) -> Put:
     return Put(key=key, envelope=env, deleted=deleted)
 
 
+def _key(name: bytes, origin: NodeId | None = None, kind: Kind = Kind.ENTRY) -> bytes:
+    """A record key as `key_of` makes them: the kind, the origin (R's unless given), then
+    what the record is about (here just `name`)."""
+    return bytes([int(kind)]) + (origin or R.node_id).raw + name
+
+
 def test_store_replaces_by_key_and_ranges_ascend(make_store: StoreFactory) -> None:
     store = make_store()
     o = R.node_id
-    store.commit(Changes(puts=tuple(_put(b"k%d" % i, _raw(o, E1, i)) for i in (1, 2, 3))))
-    store.commit(Changes(puts=(_put(b"k1", _raw(o, E1, 4)),)))
-    assert store.get(b"k1") == _raw(o, E1, 4)
-    assert store.get(b"nothing") is None
+    store.commit(Changes(puts=tuple(_put(_key(b"k%d" % i), _raw(o, E1, i)) for i in (1, 2, 3))))
+    store.commit(Changes(puts=(_put(_key(b"k1"), _raw(o, E1, 4)),)))
+    assert store.get(_key(b"k1")) == _raw(o, E1, 4)
+    assert store.get(_key(b"nothing")) is None
+    assert store.get(b"short") is None
 
     def seqs(after: int, through: int, count: int = 100, size: int = 1 << 20) -> list[int]:
         found = store.envelopes(o, E1, after, through, max_count=count, max_bytes=size)
@@ -198,19 +205,23 @@ def test_store_lists_tombstones_until_replaced_or_removed(make_store: StoreFacto
     store.commit(
         Changes(
             puts=(
-                _put(b"a", _raw(o, E1, 1), deleted=True),
-                _put(b"b", _raw(o, E1, 2), deleted=False),
-                _put(b"c", _raw(o, E1, 3), deleted=True),
-                _put(b"d", _raw(o, E1, 4), deleted=True),
+                _put(_key(b"a"), _raw(o, E1, 1), deleted=True),
+                _put(_key(b"b"), _raw(o, E1, 2), deleted=False),
+                _put(_key(b"c"), _raw(o, E1, 3), deleted=True),
+                _put(_key(b"d"), _raw(o, E1, 4), deleted=True),
             )
         )
     )
-    assert list(store.tombstones(o, E1, 0, 10, max_count=10)) == [b"a", b"c", b"d"]
-    assert list(store.tombstones(o, E1, 1, 3, max_count=10)) == [b"c"]
-    assert list(store.tombstones(o, E1, 0, 10, max_count=2)) == [b"a", b"c"]
-    store.commit(Changes(removes=(b"a",), puts=(_put(b"c", _raw(o, E1, 5)),)))
-    assert list(store.tombstones(o, E1, 0, 10, max_count=10)) == [b"d"]
-    assert store.get(b"a") is None
+    assert list(store.tombstones(o, E1, 0, 10, max_count=10)) == [
+        _key(b"a"),
+        _key(b"c"),
+        _key(b"d"),
+    ]
+    assert list(store.tombstones(o, E1, 1, 3, max_count=10)) == [_key(b"c")]
+    assert list(store.tombstones(o, E1, 0, 10, max_count=2)) == [_key(b"a"), _key(b"c")]
+    store.commit(Changes(removes=(_key(b"a"),), puts=(_put(_key(b"c"), _raw(o, E1, 5)),)))
+    assert list(store.tombstones(o, E1, 0, 10, max_count=10)) == [_key(b"d")]
+    assert store.get(_key(b"a")) is None
 
 
 def test_store_drops_keep_membership_records(make_store: StoreFactory) -> None:
@@ -219,30 +230,35 @@ def test_store_drops_keep_membership_records(make_store: StoreFactory) -> None:
     store.commit(
         Changes(
             puts=(
-                _put(b"e1", _raw(o, E1, 1)),
-                _put(b"m1", _raw(o, E1, 2, Kind.ADMISSION)),
-                _put(b"r1", _raw(o, E1, 3, Kind.REMOVAL)),
-                _put(b"e2", _raw(o, E2, 1)),
-                _put(b"pe", _raw(p, E1, 1)),
+                _put(_key(b"e1"), _raw(o, E1, 1)),
+                _put(_key(b"m1", kind=Kind.ADMISSION), _raw(o, E1, 2, Kind.ADMISSION)),
+                _put(_key(b"r1", kind=Kind.REMOVAL), _raw(o, E1, 3, Kind.REMOVAL)),
+                _put(_key(b"e2"), _raw(o, E2, 1)),
+                _put(_key(b"pe", p), _raw(p, E1, 1)),
             ),
             clocks=((o, Clock(E2, 1)), (p, Clock(E1, 1))),
         )
     )
     assert {e.seq for e in store.membership()} == {2, 3}
     store.commit(Changes(drops=(EpochDrop(origin=o, before=E2),)))
-    assert store.get(b"e1") is None
-    assert store.get(b"m1") is not None and store.get(b"r1") is not None
-    assert store.get(b"e2") is not None and store.get(b"pe") is not None
+    assert store.get(_key(b"e1")) is None
+    assert (
+        store.get(_key(b"m1", kind=Kind.ADMISSION)) is not None
+        and store.get(_key(b"r1", kind=Kind.REMOVAL)) is not None
+    )
+    assert store.get(_key(b"e2")) is not None and store.get(_key(b"pe", p)) is not None
     # Re-putting a key with a version of another epoch takes it out of the old range.
-    store.commit(Changes(puts=(_put(b"m1", _raw(o, E2, 2, Kind.ADMISSION)),)))
+    store.commit(
+        Changes(puts=(_put(_key(b"m1", kind=Kind.ADMISSION), _raw(o, E2, 2, Kind.ADMISSION)),))
+    )
     assert store.envelopes(o, E1, 0, 9, max_count=9, max_bytes=1 << 20) == [
         _raw(o, E1, 3, Kind.REMOVAL)
     ]
     assert [e.seq for e in store.envelopes(o, E2, 0, 9, max_count=9, max_bytes=1 << 20)] == [1, 2]
     # A drop takes every older epoch at once.
-    store.commit(Changes(puts=(_put(b"e3", _raw(o, E3, 1)),)))
+    store.commit(Changes(puts=(_put(_key(b"e3"), _raw(o, E3, 1)),)))
     store.commit(Changes(drops=(EpochDrop(origin=o, before=E3),)))
-    assert store.get(b"e2") is None and store.get(b"e3") is not None
+    assert store.get(_key(b"e2")) is None and store.get(_key(b"e3")) is not None
     assert {e.seq for e in store.membership()} == {2, 3}
     store.commit(Changes(clocks=((o, Clock(E2, 3)),)))
     assert store.clock(o) == Clock(E2, 3)
