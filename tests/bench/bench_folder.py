@@ -3,6 +3,7 @@ processes over mutual TLS on 127.0.0.1, against `rsync -a` from an rsync daemon 
 same run, interleaved round by round.
 
     python -m tests.bench.bench_folder [--files 10000] [--rounds 2] [--quick]
+        [--profile PREFIX] [--log FILE]
 
   mesh   `mesh lend FOLDER --to laptop` on the tower; the time until the laptop's ledger
          says the loan is held (every file pulled, verified chunk by chunk and as a whole,
@@ -12,15 +13,20 @@ same run, interleaved round by round.
 
 Files are 1 KiB-1 MiB, log-uniform (mean ~150 KB: 10,000 files are ~1.5 GB), 100 to a
 subfolder. Target: mesh at most 1.4x rsync's time. Medians over the rounds, (min-max) after.
-`--quick` is a smoke run (1,000 files, one round).
+`--quick` is a smoke run (1,000 files, one round). Each round also prints the CPU
+seconds each daemon (and the rsync client) used: steadier than times on a busy machine.
+`--profile` samples both daemons with py-spy (`pip install py-spy`) in the first mesh
+round; MESH_BENCH_UP_ARGS adds arguments to `mesh up` (e.g. `--log-level debug`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_fetch import MeshPair, Rsync, spread
+from tests.bench.bench_fetch import MeshPair, Node, Rsync, spread
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -50,7 +56,41 @@ def make_folder(root: Path, files: int, seed: int = 20) -> int:
     return total
 
 
-def mesh_round(pair: MeshPair, folder: Path) -> float:
+def cpu_s(node: Node) -> float:
+    """CPU seconds (user + system) a node's daemon used so far."""
+    if node.proc is None:
+        return 0.0
+    fields = Path(f"/proc/{node.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mesh_round(pair: MeshPair, folder: Path, profile: str | None = None) -> float:
+    spies = (
+        []
+        if not profile
+        else [
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--gil",  # what holds the GIL: the daemon's Python work
+                    "-r",
+                    "50",
+                    "-f",
+                    "raw",
+                    "-o",
+                    f"{profile}-{node.name}.txt",
+                    "-p",
+                    str(node.proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for node in (pair.tower, pair.laptop)
+            if node.proc is not None
+        ]
+    )
+    cpu = {node.name: cpu_s(node) for node in (pair.tower, pair.laptop)}
     began = time.monotonic()
     out = pair.tower.mesh("lend", str(folder), "--to", "laptop")
     loan = out.split("loan ")[-1].split(",")[0].split()[0]
@@ -66,6 +106,17 @@ def mesh_round(pair: MeshPair, folder: Path) -> float:
             time.sleep(0.05)
     finally:
         client.close()
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
+    print(
+        "  cpu: "
+        + ", ".join(
+            f"{n} {cpu_s(node) - cpu[n]:.2f} s"
+            for n, node in (("tower", pair.tower), ("laptop", pair.laptop))
+        ),
+        file=sys.stderr,
+    )
     pair.tower.mesh("recall", loan)
     copy = pair.laptop.borrowed / "tower" / "Bench" / folder.name
     deadline = time.monotonic() + 600
@@ -78,11 +129,16 @@ def mesh_round(pair: MeshPair, folder: Path) -> float:
 def rsync_round(rsync: Rsync, folder: Path, out: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     began = time.monotonic()
+    before = os.times()
     subprocess.run(
         [rsync.rsync, "-a", "-q", f"rsync://127.0.0.1:{rsync.port}/bench/{folder.name}/", str(out)],
         check=True,
     )
     took = time.monotonic() - began
+    after = os.times()
+    used = after.children_user + after.children_system
+    used -= before.children_user + before.children_system
+    print(f"  cpu: rsync client {used:.2f} s", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     return took
 
@@ -93,6 +149,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--log", help="write the borrower's log here")
+    parser.add_argument(
+        "--profile", help="py-spy the daemons in the first mesh round: PREFIX-NAME.txt"
+    )
     opts = parser.parse_args()
     files = 1000 if opts.quick else opts.files
     rounds = 1 if opts.quick else opts.rounds
@@ -111,7 +170,7 @@ def main() -> None:
                 order = ["mesh", "rsync"] if r % 2 == 0 else ["rsync", "mesh"]
                 for name in order:
                     took = (
-                        mesh_round(pair, folder)
+                        mesh_round(pair, folder, opts.profile if r == 0 else None)
                         if name == "mesh"
                         else rsync_round(rsync, folder, out)
                     )
