@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import xxhash
 
@@ -41,8 +41,8 @@ from mesh.transport.peer_client import PeerChannel
 
 log = logging.getLogger(__name__)
 _IN_FLIGHT = 16  # fetches of one batch in flight on its channel at once
-BATCH_FILES = 128  # files in one batch at most
-BATCH_BYTES = 32 * CHUNK_SIZE  # and bytes
+BATCH_FILES = 256  # files in one batch at most
+BATCH_BYTES = 64 * CHUNK_SIZE  # and bytes
 _RESUMED = "staged before a restart: its own pull places it"
 
 
@@ -61,9 +61,15 @@ class BatchPull:
     """Pulls a batch of files (see the module's docstring); `held` and `refused` say how
     each ended once `run` returns."""
 
-    def __init__(self, host: PullHost, lents: list[Lent]) -> None:
+    def __init__(
+        self, host: PullHost, lents: list[Lent], on_fetched: Callable[[], None] = lambda: None
+    ) -> None:
         self._host = host
         self.lents = lents
+        # Its files have all come (or will not): placing them is left. The agent starts the
+        # next batch then, so the network is not idle while batches fsync and place.
+        self.fetching = True
+        self._on_fetched = on_fetched
         self.bytes_done = 0
         self.needs_space = False
         self.held: set[bytes] = set()
@@ -97,6 +103,7 @@ class BatchPull:
             finally:
                 # A write still running in its thread ends before its name is discarded.
                 await asyncio.gather(*self._writes, return_exceptions=True)
+            self._fetched()
             if fetched:
                 # Placing and recording go together: a copy placed but not recorded would
                 # be a file nothing removes (node/puller.py's _place says the same).
@@ -107,6 +114,7 @@ class BatchPull:
                     await asyncio.gather(placing, return_exceptions=True)
                     raise
         finally:
+            self._fetched()
             staged.close()
             await host.store(self._release)
             # What is neither held nor left for a pull to place (a kill's leftovers, or
@@ -121,6 +129,11 @@ class BatchPull:
             if lent.key not in self.held:
                 self.refused.setdefault(lent.key, "no source served it")
         return not self.refused
+
+    def _fetched(self) -> None:
+        if self.fetching:
+            self.fetching = False
+            self._on_fetched()
 
     def _discard(self, names: list[str]) -> None:
         for name in names:

@@ -29,8 +29,9 @@ from mesh.store.loans import Copy
 log = logging.getLogger(__name__)
 # The files still to pull that a plan lists as pulls to start (the agent starts a few at
 # a time, in path order): listing all of 100,000 each pass would cost more than pulling.
-# Enough for the agent's batches of small files in flight (node/folder_batch.py).
-_LISTED = 512
+# Enough for the agent's batches of small files in flight, fetching and placing, and the
+# next ones (node/folder_batch.py).
+_LISTED = 3072
 WAITING_FOR_MANIFEST = "waiting for the lender's manifest of the folder"
 
 
