@@ -68,8 +68,8 @@ def plan_folder(
         return todo
     progress = lending.folder_files.setdefault(lent.key, {})
     members: list[Lent] = []
-    files: list[FileProgress] = []
-    held_bytes = 0
+    files: list[FileProgress] = []  # those not held: the held ones are only counted
+    held_files = held_bytes = 0
     folder_key = lent.key
     for file in manifest.files:
         key = member_key(folder_key, file.path)
@@ -77,9 +77,10 @@ def plan_folder(
         if copy is not None:
             todo.keep.add(key)
         if copy is not None and copy.hash == file.hash:
+            held_files += 1
             held_bytes += file.size
-            files.append(FileProgress(path=file.path, size=file.size, state="held"))
-            progress.pop(file.path, None)
+            if progress:
+                progress.pop(file.path, None)
             continue
         todo.more.add(key)
         if len(members) < _LISTED:
@@ -90,7 +91,14 @@ def plan_folder(
         files.append(found)
     for path in set(progress) - {f.path for f in manifest.files}:
         del progress[path]
-    sums = summed(files)
+    rest = summed(files)
+    sums = FolderProgress(
+        files=rest.files + held_files,
+        files_held=rest.files_held + held_files,
+        size=rest.size + held_bytes,
+        bytes_done=rest.bytes_done + held_bytes,
+        failed=rest.failed,
+    )
     if not todo.more:
         _write(lending, lent, status, now_ms, LoanState.HELD, sums, "", policy)
         return todo
