@@ -85,6 +85,10 @@ class RefusedError(RemoteError):
     """A peer refused a request (not a member, not allowed, incompatible)."""
 
 
+class UnsupportedError(RemoteError):
+    """A peer does not know a call (it runs an older mesh): the caller uses an older one."""
+
+
 class PeerUnavailableError(RemoteError):
     """A peer cannot be reached, or its stream ended."""
 

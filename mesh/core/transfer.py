@@ -1,4 +1,5 @@
-"""Pull requests and answers, as values: Manifest (the chunk list) and Fetch (the chunks)."""
+"""Pull requests and answers, as values: Manifest (the chunk list), Fetch (the chunks)
+and FetchFiles (many one-chunk files of folder loans from one lender)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ class FetchRequest:
     first_chunk: int
     count: int
     binding: Envelope | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FetchFilesRequest:
+    """Whole files of one chunk each, by content hash, lent by `lender` to the caller."""
+
+    lender: NodeId
+    hashes: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

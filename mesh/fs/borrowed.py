@@ -27,7 +27,7 @@ from mesh.fs import copies, placing, placing_batch, staging
 from mesh.fs.borrowed_root import STAGING, BorrowedRoot
 from mesh.fs.copies import FileId
 from mesh.fs.folder_walk import chmod, os_error
-from mesh.fs.placing_batch import Placing
+from mesh.fs.placing_batch import Placing, Staged
 from mesh.fs.staging_file import StagingFile
 
 # Issue 11's crash tests set this to stop the process at a named step of `place`.
@@ -116,6 +116,11 @@ class BorrowedFolder:
         (fs/placing_batch.py); per item None, or why it is not staged."""
         return placing_batch.stage_batch(self._root, items, _step)
 
+    def staged(self) -> placing_batch.Staged:
+        """Staging files written one by one as a batch's files arrive, then fsynced
+        together (fs/placing_batch.py); close it when done."""
+        return placing_batch.Staged(self._root, _step)
+
     def link_batch(self, items: Sequence[Placing]) -> list[FileId | PlacementError]:
         """Place staged items, each folder fsynced once for all of them; per item its
         FileId or why it was not placed. Record the FileIds only after this returns, then
@@ -150,6 +155,7 @@ __all__ = [
     "NoSpaceError",
     "PlacementError",
     "Placing",
+    "Staged",
     "StagingFile",
     "UserFileInTheWayError",
 ]

@@ -3,21 +3,24 @@
 Each file goes through the steps of fs/placing.py, but a step is done for the whole batch
 before the next one starts, so the disk's flushes are shared:
 1. every file is checked against its content hash (one chunk: the chunk's hash is the
-   file's) and written to its own staging file;
+   file's) and written to its own staging file as soon as it arrives, its writeback
+   started at once (`Staged.write`), so the disk works while the rest is fetched;
 2. all of them are fsynced, several at once (the file system commits concurrent fsyncs
    together), before any is linked in, so no name ever points at data not on disk;
 3. each is placed (hash checked, folders made, read-only, linked in);
 4. each destination folder is fsynced once, after every file in it is linked in.
-Steps 1-2 are `stage_batch`, 3-4 `link_batch`: between the two the caller records the
-staged files as pulls with every chunk verified, so after a kill in steps 3-4 the staging
-names are kept and the next start places each file again through fs/placing.py, which
-finds a file already linked in as its staging file's own placement (not a user's file).
+Steps 1-2 are `Staged` (or `stage_batch` for files at hand), 3-4 `link_batch`: between
+the two the caller records the staged files as pulls with every chunk verified, so after
+a kill in steps 3-4 the staging names are kept and the next start places each file again
+through fs/placing.py, which finds a file already linked in as its staging file's own
+placement (not a user's file).
 The caller records the returned FileIds as held only after link_batch returns. A file that
 fails is left out (its error is returned in its place); the others go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,47 +49,89 @@ class Placing:
     hash: bytes
 
 
+class Staged:
+    """Files of a batch written to their staging files as they arrive, their writeback
+    started at once (so the disk works while the rest of the batch is fetched); `sync`
+    waits for all of them to be on disk. Close it (or use it as a context manager)."""
+
+    def __init__(self, root: BorrowedRoot, step: Step) -> None:
+        self._root = root
+        self._step = step
+        self._fds: dict[str, tuple[int, Placing]] = {}  # key: open descriptor, item
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd, _ in fds.values():
+            os.close(fd)
+
+    def write(self, item: Placing) -> PlacementError | None:
+        """Step 1 for one item (blocking): None when it is written, or why it is not."""
+        root = self._root
+        if xxhash.xxh3_128_digest(item.data) != item.hash:
+            # A one-chunk file's content hash is its chunk's: checked here again, as
+            # place() does, whatever the caller checked.
+            return PlacementError(
+                f"the file fetched for {root.shown(list(item.parts))} does not have the "
+                "content hash it should; it was not placed"
+            )
+        try:
+            # Through the page cache: an O_DIRECT write waits for the disk, one file
+            # after another, where the writebacks started below overlap.
+            with staging.open_staging(root, item.key, len(item.data), direct=False) as file:
+                file.write_chunk(0, item.data)
+                fd = file.duplicate()
+        except PlacementError as exc:
+            return exc
+        # Start writing it back now, without waiting (the kernel would otherwise keep it
+        # dirty until the fsync below, which would then wait for the whole batch).
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        old = self._fds.pop(item.key, None)
+        if old is not None:
+            os.close(old[0])
+        self._fds[item.key] = (fd, item)
+        return None
+
+    def sync(self) -> dict[str, PlacementError]:
+        """Step 2 for every item written: per key, why it is not on disk (none: all are)."""
+        entries = list(self._fds.values())
+
+        def sync(entry: tuple[int, Placing]) -> PlacementError | None:
+            fd, item = entry
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                return os_error(exc, f"flush the file fetched for {'/'.join(item.parts)}")
+            return None
+
+        with ThreadPoolExecutor(_SYNCING, thread_name_prefix="mesh-sync") as pool:
+            failed = {
+                item.key: why
+                for (_, item), why in zip(entries, pool.map(sync, entries), strict=True)
+                if why is not None
+            }
+        self._step("batch staged")
+        return failed
+
+
 def stage_batch(
     root: BorrowedRoot, items: Sequence[Placing], step: Step
 ) -> list[PlacementError | None]:
     """Steps 1 and 2 for every item; per item, None when it is staged and on disk, or why
     it is not."""
-    out: list[PlacementError | None] = [None] * len(items)
-    with ExitStack() as stack:
-        staged: list[tuple[int, int]] = []  # (item number, open descriptor)
-        for n, item in enumerate(items):
-            if xxhash.xxh3_128_digest(item.data) != item.hash:
-                # A one-chunk file's content hash is its chunk's: checked here again, as
-                # place() does, whatever the caller checked.
-                out[n] = PlacementError(
-                    f"the file fetched for {root.shown(list(item.parts))} does not have the "
-                    "content hash it should; it was not placed"
-                )
-                continue
-            try:
-                # Through the page cache: an O_DIRECT write waits for the disk, one file
-                # after another, where the fsyncs below overlap.
-                file = staging.open_staging(root, item.key, len(item.data), direct=False)
-                stack.callback(file.close)
-                file.write_chunk(0, item.data)
-                staged.append((n, file.duplicate()))
-                stack.callback(os.close, staged[-1][1])
-            except PlacementError as exc:
-                out[n] = exc
-
-        def sync(entry: tuple[int, int]) -> PlacementError | None:
-            n, fd = entry
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                return os_error(exc, f"flush the file fetched for {'/'.join(items[n].parts)}")
-            return None
-
-        with ThreadPoolExecutor(_SYNCING, thread_name_prefix="mesh-sync") as pool:
-            for (n, _), failed in zip(staged, pool.map(sync, staged), strict=True):
-                out[n] = failed
-        step("batch staged")
-    return out
+    with Staged(root, step) as staged:
+        out = [staged.write(item) for item in items]
+        failed = staged.sync()
+    return [
+        why if why is not None else failed.get(item.key)
+        for item, why in zip(items, out, strict=True)
+    ]
 
 
 def link_batch(
@@ -124,4 +169,4 @@ def link_batch(
     return [r for r in out if r is not None]
 
 
-__all__ = ["Placing", "link_batch", "stage_batch"]
+__all__ = ["Placing", "Staged", "link_batch", "stage_batch"]

@@ -49,12 +49,16 @@ log = logging.getLogger(__name__)
 _TICK_S = 1.0  # end times are checked at least this often
 _SPACE_POLL_S = 0.5  # free space is looked at this often while a loan waits for it
 _WATCHED_CHECK_S = 0.2  # a change in the borrowed folder is looked at after this
+# ... or after this many times the last check's length: mesh's own placements change the
+# folder too, and checking 10,000 copies after every batch would cost more than the pull.
+_CHECK_SHARE = 4
 SOURCE_GONE = "the lender deleted the file; the loan waits for it to be back"
 _HOLDERS_EVERY_S = 1.0  # a waiting pull looks for new holders at most this often
 _BACKOFF_FACTOR = 8  # the retry interval grows up to this many times while pulls fail
 _QUICK_PASS_S = 0.005  # a pass quicker than this runs again at once when something changes
 _FOLDER_PULLS = 32  # files of one folder loan pulled at once
-_FOLDER_BATCHES = 4  # batches of a folder loan's small files pulled at once
+_FOLDER_BATCHES = 4  # batches of a folder loan's small files fetching at once
+_FOLDER_BATCHES_PLACING = 4  # and more whose files have come, being fsynced and placed
 
 
 class AgentHost(PullHost, Protocol):
@@ -86,6 +90,7 @@ class Agent:
         self._waiting: dict[bytes, _Waiting] = {}
         self._backoffs: dict[bytes, Backoff] = {}
         self._next_check = 0.0
+        self._check_took = 0.0  # how long the last check of the copies took (seconds)
         self._watch: BorrowedWatch | None = None
         self._noting: set[asyncio.Task[None]] = set()
         # Which pass each pull that ended well ended in: a plan made before its copy was
@@ -120,7 +125,7 @@ class Agent:
 
     def _check_soon(self) -> None:
         """The borrowed folder changed: check the copies shortly (changes come in bursts)."""
-        soon = time.monotonic() + _WATCHED_CHECK_S
+        soon = time.monotonic() + max(_WATCHED_CHECK_S, _CHECK_SHARE * self._check_took)
         if self._next_check > soon:
             self._next_check = soon
             self._host.changes.bump()
@@ -134,7 +139,9 @@ class Agent:
                 try:
                     if time.monotonic() >= self._next_check:
                         self._next_check = time.monotonic() + self._host.settings.check_interval_s
+                        checked = time.monotonic()
                         await self._check()
+                        self._check_took = time.monotonic() - checked
                     began = time.monotonic()
                     await self._pass()
                     took = time.monotonic() - began
@@ -256,9 +263,13 @@ class Agent:
             self._start_batches(folder_key, lents)
 
     def _start_batches(self, folder_key: bytes, lents: list[Lent]) -> None:
-        """Start batches of a folder loan's small files, up to _FOLDER_BATCHES at once."""
-        running = {id(b) for _, b in self._batches.values() if b.lents[0].folder_key == folder_key}
-        free = _FOLDER_BATCHES - len(running)
+        """Start batches of a folder loan's small files, up to _FOLDER_BATCHES fetching at
+        once (and _FOLDER_BATCHES_PLACING more placing theirs)."""
+        running = {b for _, b in self._batches.values() if b.lents[0].folder_key == folder_key}
+        fetching = sum(1 for b in running if b.fetching)
+        free = min(
+            _FOLDER_BATCHES - fetching, _FOLDER_BATCHES + _FOLDER_BATCHES_PLACING - len(running)
+        )
         batch: list[Lent] = []
         size = 0
         for lent in [*lents, None]:
@@ -277,7 +288,7 @@ class Agent:
                 size += lent.binding.content.size
 
     def _start_batch(self, lents: list[Lent]) -> None:
-        batch = BatchPull(self._host, lents)
+        batch = BatchPull(self._host, lents, on_fetched=self._host.changes.bump)
         self.batches_run += 1
         log.debug("pulling %d files of a folder loan in a batch", len(lents))
         task = asyncio.create_task(batch.run(), name=f"pull {len(lents)} files")

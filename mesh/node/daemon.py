@@ -37,7 +37,7 @@ from mesh.core.status import (
     PeerCheck,
     RemovalPlan,
 )
-from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.core.transfer import Chunk, FetchFilesRequest, FetchRequest, Manifest, ManifestRequest
 from mesh.core.vector import VersionVector
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.borrowed import BorrowedFolder
@@ -504,6 +504,9 @@ class Daemon:
 
     def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]:
         return self.serving.fetch(peer, request)
+
+    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
+        return self.serving.fetch_files(peer, request)
 
     def rescan_soon(self, library: str) -> None:
         """A lent file changed under us: index it again (in the background)."""

@@ -3,11 +3,14 @@
 Theory of operation. A folder of many small files spent its time per file, not per byte:
 a pull each, with its own calls, staging file, fsyncs and store commits. The agent gives
 the files of a folder loan that fit in one chunk (and have no copy yet) to a batch instead:
-one check of the borrower's policy for the batch, the files fetched from the first source
-that serves them (several fetches in flight on one channel), each checked against the
-lender's signed manifest (a one-chunk file's chunk hash is its content hash) before it is
-written; then all of them placed in one thread (fs/placing_batch.py: each file fsynced,
-each folder once) and recorded as held in one store transaction, after they are durable.
+one check of the borrower's policy for the batch, then the files spread over the sources
+that hold them, one FetchFiles call per source (one Fetch per file from a source that
+predates it); what a source does not serve, or everything it had not sent when it went
+away, is asked of the others. Each file is checked against the lender's signed manifest
+(a one-chunk file's chunk hash is its content hash) as it arrives, then written to its
+staging file at once (fs/placing_batch.py starts its writeback, so the disk works while
+the rest arrives); then all of them are fsynced, recorded as pulls, placed (each folder
+fsynced once) and recorded as held in one store transaction, after they are durable.
 A file that does not match its hash is refused and not placed; it and any file no source
 served go back to the agent, which pulls them one by one (node/puller.py) with its usual
 retries and status.
@@ -17,16 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import xxhash
 
 from mesh.core.chunks import CHUNK_SIZE
-from mesh.core.errors import PeerUnavailableError, RemoteError
+from mesh.core.errors import PeerUnavailableError, RemoteError, UnsupportedError
 from mesh.core.folders import FileProgress
 from mesh.core.ids import NodeId
 from mesh.core.loans import NOT_ENOUGH_SPACE
-from mesh.core.transfer import FetchRequest
-from mesh.fs.borrowed import FileId, PlacementError, Placing
+from mesh.core.transfer import FetchFilesRequest, FetchRequest
+from mesh.fs.borrowed import FileId, PlacementError, Placing, Staged
 from mesh.fs.lender_links import link_names
 from mesh.node.lending import Lent, copy_parts
 from mesh.node.local import now_ms
@@ -37,8 +41,8 @@ from mesh.transport.peer_client import PeerChannel
 
 log = logging.getLogger(__name__)
 _IN_FLIGHT = 16  # fetches of one batch in flight on its channel at once
-BATCH_FILES = 128  # files in one batch at most
-BATCH_BYTES = 32 * CHUNK_SIZE  # and bytes
+BATCH_FILES = 256  # files in one batch at most
+BATCH_BYTES = 64 * CHUNK_SIZE  # and bytes
 _RESUMED = "staged before a restart: its own pull places it"
 
 
@@ -57,15 +61,24 @@ class BatchPull:
     """Pulls a batch of files (see the module's docstring); `held` and `refused` say how
     each ended once `run` returns."""
 
-    def __init__(self, host: PullHost, lents: list[Lent]) -> None:
+    def __init__(
+        self, host: PullHost, lents: list[Lent], on_fetched: Callable[[], None] = lambda: None
+    ) -> None:
         self._host = host
         self.lents = lents
+        # Its files have all come (or will not): placing them is left. The agent starts the
+        # next batch then, so the network is not idle while batches fsync and place.
+        self.fetching = True
+        self._on_fetched = on_fetched
         self.bytes_done = 0
         self.needs_space = False
         self.held: set[bytes] = set()
         self.refused: dict[bytes, str] = {}  # key: why (bad bytes, no source, not placed)
         self._todo = lents  # those not staged by an earlier batch (their pulls place them)
         self._pending: set[bytes] = set()  # recorded as pulls, not yet placed: staging kept
+        self._writes: set[asyncio.Future[PlacementError | None]] = (
+            set()
+        )  # staging writes in their threads
 
     @property
     def keys(self) -> list[bytes]:
@@ -82,19 +95,27 @@ class BatchPull:
             return False
         if not self._todo:
             return False
+        staged = host.borrowed.staged()
         try:
             sources = await host.store(host.lending.holders, self._todo[0], now_ms())
-            fetched = await self._fetch(sources)
+            try:
+                fetched = await self._fetch(sources, staged)
+            finally:
+                # A write still running in its thread ends before its name is discarded.
+                await asyncio.gather(*self._writes, return_exceptions=True)
+            self._fetched()
             if fetched:
                 # Placing and recording go together: a copy placed but not recorded would
                 # be a file nothing removes (node/puller.py's _place says the same).
-                placing = asyncio.ensure_future(self._place(fetched))
+                placing = asyncio.ensure_future(self._place(fetched, staged))
                 try:
                     await asyncio.shield(placing)
                 except asyncio.CancelledError:
                     await asyncio.gather(placing, return_exceptions=True)
                     raise
         finally:
+            self._fetched()
+            staged.close()
             await host.store(self._release)
             # What is neither held nor left for a pull to place (a kill's leftovers, or
             # a link that failed part-way) goes.
@@ -108,6 +129,11 @@ class BatchPull:
             if lent.key not in self.held:
                 self.refused.setdefault(lent.key, "no source served it")
         return not self.refused
+
+    def _fetched(self) -> None:
+        if self.fetching:
+            self.fetching = False
+            self._on_fetched()
 
     def _discard(self, names: list[str]) -> None:
         for name in names:
@@ -128,31 +154,127 @@ class BatchPull:
         for key in self.keys:
             self._host.lending.pulling.pop(key, None)
 
-    async def _fetch(self, sources: list[NodeId]) -> list[tuple[Lent, bytes]]:
-        """The files' verified bytes, each from the first source that serves it."""
-        got: dict[bytes, bytes] = {}
-        gate = asyncio.Semaphore(_IN_FLIGHT)
-        for source in sources:
-            todo = [lent for lent in self._todo if lent.key not in got | self.refused.keys()]
-            if not todo:
+    async def _fetch(self, sources: list[NodeId], staged: Staged) -> list[Lent]:
+        """The files fetched, verified and written to their staging files (not yet on
+        disk for sure), spread over the sources; what one source does not serve (or a
+        source that goes away) is asked of the others, until none is left to ask."""
+        got: set[bytes] = set()
+        tried: dict[NodeId, set[bytes]] = {source: set() for source in sources}
+        while True:
+            todo = [k for k in self._todo if k.key not in got and k.key not in self.refused]
+            channels: dict[NodeId, PeerChannel] = {}
+            for source in [s for s in sources if any(k.key not in tried[s] for k in todo)]:
+                channel = await self._host.channels.get(source)
+                if channel is not None:
+                    channels[source] = channel
+            shares: dict[NodeId, list[Lent]] = {source: [] for source in channels}
+            for lent in todo:
+                untried = [s for s in channels if lent.key not in tried[s]]
+                if untried:
+                    shares[min(untried, key=lambda s: len(shares[s]))].append(lent)
+            for source, share in shares.items():
+                tried[source] |= {lent.key for lent in share}
+            if not any(shares.values()):
                 break
-            channel = await self._host.channels.get(source)
-            if channel is None:
-                continue
+            gone: list[NodeId] = []
+            async with asyncio.TaskGroup() as group:
+                for source, share in shares.items():
+                    if share:
+                        fetch = self._fetch_from(channels[source], share, staged, got)
+                        group.create_task(self._or_gone(source, fetch, gone))
+            for source in gone:
+                await self._host.channels.drop(source)
+                tried[source] = {lent.key for lent in self._todo}  # not asked again
+        return [lent for lent in self._todo if lent.key in got]
 
-            async def one(lent: Lent, channel: PeerChannel = channel) -> None:
+    @staticmethod
+    async def _or_gone(source: NodeId, fetch: Awaitable[None], gone: list[NodeId]) -> None:
+        try:
+            await fetch
+        except PeerUnavailableError as exc:
+            log.debug("batch: %s went away: %s", source.short(), exc)
+            gone.append(source)
+
+    async def _fetch_from(
+        self, channel: PeerChannel, lents: list[Lent], staged: Staged, got: set[bytes]
+    ) -> None:
+        """Fetch `lents` from one source in one FetchFiles call (one Fetch each from a
+        peer that predates it); each verified file is written as it arrives.
+        PeerUnavailableError if the source goes away (what came is kept)."""
+        # A batch is one folder loan's files: one lender.
+        request = FetchFilesRequest(
+            lender=lents[0].lender, hashes=tuple(lent.binding.content.hash for lent in lents)
+        )
+
+        async def write(lent: Lent, data: bytes) -> None:
+            if await self._write(staged, lent, data):
+                got.add(lent.key)
+
+        writes: list[asyncio.Task[None]] = []
+        try:
+            try:
+                async for index, data in channel.fetch_files(request):
+                    lent = lents[index]
+                    if await self._verified(lent, data):
+                        writes.append(asyncio.create_task(write(lent, data)))
+                return
+            except UnsupportedError:
+                pass  # an older source: one Fetch for each file
+            except PeerUnavailableError:
+                raise
+            except RemoteError as exc:
+                log.debug("batch: %d files not served: %s", len(lents), exc)
+                return
+            gate = asyncio.Semaphore(_IN_FLIGHT)
+
+            async def one(lent: Lent) -> None:
                 async with gate:
                     data = await self._fetch_one(channel, lent)
                 if data is not None:
-                    got[lent.key] = data
+                    await write(lent, data)
 
             try:
                 async with asyncio.TaskGroup() as group:
-                    for lent in todo:
+                    for lent in lents:
                         group.create_task(one(lent))
-            except* PeerUnavailableError:
-                await self._host.channels.drop(source)
-        return [(lent, got[lent.key]) for lent in self._todo if lent.key in got]
+            except* PeerUnavailableError as exc:
+                raise PeerUnavailableError(str(exc.exceptions[0])) from exc
+        finally:
+            # Files that came are written (and counted) even when the source went away.
+            await asyncio.gather(*writes)
+
+    async def _verified(self, lent: Lent, data: bytes) -> bool:
+        """Whether a file's bytes are the ones the lender signed for (after the bandwidth
+        limit let them in); bytes that are not are refused, before anything is written."""
+        await self._host.limits.pull.take(len(data))
+        content = lent.binding.content
+        if len(data) != content.size or xxhash.xxh3_128_digest(data) != content.hash:
+            why = "the bytes a source sent do not match the lender's signed manifest"
+            log.warning("refused %s: %s", lent.binding.path, why)
+            self.refused[lent.key] = why
+            return False
+        return True
+
+    async def _write(self, staged: Staged, lent: Lent, data: bytes) -> bool:
+        """Write a verified file to its staging file at once, in a thread, so the disk
+        works while the others arrive; False if it cannot be."""
+        write = asyncio.ensure_future(asyncio.to_thread(staged.write, self._placing(lent, data)))
+        self._writes.add(write)
+        try:
+            why = await asyncio.shield(write)
+        finally:
+            if write.done():
+                self._writes.discard(write)
+        return self._placeable(lent, why)
+
+    @staticmethod
+    def _placing(lent: Lent, data: bytes) -> Placing:
+        return Placing(
+            key=staging_name(lent.key),
+            parts=tuple(copy_parts(lent.lender, lent.binding)),
+            data=data,
+            hash=lent.binding.content.hash,
+        )
 
     async def _fetch_one(self, channel: PeerChannel, lent: Lent) -> bytes | None:
         content = lent.binding.content
@@ -168,15 +290,7 @@ class BatchPull:
         except RemoteError as exc:
             log.debug("batch: %s not served: %s", lent.binding.path, exc)
             return None
-        await self._host.limits.pull.take(len(data))
-        # The lender signed this hash in its manifest: bytes that do not match it are
-        # refused here, before anything is written.
-        if len(data) != content.size or xxhash.xxh3_128_digest(data) != content.hash:
-            why = "the bytes a source sent do not match the lender's signed manifest"
-            log.warning("refused %s: %s", lent.binding.path, why)
-            self.refused[lent.key] = why
-            return None
-        return data
+        return data if await self._verified(lent, data) else None
 
     def _placeable(self, lent: Lent, why: PlacementError | None) -> bool:
         if why is None:
@@ -185,23 +299,14 @@ class BatchPull:
         self.refused[lent.key] = str(why)
         return False
 
-    async def _place(self, fetched: list[tuple[Lent, bytes]]) -> None:
+    async def _place(self, fetched: list[Lent], on_disk: Staged) -> None:
         host = self._host
-        items = [
-            Placing(
-                key=staging_name(lent.key),
-                parts=tuple(copy_parts(lent.lender, lent.binding)),
-                data=data,
-                hash=lent.binding.content.hash,
-            )
-            for lent, data in fetched
-        ]
         lending = host.lending
-        failed = await asyncio.to_thread(host.borrowed.stage_batch, items)
+        failed = await asyncio.to_thread(on_disk.sync)
         staged = [
-            (lent, item)
-            for (lent, _), item, why in zip(fetched, items, failed, strict=True)
-            if self._placeable(lent, why)
+            (lent, self._placing(lent, b""))  # linking needs no bytes: they are staged
+            for lent in fetched
+            if self._placeable(lent, failed.get(staging_name(lent.key)))
         ]
         if not staged:
             return

@@ -29,8 +29,9 @@ from mesh.store.loans import Copy
 log = logging.getLogger(__name__)
 # The files still to pull that a plan lists as pulls to start (the agent starts a few at
 # a time, in path order): listing all of 100,000 each pass would cost more than pulling.
-# Enough for the agent's batches of small files in flight (node/folder_batch.py).
-_LISTED = 512
+# Enough for the agent's batches of small files in flight, fetching and placing, and the
+# next ones (node/folder_batch.py).
+_LISTED = 3072
 WAITING_FOR_MANIFEST = "waiting for the lender's manifest of the folder"
 
 
@@ -67,8 +68,8 @@ def plan_folder(
         return todo
     progress = lending.folder_files.setdefault(lent.key, {})
     members: list[Lent] = []
-    files: list[FileProgress] = []
-    held_bytes = 0
+    files: list[FileProgress] = []  # those not held: the held ones are only counted
+    held_files = held_bytes = 0
     folder_key = lent.key
     for file in manifest.files:
         key = member_key(folder_key, file.path)
@@ -76,9 +77,10 @@ def plan_folder(
         if copy is not None:
             todo.keep.add(key)
         if copy is not None and copy.hash == file.hash:
+            held_files += 1
             held_bytes += file.size
-            files.append(FileProgress(path=file.path, size=file.size, state="held"))
-            progress.pop(file.path, None)
+            if progress:
+                progress.pop(file.path, None)
             continue
         todo.more.add(key)
         if len(members) < _LISTED:
@@ -89,7 +91,14 @@ def plan_folder(
         files.append(found)
     for path in set(progress) - {f.path for f in manifest.files}:
         del progress[path]
-    sums = summed(files)
+    rest = summed(files)
+    sums = FolderProgress(
+        files=rest.files + held_files,
+        files_held=rest.files_held + held_files,
+        size=rest.size + held_bytes,
+        bytes_done=rest.bytes_done + held_bytes,
+        failed=rest.failed,
+    )
     if not todo.more:
         _write(lending, lent, status, now_ms, LoanState.HELD, sums, "", policy)
         return todo

@@ -6,7 +6,7 @@ and open libraries, and the holders a borrower may pull from. Part of `Lending`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
@@ -68,6 +68,29 @@ class LoanSources:
         ):
             return Lent(lender=lender, binding=record, envelope=offered)
         return None
+
+    def folder_lending_to(
+        self, requester: NodeId, lender: NodeId, now_ms: int
+    ) -> Callable[[bytes], Lent | None]:
+        """As `lending_to` for the files of folder loans only, for many files at once
+        (FetchFiles): the active folder loans from `lender` to `requester` are found once;
+        the function returned finds the file's share of the one that lends a content."""
+        found = []
+        for lent in self.bindings():
+            b = lent.binding
+            if b.folder and lent.lender == lender and b.borrower == requester and active(b, now_ms):
+                manifest = self.manifests.of(lender, b)
+                if manifest is not None:
+                    found.append((lent, manifest))
+
+        def lent_for(content_hash: bytes) -> Lent | None:
+            for lent, manifest in found:
+                file = manifest.by_hash.get(content_hash)
+                if file is not None:
+                    return lent.member(file)
+            return None
+
+        return lent_for
 
     def own_file_path(self, library: str, path: str) -> tuple[str, LibraryEntry] | None:
         """Where this node's own (library, path) is, and its indexed entry."""

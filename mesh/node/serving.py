@@ -3,7 +3,10 @@
 A request names the content, its lender, and may carry the signed binding. This node
 serves only if an active binding lends that content from that lender to the caller, and
 only if it is the lender (reading its own index's path for the binding's file) or holds
-the content as its own borrowed copy under a binding from the same lender. The file is
+the content as its own borrowed copy under a binding from the same lender. FetchFiles
+asks for many one-chunk files of folder loans at once: the caller's folder loans from
+that lender are looked up once, then each file is checked against their signed manifests
+and served, or answered empty, as Fetch would serve or refuse it. The file is
 opened without following symlinks and checked against what the index recorded (size,
 mtime, inode): a file changed since its scan is rescanned, never served.
 """
@@ -11,6 +14,7 @@ mtime, inode): a file changed since its scan is rescanned, never served.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -20,17 +24,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from mesh.core.chunks import CHUNK_SIZE, chunk_count, chunk_span
-from mesh.core.errors import NotFoundError, ProtocolError, RefusedError
+from mesh.core.errors import LocalError, NotFoundError, ProtocolError, RefusedError
 from mesh.core.ids import NodeId
-from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.core.transfer import Chunk, FetchFilesRequest, FetchRequest, Manifest, ManifestRequest
 from mesh.fs.borrowed import BorrowedFolder, FileId
 from mesh.fs.hashing import open_for_reading
 from mesh.node.lending import Lending
+from mesh.node.lent import Lent
 from mesh.node.local import now_ms
 from mesh.node.ratelimit import Limits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_FILES_AHEAD = 4  # files of a FetchFiles call read at once, ahead of the one being sent
 
 
 class ServingHost(Protocol):
@@ -65,6 +71,7 @@ class _Source:
 class Serving:
     def __init__(self, host: ServingHost) -> None:
         self._host = host
+        self.files_served = 0  # by FetchFiles (for tests and the log)
 
     async def _source(self, peer: NodeId, content: bytes, lender: NodeId, offered: Any) -> _Source:
         host = self._host
@@ -74,27 +81,90 @@ class Serving:
             lent = lending.lending_to(peer, lender, content, now_ms(), offered)
             if lent is None:
                 raise RefusedError("no active loan lends that content to you")
-            b = lent.binding
-            if lender == host.node_id:
-                return _own_source(lending, b.library, b.path, content)
-            for copy in lending.book.copies_of(content):
-                if copy.lender == lender:
-                    return _Source(
-                        size=copy.size,
-                        chunk_hashes=copy.chunk_hashes,
-                        parts=tuple(copy.parts),
-                        file_id=FileId(
-                            device=copy.device, inode=copy.inode, mtime_ns=copy.mtime_ns
-                        ),
-                    )
-            opened = lending.open_holding(content, peer)
-            if opened is not None:
-                with contextlib.suppress(NotFoundError):  # changed since: refused below
-                    return _own_source(lending, opened[1].library, opened[1].path, content)
-            raise RefusedError("this node holds no copy of that content it may serve you")
+            return self._source_of(lent, peer, lender, content)
 
         source = await host.store(work)
         return source
+
+    def _source_of(self, lent: Lent, peer: NodeId, lender: NodeId, content: bytes) -> _Source:
+        """Where this node holds the content `lent` lends to `peer` (on the store thread)."""
+        lending = self._host.lending
+        b = lent.binding
+        if lender == self._host.node_id:
+            return _own_source(lending, b.library, b.path, content)
+        for copy in lending.book.copies_of(content):
+            if copy.lender == lender:
+                return _Source(
+                    size=copy.size,
+                    chunk_hashes=copy.chunk_hashes,
+                    parts=tuple(copy.parts),
+                    file_id=FileId(device=copy.device, inode=copy.inode, mtime_ns=copy.mtime_ns),
+                )
+        opened = lending.open_holding(content, peer)
+        if opened is not None:
+            with contextlib.suppress(NotFoundError):  # changed since: refused below
+                return _own_source(lending, opened[1].library, opened[1].path, content)
+        raise RefusedError("this node holds no copy of that content it may serve you")
+
+    async def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
+        """Each file asked, in order: its bytes, or b"" where it is not served (see the
+        module's docstring). Files are read a few ahead, in threads, while earlier ones are
+        on their way."""
+        host = self._host
+
+        def work() -> list[_Source | None]:
+            lent_for = host.lending.folder_lending_to(peer, request.lender, now_ms())
+            out: list[_Source | None] = []
+            for content in request.hashes:
+                lent = lent_for(content)
+                source = None
+                if lent is not None:
+                    with contextlib.suppress(RefusedError, NotFoundError):
+                        source = self._source_of(lent, peer, request.lender, content)
+                out.append(source if source is not None and source.size <= CHUNK_SIZE else None)
+            return out
+
+        sources = await host.store(work)
+        reads: collections.deque[asyncio.Future[bytes]] = collections.deque()
+
+        def read_next() -> None:
+            asked = len(reads) + served
+            if asked < len(sources):
+                read = asyncio.to_thread(self._read_file, sources[asked])
+                reads.append(asyncio.ensure_future(read))
+
+        served = 0
+        try:
+            for _ in range(_FILES_AHEAD):
+                read_next()
+            while reads:
+                data = await reads[0]
+                reads.popleft()
+                served += 1
+                read_next()
+                await host.limits.serve.take(len(data))
+                if data:
+                    self.files_served += 1
+                yield data
+        finally:
+            # Reads still running in their threads end before their descriptors close.
+            await asyncio.gather(*reads, return_exceptions=True)
+
+    def _read_file(self, source: _Source | None) -> bytes:
+        """A whole one-chunk file's bytes, or b"" where it cannot be served as indexed."""
+        if source is None:
+            return b""
+        try:
+            fd = self._open(source)
+        except (LocalError, OSError) as exc:
+            log.debug("not serving a file of a folder loan: %s", exc)
+            return b""
+        try:
+            return _read(fd, source.size, 0)
+        except (NotFoundError, OSError):
+            return b""
+        finally:
+            os.close(fd)
 
     async def manifest(self, peer: NodeId, request: ManifestRequest) -> Manifest:
         source = await self._source(peer, request.hash, request.lender, request.binding)

@@ -74,6 +74,8 @@ class Database:
         except sqlite3.Error as exc:
             raise StoreError(_describe(exc, path)) from exc
         self._depth = 0
+        # Transactions rolled back so far: what a cache of a table wrote in one is undone.
+        self.rollbacks = 0
 
     def _migrate(self) -> None:
         (current,) = self.conn.execute("PRAGMA user_version").fetchone()
@@ -111,6 +113,7 @@ class Database:
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException as exc:
+            self.rollbacks += 1
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,11 +57,18 @@ _INSERT_COPY = (
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _lender(raw: bytes) -> NodeId:
+    # The few lenders of a borrower's copies, made once: the agent reads every copy each
+    # pass (10,000 for a big folder loan).
+    return NodeId(raw)
+
+
 def _copy(row: tuple[Any, ...]) -> Copy:
     key, lender, name, library, path, h, size, hashes, device, inode, mtime_ns = row
     return Copy(
         binding_key=bytes(key),
-        lender=NodeId(bytes(lender)),
+        lender=_lender(bytes(lender)),
         lender_name=str(name),
         library=str(library),
         path=str(path),
@@ -74,13 +82,26 @@ def _copy(row: tuple[Any, ...]) -> Copy:
 
 
 class LoanBook:
+    """The copies and pulls tables. Every copy is also kept in memory (the agent reads all
+    of them each pass: 10,000 for a big folder loan), changed with the table by this
+    book's writes, and read again from the table after any transaction rolled back (a
+    write of this book may have been in it). Only this book writes the copies table."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._copies: dict[bytes, Copy] | None = None
+        self._rollbacks = db.rollbacks
 
     # -- copies ------------------------------------------------------------------------
 
+    def _cached(self) -> dict[bytes, Copy]:
+        if self._copies is None or self._rollbacks != self._db.rollbacks:
+            self._rollbacks = self._db.rollbacks
+            self._copies = {c.binding_key: c for c in map(_copy, self._db.read(_SELECT_COPIES))}
+        return self._copies
+
     def copies(self) -> list[Copy]:
-        return [_copy(r) for r in self._db.read(_SELECT_COPIES)]
+        return list(self._cached().values())
 
     def copy(self, binding_key: bytes) -> Copy | None:
         rows = self._db.read(_SELECT_COPIES + "WHERE binding_key = ?", (binding_key,))
@@ -113,10 +134,12 @@ class LoanBook:
                 ),
             )
             conn.execute("DELETE FROM pulls WHERE binding_key = ?", (copy.binding_key,))
+            self._cached()[copy.binding_key] = copy
 
     def removed(self, binding_key: bytes) -> None:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM copies WHERE binding_key = ?", (binding_key,))
+            self._cached().pop(binding_key, None)
 
     def lost(self, copy: Copy, found: tuple[int, int, int] | None) -> None:
         """`copy` is no longer on disk as placed: forget its content, so the agent pulls it
@@ -137,6 +160,13 @@ class LoanBook:
                     "WHERE binding_key = ? AND device = ? AND inode = ? AND mtime_ns = ?",
                     (*found, *placed),
                 )
+            now = conn.execute(
+                _SELECT_COPIES + "WHERE binding_key = ?", (copy.binding_key,)
+            ).fetchall()
+            if now:
+                self._cached()[copy.binding_key] = _copy(now[0])
+            else:
+                self._cached().pop(copy.binding_key, None)
 
     # -- pulls -------------------------------------------------------------------------
 

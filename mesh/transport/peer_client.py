@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError
+from mesh.core.errors import PeerUnavailableError, ProtocolError, RefusedError, UnsupportedError
 from mesh.core.ids import NodeId
-from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.core.transfer import Chunk, FetchFilesRequest, FetchRequest, Manifest, ManifestRequest
 from mesh.security.identity import Identity
 from mesh.transport import options
 from mesh.transport.gossip_stream import GossipStream
@@ -50,6 +50,11 @@ class PeerChannel:
         self._fetch = self._channel.unary_stream(
             wire.FETCH_METHOD,
             request_serializer=transfer_pb2.FetchRequest.SerializeToString,
+            response_deserializer=None,
+        )
+        self._fetch_files = self._channel.unary_stream(
+            wire.FETCH_FILES_METHOD,
+            request_serializer=transfer_pb2.FetchFilesRequest.SerializeToString,
             response_deserializer=None,
         )
 
@@ -102,6 +107,27 @@ class PeerChannel:
         finally:
             call.cancel()
 
+    async def fetch_files(self, request: FetchFilesRequest) -> AsyncIterator[tuple[int, bytes]]:
+        """(place in the request, bytes) of each file the peer serves, in order, as they
+        arrive (their hashes are checked by the caller); UnsupportedError from a peer that
+        predates the call, other errors as for `manifest`."""
+        call = self._fetch_files(wire.fetch_files_request_to_wire(request))
+        index = 0
+        try:
+            async for data in call:
+                if index >= len(request.hashes):
+                    raise ProtocolError(
+                        f"{self.host} sent more than the {len(request.hashes)} files asked"
+                    )
+                got = wire.file_from_wire(data)
+                if got is not None:
+                    yield index, got
+                index += 1
+        except grpc.aio.AioRpcError as exc:
+            raise _transfer_error(exc, self) from exc
+        finally:
+            call.cancel()
+
     async def close(self) -> None:
         await self._channel.close(grace=None)
 
@@ -113,6 +139,8 @@ def _transfer_error(exc: grpc.aio.AioRpcError, channel: PeerChannel) -> Exceptio
         return RefusedError(f"{where} refused: {details}")
     if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
         return RefusedError(f"{where} cannot serve it: {details}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return UnsupportedError(f"{where} runs an older mesh: {details}")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ProtocolError(f"{where} says the request is malformed: {details}")
     return PeerUnavailableError(f"{where}: {code.name.lower()}: {details}")

@@ -17,7 +17,7 @@ import grpc
 
 from mesh.core.errors import LocalError, NotFoundError, ProtocolError, RefusedError
 from mesh.core.ids import NodeId
-from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.core.transfer import Chunk, FetchFilesRequest, FetchRequest, Manifest, ManifestRequest
 from mesh.transport import options
 from mesh.transport.auth import CallRegistry, Guard
 from mesh.transport.gossip_stream import GossipStream
@@ -42,6 +42,10 @@ class PeerHandlers(Protocol):
     async def manifest(self, peer: NodeId, request: ManifestRequest) -> Manifest: ...
 
     def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]: ...
+
+    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
+        """Each file asked, in order: its bytes, or b"" where it is not served."""
+        ...
 
 
 async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
@@ -113,7 +117,8 @@ def _mesh_handler(servicer: _MeshServicer) -> grpc.GenericRpcHandler:
 
 
 class _TransferServicer:
-    """/mesh.v1.Transfer/Fetch: the chunks as raw messages (see mesh.proto)."""
+    """/mesh.v1.Transfer/Fetch and FetchFiles: chunks and files as raw messages (see
+    mesh.proto)."""
 
     def __init__(self, handlers: PeerHandlers, guard: Guard) -> None:
         self._handlers = handlers
@@ -130,6 +135,19 @@ class _TransferServicer:
 
         await self._guard.run(context, body)
 
+    async def fetch_files(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        async def body(peer: NodeId) -> None:
+            try:
+                decoded = wire.fetch_files_request_from_bytes(request)
+                async for data in self._handlers.fetch_files(peer, decoded):
+                    await context.write(data)
+            except (RefusedError, NotFoundError, ProtocolError, LocalError) as exc:
+                await _abort_for(context, exc)
+
+        await self._guard.run(context, body)
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             wire.FETCH_SERVICE,
@@ -138,7 +156,10 @@ class _TransferServicer:
                     self.fetch,
                     request_deserializer=None,  # parsed in the handler: a bad one is ours
                     response_serializer=None,
-                )
+                ),
+                "FetchFiles": grpc.unary_stream_rpc_method_handler(
+                    self.fetch_files, request_deserializer=None, response_serializer=None
+                ),
             },
         )
 

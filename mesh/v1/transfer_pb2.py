@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mesh.v1 import records_pb2 as mesh_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mesh/v1/transfer.proto\x12\x07mesh.v1\x1a\x15mesh/v1/records.proto\"S\n\x0fManifestRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0e\n\x06lender\x18\x02 \x01(\x0c\x12\"\n\x07\x62inding\x18\x03 \x01(\x0b\x32\x11.mesh.v1.Envelope\"P\n\x08Manifest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x14\n\x0c\x63hunk_hashes\x18\x04 \x01(\x0c\"t\n\x0c\x46\x65tchRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0e\n\x06lender\x18\x02 \x01(\x0c\x12\"\n\x07\x62inding\x18\x03 \x01(\x0b\x32\x11.mesh.v1.Envelope\x12\x13\n\x0b\x66irst_chunk\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mesh/v1/transfer.proto\x12\x07mesh.v1\x1a\x15mesh/v1/records.proto\"S\n\x0fManifestRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0e\n\x06lender\x18\x02 \x01(\x0c\x12\"\n\x07\x62inding\x18\x03 \x01(\x0b\x32\x11.mesh.v1.Envelope\"P\n\x08Manifest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x14\n\x0c\x63hunk_hashes\x18\x04 \x01(\x0c\"t\n\x0c\x46\x65tchRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0e\n\x06lender\x18\x02 \x01(\x0c\x12\"\n\x07\x62inding\x18\x03 \x01(\x0b\x32\x11.mesh.v1.Envelope\x12\x13\n\x0b\x66irst_chunk\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\r\"3\n\x11\x46\x65tchFilesRequest\x12\x0e\n\x06lender\x18\x01 \x01(\x0c\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,4 +38,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MANIFEST']._serialized_end=223
   _globals['_FETCHREQUEST']._serialized_start=225
   _globals['_FETCHREQUEST']._serialized_end=341
+  _globals['_FETCHFILESREQUEST']._serialized_start=343
+  _globals['_FETCHFILESREQUEST']._serialized_end=394
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,10 @@
 isort:skip_file
 Pulling lent content: the chunk list, then the chunks (their stream: see mesh.proto)."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from mesh.v1 import records_pb2 as _records_pb2
 import builtins as _builtins
 import sys
@@ -107,3 +109,31 @@ class FetchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FetchRequest: _TypeAlias = FetchRequest  # noqa: Y015
+
+@_typing.final
+class FetchFilesRequest(_message.Message):
+    """Many small files of folder loans from one lender, in one call (FetchFiles: see
+    mesh.proto). Each hash names a whole file of one chunk, as the lender's signed manifest
+    of a folder loan to the caller lists it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LENDER_FIELD_NUMBER: _builtins.int
+    HASHES_FIELD_NUMBER: _builtins.int
+    lender: _builtins.bytes
+    @_builtins.property
+    def hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        lender: _builtins.bytes = ...,
+        hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashes", b"hashes", "lender", b"lender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchFilesRequest: _TypeAlias = FetchFilesRequest  # noqa: Y015

@@ -1,7 +1,8 @@
-"""Manifest and Fetch messages on the wire.
+"""Manifest, Fetch and FetchFiles messages on the wire.
 
 Fetch's answer is a stream of raw messages, one chunk's bytes each, in order (mesh.proto
-says why); the chunk's index is its place in the stream.
+says why); the chunk's index is its place in the stream. FetchFiles answers the same way,
+one raw message per file asked (empty: not served), in the order asked.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from google.protobuf.message import DecodeError
 
 from mesh.core.chunks import CHUNK_SIZE, HASH_BYTES, chunk_count
 from mesh.core.errors import ProtocolError
-from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.core.transfer import Chunk, FetchFilesRequest, FetchRequest, Manifest, ManifestRequest
 from mesh.v1 import transfer_pb2 as pb
 from mesh.wire import checks, envelope
 
-_Request = TypeVar("_Request", pb.ManifestRequest, pb.FetchRequest)
+_Request = TypeVar("_Request", pb.ManifestRequest, pb.FetchRequest, pb.FetchFilesRequest)
 
 MAX_FETCH_CHUNKS = 1 << 20
+MAX_FETCH_FILES = 1024
 FETCH_SERVICE = "mesh.v1.Transfer"
 FETCH_METHOD = f"/{FETCH_SERVICE}/Fetch"
+FETCH_FILES_METHOD = f"/{FETCH_SERVICE}/FetchFiles"
 
 
 def manifest_request_to_wire(req: ManifestRequest) -> pb.ManifestRequest:
@@ -92,6 +95,28 @@ def fetch_request_from_wire(msg: pb.FetchRequest) -> FetchRequest:
         count=checks.count(msg.count, "chunk count", MAX_FETCH_CHUNKS),
         binding=envelope.from_wire(msg.binding) if msg.HasField("binding") else None,
     )
+
+
+def fetch_files_request_to_wire(req: FetchFilesRequest) -> pb.FetchFilesRequest:
+    return pb.FetchFilesRequest(lender=req.lender.raw, hashes=req.hashes)
+
+
+def fetch_files_request_from_bytes(data: bytes) -> FetchFilesRequest:
+    """A FetchFiles request as it came off the wire: bytes that must parse (ProtocolError)."""
+    msg = _parse(pb.FetchFilesRequest, data)
+    if len(msg.hashes) > MAX_FETCH_FILES:
+        raise ProtocolError(f"{len(msg.hashes)} files asked in one call, over {MAX_FETCH_FILES}")
+    return FetchFilesRequest(
+        lender=checks.node_id(msg.lender, "lender"),
+        hashes=tuple(checks.content_hash(h) for h in msg.hashes),
+    )
+
+
+def file_from_wire(data: bytes) -> bytes | None:
+    """A message of a FetchFiles answer: a file's bytes, or None where it is not served."""
+    if len(data) > CHUNK_SIZE:
+        raise ProtocolError(f"a file of {len(data)} bytes in FetchFiles, over {CHUNK_SIZE}")
+    return data or None
 
 
 def chunk_from_wire(index: int, data: bytes) -> Chunk:

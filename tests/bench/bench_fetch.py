@@ -97,6 +97,7 @@ class Node:
                 "127.0.0.1",
                 "--port",
                 "0",
+                *os.environ.get("MESH_BENCH_UP_ARGS", "").split(),
             ],
             env=self.env,
             stdout=subprocess.DEVNULL,

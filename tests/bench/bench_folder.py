@@ -3,24 +3,30 @@ processes over mutual TLS on 127.0.0.1, against `rsync -a` from an rsync daemon 
 same run, interleaved round by round.
 
     python -m tests.bench.bench_folder [--files 10000] [--rounds 2] [--quick]
+        [--profile PREFIX] [--log FILE]
 
-  mesh   `mesh lend FOLDER --to laptop` on the tower; the time until the laptop's ledger
-         says the loan is held (every file pulled, verified chunk by chunk and as a whole,
-         fsynced and placed).
+  mesh   `mesh lend FOLDER --to laptop` on the tower; the time until the laptop says the
+         loan is held, by its log line, then its ledger (every file pulled, verified
+         chunk by chunk and as a whole, fsynced and placed).
   rsync  an rsync daemon on 127.0.0.1 serving the folder, pulled with `rsync -a` into an
          empty folder.
 
 Files are 1 KiB-1 MiB, log-uniform (mean ~150 KB: 10,000 files are ~1.5 GB), 100 to a
 subfolder. Target: mesh at most 1.4x rsync's time. Medians over the rounds, (min-max) after.
-`--quick` is a smoke run (1,000 files, one round).
+`--quick` is a smoke run (1,000 files, one round). Each round also prints the CPU
+seconds each daemon (and the rsync client) used: steadier than times on a busy machine.
+`--profile` samples both daemons with py-spy (`pip install py-spy`) in the first mesh
+round; MESH_BENCH_UP_ARGS adds arguments to `mesh up` (e.g. `--log-level debug`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_fetch import MeshPair, Rsync, spread
+from tests.bench.bench_fetch import MeshPair, Node, Rsync, spread
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -50,22 +56,72 @@ def make_folder(root: Path, files: int, seed: int = 20) -> int:
     return total
 
 
-def mesh_round(pair: MeshPair, folder: Path) -> float:
+def cpu_s(node: Node) -> tuple[float, float]:
+    """CPU seconds (user, system) a node's daemon used so far."""
+    if node.proc is None:
+        return 0.0, 0.0
+    fields = Path(f"/proc/{node.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def mesh_round(pair: MeshPair, folder: Path, profile: str | None = None) -> float:
+    spies = (
+        []
+        if not profile
+        else [
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--gil",  # what holds the GIL: the daemon's Python work
+                    "-r",
+                    "50",
+                    "-f",
+                    "raw",
+                    "-o",
+                    f"{profile}-{node.name}.txt",
+                    "-p",
+                    str(node.proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for node in (pair.tower, pair.laptop)
+            if node.proc is not None
+        ]
+    )
+    cpu = {node.name: cpu_s(node) for node in (pair.tower, pair.laptop)}
     began = time.monotonic()
     out = pair.tower.mesh("lend", str(folder), "--to", "laptop")
     loan = out.split("loan ")[-1].split(",")[0].split()[0]
     client = pair.laptop.client()
     try:
-        deadline = began + 1800
+        # The laptop logs the moment it writes the loan's held status: waiting for that
+        # line costs the daemon nothing, where polling its ledger would (a folder's
+        # aggregate is made for each call); the ledger is checked after.
+        held = f"holding the folder Bench/{folder.name}/ from tower"
+        done = pair.laptop.wait_log(held, began, timeout=1800)
+        deadline = time.monotonic() + 60
         while True:
             found = [x for x in client.loans() if x.id == loan]
             if found and found[0].phase == "held":
-                done = time.monotonic()
                 break
             assert time.monotonic() < deadline, f"not held: {found}"
-            time.sleep(0.05)
+            time.sleep(0.1)
     finally:
         client.close()
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
+    print(
+        "  cpu: "
+        + ", ".join(
+            f"{n} {sum(cpu_s(node)) - sum(cpu[n]):.2f} s (system {cpu_s(node)[1] - cpu[n][1]:.2f})"
+            for n, node in (("tower", pair.tower), ("laptop", pair.laptop))
+        ),
+        file=sys.stderr,
+    )
     pair.tower.mesh("recall", loan)
     copy = pair.laptop.borrowed / "tower" / "Bench" / folder.name
     deadline = time.monotonic() + 600
@@ -78,11 +134,16 @@ def mesh_round(pair: MeshPair, folder: Path) -> float:
 def rsync_round(rsync: Rsync, folder: Path, out: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     began = time.monotonic()
+    before = os.times()
     subprocess.run(
         [rsync.rsync, "-a", "-q", f"rsync://127.0.0.1:{rsync.port}/bench/{folder.name}/", str(out)],
         check=True,
     )
     took = time.monotonic() - began
+    after = os.times()
+    used = after.children_user + after.children_system
+    used -= before.children_user + before.children_system
+    print(f"  cpu: rsync client {used:.2f} s", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     return took
 
@@ -93,6 +154,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--log", help="write the borrower's log here")
+    parser.add_argument(
+        "--profile", help="py-spy the daemons in the first mesh round: PREFIX-NAME.txt"
+    )
     opts = parser.parse_args()
     files = 1000 if opts.quick else opts.files
     rounds = 1 if opts.quick else opts.rounds
@@ -111,7 +175,7 @@ def main() -> None:
                 order = ["mesh", "rsync"] if r % 2 == 0 else ["rsync", "mesh"]
                 for name in order:
                     took = (
-                        mesh_round(pair, folder)
+                        mesh_round(pair, folder, opts.profile if r == 0 else None)
                         if name == "mesh"
                         else rsync_round(rsync, folder, out)
                     )

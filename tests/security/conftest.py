@@ -9,7 +9,7 @@ import pytest
 from mesh.core.errors import PeerUnavailableError
 from mesh.core.gossip import Ping
 from mesh.core.ids import NodeId
-from mesh.core.transfer import Chunk, FetchRequest, Manifest, ManifestRequest
+from mesh.core.transfer import Chunk, FetchFilesRequest, FetchRequest, Manifest, ManifestRequest
 from mesh.security.identity import Identity
 from mesh.transport.gossip_stream import GossipStream
 from mesh.transport.peer_client import PeerChannel
@@ -42,6 +42,9 @@ class PingHandlers:
         raise AssertionError("not used")
 
     def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]:
+        raise AssertionError("not used")
+
+    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
         raise AssertionError("not used")
 
 
