@@ -28,7 +28,9 @@ a duplicate, whichever side ends it and however its transport ends, logs at debu
 
 The end that dialled pings at the keepalive interval and the other answers (both pinging
 doubled an idle mesh's traffic for nothing); a peer silent for longer than keepalive plus
-the ping timeout is taken for dead (gRPC's own keepalive usually notices first).
+the ping timeout is taken for dead, at either end. This is the link's only liveness check:
+gRPC pings nothing on a gossip channel (transport/options.py), as its pings are invisible
+to the application and were most of an idle mesh's traffic.
 
 States: HANDSHAKE -> OPEN -> CLOSED. A frame the current state does not expect is a
 protocol error that ends the session.
@@ -373,16 +375,32 @@ class Session:
         # Our vector goes out once the registry admits the stream (see run()).
 
     async def _pinger(self) -> None:
-        while True:
-            await asyncio.sleep(self.keepalive_s)
-            silent = time.monotonic() - self.last_heard
-            if silent > self.keepalive_s + self.timeout_s:
-                raise PeerUnavailableError(f"{self.peer_name} silent for {silent:.1f} s")
-            if self.initiator != self.host.node_id:
-                continue  # the dialler pings, this end answers: each hears the other
-            nonce = next(self._nonces)
-            self._pings[nonce] = time.monotonic()
-            await self.stream.send(Ping(nonce=nonce))
+        # The only liveness check of the link: gRPC pings nothing on a gossip channel.
+        pinging: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self.keepalive_s)
+                silent = time.monotonic() - self.last_heard
+                if silent > self.keepalive_s + self.timeout_s:
+                    raise PeerUnavailableError(f"{self.peer_name} silent for {silent:.1f} s")
+                if self.initiator != self.host.node_id:
+                    continue  # the dialler pings, this end answers: each hears the other
+                if pinging is not None:
+                    if not pinging.done():
+                        # Still queued behind a batch on a full link: the check above,
+                        # not this ping, decides whether the peer is gone.
+                        continue
+                    pinging.result()  # a broken stream ends the session here
+                nonce = next(self._nonces)
+                self._pings = {nonce: time.monotonic()}  # earlier ones will not be answered
+                pinging = asyncio.ensure_future(self.stream.send(Ping(nonce=nonce)))
+        finally:
+            if pinging is not None:
+                if pinging.done():
+                    if not pinging.cancelled():
+                        pinging.exception()  # heard already, or no longer news
+                else:
+                    pinging.cancel()
 
     async def _reader(self) -> None:
         while True:
