@@ -209,6 +209,7 @@ class Daemon:
             host=s.listen,
             port=s.port,
             keepalive_s=s.keepalive_s,
+            ping_timeout_s=s.ping_timeout_s,
         )
         self.port = await self.server.start()
         self.peers = PeerManager(self, s)

@@ -248,7 +248,7 @@ class PeerManager:
             port,
             keepalive_s=s.keepalive_s,
             ping_timeout_s=s.ping_timeout_s,
-            gossip=True,  # the session pings, and both ends hear it
+            gossip=True,
         )
         self._channels.add(channel)
         try:

@@ -9,10 +9,9 @@ IDLE_CONNECTION_S = 30.0
 
 
 def keepalive(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int]]:
-    """Client keepalive while calls are in flight: a dead link under a pull is seen within
-    keepalive + timeout, not a minute. An idle channel is not pinged (permit_without_calls
-    0): a gossip stream's liveness is its session's own pings (node/session.py), and an
-    idle channel kept for the next pull needs none."""
+    """Client keepalive while calls are in flight: a dead link under a pull or a gossip
+    stream is seen within keepalive + timeout, not a minute. An idle channel (one kept for
+    the next pull) is not pinged (permit_without_calls 0)."""
     return [
         ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(ping_timeout_s * 1000)),
@@ -22,21 +21,24 @@ def keepalive(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int]
     ]
 
 
-def server_options(keepalive_s: float) -> list[tuple[str, int]]:
+def server_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int]]:
     return [
         # A leftover server on the same port would silently take half the connections.
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
         ("grpc.max_send_message_length", MAX_PEER_MESSAGE),
-        # Accept the clients' frequent pings instead of closing healthy streams.
-        ("grpc.keepalive_permit_without_calls", 1),
+        # Accept the clients' frequent pings instead of closing healthy streams (also an
+        # older client's, which pings without calls: bad pings are borne, strikes 0).
+        # Ping only connections with calls: an idle one is closed below.
+        ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", int(keepalive_s * 500)),
         ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_s * 500)),
         ("grpc.http2.max_ping_strikes", 0),
-        # The server pings nobody: the dialler of a gossip stream pings it at the session
-        # level, which both ends hear (gRPC's pings are invisible to the application), and
-        # a pull's client pings while it pulls. Two more pings per link every keepalive
-        # were most of an idle mesh's traffic.
+        # The server pings too: a gossip stream's link must be watched at both ends (an
+        # end that misses a dead link keeps reporting the peer online), and gRPC's pings,
+        # answered inside its core, cost far less than the session's own (node/session.py).
+        ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(ping_timeout_s * 1000)),
         # A connection left without calls is closed: a dialler's channel can outlive its
         # close when grpc still holds one of its calls, and would stay open for good.
         ("grpc.max_connection_idle_ms", int(IDLE_CONNECTION_S * 1000)),
@@ -49,13 +51,11 @@ def server_options(keepalive_s: float) -> list[tuple[str, int]]:
 def channel_options(
     keepalive_s: float, ping_timeout_s: float, *, gossip: bool = False
 ) -> list[tuple[str, int | str]]:
-    """`gossip`: a channel for a gossip stream, which gRPC neither pings (the session
-    does) nor probes: gRPC answers every message received with a bandwidth-probing ping
-    (BDP) once the link is quiet, which tripled an idle mesh's packets (its pings' every
-    frame drew one). A gossip stream needs no window beyond the default 64 KiB: an
-    initial sync is bound by CPU, not by the window (bench_gossip: the same time either
-    way). Transfer channels keep both: their pulls want the window, and keepalive sees a
-    dead source while a pull waits on it."""
+    """`gossip`: a channel for a gossip stream, which gRPC does not probe for bandwidth:
+    gRPC answers a message received on a quiet link with a probing ping (BDP), which
+    tripled an idle mesh's packets. A gossip stream needs no window beyond the default
+    64 KiB: an initial sync is bound by CPU, not by the window (bench_gossip: the same time
+    either way). Transfer channels keep probing: their pulls want the window."""
     # Here, not at the top: the control server needs this module before `mesh up` has
     # loaded `cryptography` (a twentieth of a second), which the certificates bring.
     from mesh.security.identity import SAN_NAME
@@ -72,7 +72,8 @@ def channel_options(
         ("grpc.absolute_max_metadata_size", MAX_TRAILERS),
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 5000),
-        *([("grpc.http2.bdp_probe", 0)] if gossip else keepalive(keepalive_s, ping_timeout_s)),
+        *([("grpc.http2.bdp_probe", 0)] if gossip else []),
+        *keepalive(keepalive_s, ping_timeout_s),
     ]
 
 

@@ -168,9 +168,10 @@ class PeerServer:
         host: str,
         port: int,
         keepalive_s: float,
+        ping_timeout_s: float,
     ) -> None:
         self.calls = CallRegistry()
-        self._server = grpc.aio.server(options=options.server_options(keepalive_s))
+        self._server = grpc.aio.server(options=options.server_options(keepalive_s, ping_timeout_s))
         guard = Guard(handlers.is_member, self.calls, handlers.farewell)
         self._server.add_generic_rpc_handlers((_mesh_handler(_MeshServicer(handlers, guard)),))
         self._server.add_generic_rpc_handlers((_TransferServicer(handlers, guard).handler(),))

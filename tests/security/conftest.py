@@ -59,7 +59,9 @@ async def serve() -> AsyncIterator[Serve]:
         members = list(members)
         handlers = PingHandlers(m.node_id for m in members)
         trust = TrustStore(identity, [m.cert_der for m in members])
-        server = PeerServer(handlers, trust, host="127.0.0.1", port=0, keepalive_s=1)
+        server = PeerServer(
+            handlers, trust, host="127.0.0.1", port=0, keepalive_s=1, ping_timeout_s=1
+        )
         await server.start()
         servers.append(server)
         return server, handlers
