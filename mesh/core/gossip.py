@@ -15,11 +15,15 @@ from mesh.core.vector import Clock, VersionVector
 #    Fetch answers with raw chunks on /mesh.v1.Transfer/Fetch.
 # 3: presence frames (core/liveness.py), sent only to peers that speak 3; an ack names
 #    only the acked batch's origin in its vector (`ack_vector`), not the whole vector.
-PROTOCOL_VERSION = 3
+# 4: the link's liveness is gRPC's keepalive at both ends; the session pings only rarely,
+#    as a backstop (node/session.py). A peer speaking 3 or less still expects (and sends)
+#    a session ping every keepalive.
+PROTOCOL_VERSION = 4
 PRESENCE_VERSION = 3
 SLIM_ACK_VERSION = 3
+TRANSPORT_LIVENESS_VERSION = 4
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(2, 4)
+COMPATIBLE_VERSIONS = range(2, 5)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVICE = "_mesh._tcp.local."
 PAIR_SERVICE = "_mesh-pair._tcp.local."
 _RESOLVE_MS = 3000
+_NETLINK_POLL_S = 60.0
 _SETTLE_S = 0.5  # after a netlink wake-up: DHCP removes the old address, then adds the new
 _MORE_INVITATIONS_S = 0.3  # after one with the code's number: is there a second one?
 
@@ -144,7 +145,10 @@ class MdnsDiscovery:
         if not self._addresses:
             log.warning("mDNS: no usable interface addresses; discovery waits for one")
         await self._open()
-        self._wakeups.open()
+        if self._wakeups.open():
+            # Netlink says when addresses change: polling is only the safety net, and an
+            # idle daemon need not walk its interfaces every few seconds.
+            self._watch_interval_s = max(self._watch_interval_s, _NETLINK_POLL_S)
         self._tasks = [
             asyncio.create_task(self._resolve_found(), name="mdns resolve"),
             asyncio.create_task(self._watch_addresses(), name="mdns addresses"),

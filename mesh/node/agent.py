@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from typing import Protocol
 
@@ -98,6 +99,8 @@ class Agent:
         # files end many to a second, so that would happen often).
         self._passes = 0
         self._held_in: dict[bytes, int] = {}
+        # The last plan said the clock alone could change the next (see Plan.timed).
+        self._timed = True
 
     def progress(self, key: bytes) -> int | None:
         """Bytes verified so far of the running pull of a loan, if one runs."""
@@ -167,7 +170,11 @@ class Agent:
 
     def _sleep(self) -> float:
         now = time.monotonic()
-        wake = [now + _TICK_S, self._next_check]
+        # A node that neither lends nor borrows plans again only when something changes
+        # (or at the next check): a pass a second cost an idle daemon a store round trip
+        # and a walk over every binding each time.
+        ticking = self._timed or self._pulls or self._batches or self._waiting
+        wake = [now + _TICK_S if ticking else math.inf, self._next_check]
         wake += [w.at for w in self._waiting.values()]
         if any(w.space for w in self._waiting.values()):
             wake.append(now + _SPACE_POLL_S)
@@ -191,6 +198,7 @@ class Agent:
             free_bytes=self._host.borrowed.free_bytes,
             progress_ms=int(s.progress_interval_s * 1000),
         )
+        self._timed = todo.timed
         wanted = {lent.key for lent in todo.fetch} | todo.pulling
         for key in [k for k in self._pulls if k not in wanted]:
             await self._stop(key)  # its loan ended, or it is held now

@@ -248,6 +248,7 @@ class PeerManager:
             port,
             keepalive_s=s.keepalive_s,
             ping_timeout_s=s.ping_timeout_s,
+            gossip=True,
         )
         self._channels.add(channel)
         try:

@@ -32,6 +32,10 @@ class Plan:
     # Files of folder loans still to pull beyond those listed in `fetch`: their pulls,
     # if any run, are wanted too.
     pulling: set[bytes] = dataclasses.field(default_factory=set)
+    # This node lends or borrows something: a plan made later may differ by the clock
+    # alone (a loan's end time), so the agent plans again every tick. Without, only a
+    # change can make a plan differ.
+    timed: bool = True
 
 
 def plan(
@@ -67,9 +71,13 @@ def plan(
     remove: list[tuple[Copy, LoanState, str]] = []
     wanted: set[bytes] = set()
     pulling: set[bytes] = set()
+    timed = False
     for lent in lending.bindings():
+        if lent.lender == me:
+            timed = True
         if lent.binding.borrower != me:
             continue
+        timed = True
         status = lending.status_of(lent)
         want = borrower_wants(lent.binding, status, now_ms, ask_first=borrow_ask_first)
         mine = folder_copies.get(lent.key, {}) if lent.binding.folder else {}
@@ -141,6 +149,7 @@ def plan(
         given_back=given_back,
         source_gone=source_gone,
         pulling=pulling,
+        timed=timed,
     )
 
 

@@ -26,9 +26,13 @@ a better stream replaces is ended with the same error. The peer's vector arrives
 stream the peer admitted, so "gossip stream with X open" is logged then, once per reunion:
 a duplicate, whichever side ends it and however its transport ends, logs at debug level only.
 
-The end that dialled pings at the keepalive interval and the other answers (both pinging
-doubled an idle mesh's traffic for nothing); a peer silent for longer than keepalive plus
-the ping timeout is taken for dead (gRPC's own keepalive usually notices first).
+A dead link is seen by gRPC's keepalive at both ends (HTTP/2 pings every keepalive, handled
+inside gRPC's core: an idle link costs the Python side nothing; transport/options.py); the
+stream then breaks at both ends within keepalive + ping timeout. The session pings too, as
+a backstop, every BACKSTOP_PINGS keepalives: the end that dialled pings and the other
+answers, and a peer silent for longer than that period plus the ping timeout is taken for
+dead, at either end. A peer speaking protocol 3 or less expects a ping every keepalive, and
+gets one.
 
 States: HANDSHAKE -> OPEN -> CLOSED. A frame the current state does not expect is a
 protocol error that ends the session.
@@ -58,6 +62,7 @@ from mesh.core.gossip import (
     COMPATIBLE_VERSIONS,
     PROTOCOL_VERSION,
     SLIM_ACK_VERSION,
+    TRANSPORT_LIVENESS_VERSION,
     Ack,
     Batch,
     GossipError,
@@ -87,6 +92,10 @@ class State(enum.Enum):
 
 
 WINDOW = 8  # unacknowledged batches in flight per session
+# With a protocol-4 peer the dialler pings every this many keepalives: gRPC's keepalive,
+# at both ends, sees a dead link; these pings only catch a peer whose process still
+# answers gRPC's pings but no longer serves its session (a wedged event loop).
+BACKSTOP_PINGS = 10
 _PAGE_BYTES = 1 << 20
 
 
@@ -372,17 +381,42 @@ class Session:
         self.last_heard = time.monotonic()
         # Our vector goes out once the registry admits the stream (see run()).
 
+    def _ping_period(self) -> float:
+        """How often the dialler pings: a backstop only with a peer whose gRPC keepalive
+        watches the link (protocol 4), every keepalive with an older one, which expects
+        that."""
+        hello = self.peer_hello
+        if hello is not None and hello.protocol_version >= TRANSPORT_LIVENESS_VERSION:
+            return self.keepalive_s * BACKSTOP_PINGS
+        return self.keepalive_s
+
     async def _pinger(self) -> None:
-        while True:
-            await asyncio.sleep(self.keepalive_s)
-            silent = time.monotonic() - self.last_heard
-            if silent > self.keepalive_s + self.timeout_s:
-                raise PeerUnavailableError(f"{self.peer_name} silent for {silent:.1f} s")
-            if self.initiator != self.host.node_id:
-                continue  # the dialler pings, this end answers: each hears the other
-            nonce = next(self._nonces)
-            self._pings[nonce] = time.monotonic()
-            await self.stream.send(Ping(nonce=nonce))
+        period = self._ping_period()
+        pinging: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(period)
+                silent = time.monotonic() - self.last_heard
+                if silent > period + self.timeout_s:
+                    raise PeerUnavailableError(f"{self.peer_name} silent for {silent:.1f} s")
+                if self.initiator != self.host.node_id:
+                    continue  # the dialler pings, this end answers: each hears the other
+                if pinging is not None:
+                    if not pinging.done():
+                        # Still queued behind a batch on a full link: the check above,
+                        # not this ping, decides whether the peer is gone.
+                        continue
+                    pinging.result()  # a broken stream ends the session here
+                nonce = next(self._nonces)
+                self._pings = {nonce: time.monotonic()}  # earlier ones will not be answered
+                pinging = asyncio.ensure_future(self.stream.send(Ping(nonce=nonce)))
+        finally:
+            if pinging is not None:
+                if pinging.done():
+                    if not pinging.cancelled():
+                        pinging.exception()  # heard already, or no longer news
+                else:
+                    pinging.cancel()
 
     async def _reader(self) -> None:
         while True:

@@ -74,10 +74,14 @@ class GossipStream:
         # A read (and its decoding) outliving a cancelled recv.
         self._reading: asyncio.Future[GossipFrame | None] | None = None
         self._ended = False  # the peer ended its side (EOF read)
+        # This end half-closed: no write may follow. One that did failed inside grpc, which
+        # then took the call for finished and never cancelled it in its core, so the call
+        # and its connection stayed open (and pinged) after the channel was closed.
+        self._finished = False
         self.closed = False
 
     async def send(self, frame: GossipFrame) -> None:
-        if self.closed:
+        if self.closed or self._finished:
             raise PeerUnavailableError(f"stream to {self.peer.short()} is closed")
         message = gossip.to_wire(frame)
         writing = asyncio.ensure_future(self._write_one(message))
@@ -91,6 +95,8 @@ class GossipStream:
 
     async def _write_one(self, message: gossip_pb2.GossipFrame) -> None:
         async with self._writing:
+            if self._finished:
+                raise PeerUnavailableError(f"stream to {self.peer.short()} is closed")
             await self._write(message)
 
     async def recv(self) -> GossipFrame | None:
@@ -139,7 +145,9 @@ class GossipStream:
             # Whatever ends the wait ends it: the session has already heard why it ends.
             with contextlib.suppress(MeshError, TimeoutError, *_ERRORS):
                 async with asyncio.timeout(within):
-                    await self._finish()
+                    async with self._writing:  # the last write first, then the half-close
+                        self._finished = True
+                        await self._finish()
                     while await self.recv() is not None:
                         pass
         self.close()

@@ -5,15 +5,18 @@ from __future__ import annotations
 MAX_PEER_MESSAGE = 8 << 20  # a 1 MiB chunk or a bounded gossip batch, with room to spare
 MAX_CONTROL_MESSAGE = 64 << 20
 MAX_TRAILERS = 1 << 20  # the records of a removal (see auth.py), a few kB in practice
+IDLE_CONNECTION_S = 30.0
 
 
 def keepalive(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int]]:
-    """Client keepalive: a dead link is seen within keepalive + timeout, not a minute."""
+    """Client keepalive while calls are in flight: a dead link under a pull or a gossip
+    stream is seen within keepalive + timeout, not a minute. An idle channel (one kept for
+    the next pull) is not pinged (permit_without_calls 0)."""
     return [
         ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(ping_timeout_s * 1000)),
         ("grpc.http2.ping_timeout_ms", int(ping_timeout_s * 1000)),
-        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 0),
     ]
 
@@ -24,17 +27,35 @@ def server_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str,
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
         ("grpc.max_send_message_length", MAX_PEER_MESSAGE),
-        # Accept the clients' frequent pings instead of closing healthy streams.
-        ("grpc.keepalive_permit_without_calls", 1),
+        # Accept the clients' frequent pings instead of closing healthy streams (also an
+        # older client's, which pings without calls: bad pings are borne, strikes 0).
+        # Ping only connections with calls: an idle one is closed below.
+        ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", int(keepalive_s * 500)),
         ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_s * 500)),
         ("grpc.http2.max_ping_strikes", 0),
+        # The server pings too: a gossip stream's link must be watched at both ends (an
+        # end that misses a dead link keeps reporting the peer online), and gRPC's pings,
+        # answered inside its core, cost far less than the session's own (node/session.py).
         ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(ping_timeout_s * 1000)),
+        # A connection left without calls is closed: a dialler's channel can outlive its
+        # close when grpc still holds one of its calls, and would stay open for good.
+        ("grpc.max_connection_idle_ms", int(IDLE_CONNECTION_S * 1000)),
+        # What a server receives is gossip and small requests (bulk data flows to the
+        # client): no bandwidth probing, see `channel_options`.
+        ("grpc.http2.bdp_probe", 0),
     ]
 
 
-def channel_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str, int | str]]:
+def channel_options(
+    keepalive_s: float, ping_timeout_s: float, *, gossip: bool = False
+) -> list[tuple[str, int | str]]:
+    """`gossip`: a channel for a gossip stream, which gRPC does not probe for bandwidth:
+    gRPC answers a message received on a quiet link with a probing ping (BDP), which
+    tripled an idle mesh's packets. A gossip stream needs no window beyond the default
+    64 KiB: an initial sync is bound by CPU, not by the window (bench_gossip: the same time
+    either way). Transfer channels keep probing: their pulls want the window."""
     # Here, not at the top: the control server needs this module before `mesh up` has
     # loaded `cryptography` (a twentieth of a second), which the certificates bring.
     from mesh.security.identity import SAN_NAME
@@ -51,6 +72,7 @@ def channel_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str
         ("grpc.absolute_max_metadata_size", MAX_TRAILERS),
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 5000),
+        *([("grpc.http2.bdp_probe", 0)] if gossip else []),
         *keepalive(keepalive_s, ping_timeout_s),
     ]
 

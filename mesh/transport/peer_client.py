@@ -35,7 +35,9 @@ class PeerChannel:
         *,
         keepalive_s: float,
         ping_timeout_s: float,
+        gossip: bool = False,
     ) -> None:
+        """`gossip`: the channel of a gossip session (options.channel_options)."""
         self.peer = peer
         self.host = host
         self.port = port
@@ -43,7 +45,7 @@ class PeerChannel:
         self._channel = grpc.aio.secure_channel(
             target(host, port),
             client_credentials(identity, peer_cert_der),
-            options=options.channel_options(keepalive_s, ping_timeout_s),
+            options=options.channel_options(keepalive_s, ping_timeout_s, gossip=gossip),
         )
         self._stub = mesh_pb2_grpc.MeshStub(self._channel)
         # Raw chunks: no deserializer, each message arrives as the bytes gRPC received.

@@ -12,13 +12,13 @@ import pytest
 
 from mesh.core.epoch import Epoch
 from mesh.core.errors import PeerUnavailableError
-from mesh.core.gossip import Batch, GossipFrame
+from mesh.core.gossip import PROTOCOL_VERSION, Batch, GossipFrame
 from mesh.core.ids import NodeId
 from mesh.core.replica import ApplyResult
 from mesh.core.vector import VersionVector
 from mesh.node.changes import ChangeSignal
 from mesh.node.peers import SessionRegistry
-from mesh.node.session import Session
+from mesh.node.session import BACKSTOP_PINGS, Session
 
 
 class MemoryStream:
@@ -164,3 +164,22 @@ def test_duplicates_keep_the_stream_the_lower_id_dialled() -> None:
     assert not registry.admit(from_b)
     again = Session(host, MemoryStream(A, A), keepalive_s=1, timeout_s=1)  # type: ignore[arg-type]
     assert registry.admit(again)  # a redialled: the newer stream replaces the old one
+
+
+async def test_the_dialler_pings_a_protocol_3_peer_every_keepalive_a_newer_one_rarely() -> None:
+    # From protocol 4 gRPC's keepalive watches the link at both ends; an older peer still
+    # takes a session silent for keepalive + timeout for dead, so it gets its pings.
+    for version, period in ((3, 0.05), (PROTOCOL_VERSION, 0.05 * BACKSTOP_PINGS)):
+        ha, hb = Host(A, "a"), Host(B, "b")
+        sa, sb = pair(A, B, A)
+        s1 = Session(ha, sa, keepalive_s=0.05, timeout_s=0.5)  # type: ignore[arg-type]
+        s2 = Session(hb, sb, keepalive_s=0.05, timeout_s=0.5, version=version)  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(s.run()) for s in (s1, s2)]
+        for _ in range(100):
+            if s1.peer_hello is not None and s2.peer_hello is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert s1._ping_period() == pytest.approx(period)
+        assert s2._ping_period() == pytest.approx(0.05 * BACKSTOP_PINGS)
+        s1.close()
+        await asyncio.wait_for(asyncio.gather(*tasks), 2)
