@@ -14,11 +14,9 @@ previous ones were being applied are applied together, in one transaction, and a
 together once it is committed: a large sync then costs a few commits, not one per batch
 (each rewrote the same pages of the records table). At most
 `WINDOW` batches are unacknowledged at once, so a slow peer slows the sender instead of
-making it buffer. What the sender believes the peer has (`sent`) advances as batches go
-out and falls back to the acked vector when a batch is refused; an origin whose batch was
-refused is not offered again until this node holds more of it, so a record the peer will
-never take (a bad signature, say) is not resent forever. A refused batch is logged with the
-peer and the reason; the stream goes on.
+making it buffer. What the sender believes the peer holds, and which origins it refused, is
+kept by core/peer_holds.py: a record the peer will never take (a bad signature, say) is not
+resent forever. A refused batch is logged with the peer and the reason; the stream goes on.
 
 Both ends may dial at once. After the hellos each end asks its registry to admit the
 stream; one that must yield is refused with a `duplicate` GossipError, and an open one that
@@ -71,13 +69,12 @@ from mesh.core.gossip import (
     Ping,
     VectorFrame,
     ack_vector,
-    acked_vector,
 )
 from mesh.core.ids import NodeId
 from mesh.core.liveness import PresenceFrame
-from mesh.core.records import MEMBERSHIP_KINDS
+from mesh.core.peer_holds import PeerHolds
 from mesh.core.replica import ApplyResult, Outcome
-from mesh.core.vector import Clock, VersionVector, lag
+from mesh.core.vector import VersionVector
 from mesh.node.changes import ChangeSignal
 from mesh.node.peer_log import peer_log
 from mesh.transport.gossip_stream import GossipStream
@@ -186,16 +183,13 @@ class Session:
         # Gossip state.
         self.peer_vector: VersionVector | None = None  # the vector the peer opened with
         self._vector_heard = asyncio.Event()
-        self.acked = VersionVector()  # the peer's vector as its last ack told it
-        self._sent: dict[NodeId, Clock] = {}  # what the peer will hold once all sent applies
-        self._stuck: dict[NodeId, Clock] = {}  # origins refused at our clock then
+        self.holds = PeerHolds(self.peer)  # what the peer holds, as the sender believes
         self._window = asyncio.Semaphore(WINDOW)
         self._in_flight: dict[int, Batch] = {}
         self._batch_ids = itertools.count(1)
         # Batches received, not yet applied: at most a window's worth from a sender that
         # keeps to it; the reader waits when it is full, as it waited on each apply before.
         self._inbox: asyncio.Queue[Batch] = asyncio.Queue(WINDOW)
-        self._refusals = 0  # refused batches so far (a page read ahead may be stale)
         self.records_sent = 0
         self.records_received = 0
         # The peer refused us as removed from the mesh; the dialler acts on it.
@@ -428,30 +422,10 @@ class Session:
 
     # -- sending what the peer lacks ---------------------------------------------------
 
-    def _offer_vector(self, ours: VersionVector | None) -> VersionVector:
-        """What to ask the replica about: the peer as we believe it, stuck origins covered
-        (`ours` is needed only while an origin is stuck)."""
-        offer = dict(self._sent)
-        for origin, at in list(self._stuck.items()):
-            assert ours is not None
-            now = ours.get(origin)
-            if now is None or now <= at:
-                offer[origin] = at if now is None else now
-            else:
-                del self._stuck[origin]  # we hold more of it now: try again
-                acked = self.acked.get(origin)
-                if acked is not None:
-                    offer[origin] = acked
-                else:
-                    offer.pop(origin, None)
-        return VersionVector(offer)
-
     async def _sender(self) -> None:
         await self._vector_heard.wait()
-        peer = self.peer_vector
-        assert peer is not None
-        self._sent = dict(peer.items())
-        self.acked = peer
+        assert self.peer_vector is not None
+        self.holds.start(self.peer_vector)
         first = True
         while True:
             version = self.host.changes.version
@@ -459,7 +433,7 @@ class Session:
             ahead_refusals = 0
             try:
                 while True:
-                    if ahead is not None and self._refusals == ahead_refusals:
+                    if ahead is not None and self.holds.refusals == ahead_refusals:
                         batches = await ahead
                     else:
                         batches = await self._next_page()
@@ -470,31 +444,25 @@ class Session:
                     # store thread reads and encodes while the stream sends (one page at a
                     # time left the stream idle for most of a large initial sync). A refusal
                     # in the meantime makes the guess wrong: the page is read again.
-                    ahead_refusals = self._refusals
+                    ahead_refusals = self.holds.refusals
                     ahead = asyncio.create_task(self._next_page(batches))
                     for batch in batches:
                         await self._send_batch(batch)
-                        _advance(self._sent, batch)
+                        self.holds.sent_batch(batch)
             finally:
                 if ahead is not None:
                     ahead.cancel()
             if first:
                 # Membership records of retired epochs: no vector shows them, so once a stream.
-                for batch in await self.host.membership_for(VersionVector(self._sent)):
+                for batch in await self.host.membership_for(self.holds.sent):
                     await self._send_batch(batch)
                 first = False
             await self.host.changes.wait(version)
 
     async def _next_page(self, going: Sequence[Batch] = ()) -> list[Batch]:
         """The next batches the peer lacks, once `going` (being sent) has reached it."""
-        ours = await self.host.our_vector() if self._stuck else None
-        offer = self._offer_vector(ours)
-        if going:
-            sent = dict(offer.items())
-            for batch in going:
-                _advance(sent, batch)
-            offer = VersionVector(sent)
-        return await self.host.batches_for(offer, _PAGE_BYTES)
+        ours = await self.host.our_vector() if self.holds.stuck else None
+        return await self.host.batches_for(self.holds.offer(ours, going), _PAGE_BYTES)
 
     async def _send_batch(self, batch: Batch) -> None:
         await self._window.acquire()
@@ -509,7 +477,7 @@ class Session:
         if batch is None:
             raise ProtocolError(f"an ack of batch {ack.batch_id}, which was not sent")
         self._window.release()
-        self.acked = acked_vector(self.acked, ack.vector, batch.origin, slim=self._slim_acks)
+        self.holds.answered(batch, ack, slim=self._slim_acks)
         if ack.refused:
             self._log(
                 logging.WARNING,
@@ -521,17 +489,15 @@ class Session:
                 batch.through_seq,
                 ack.reason,
             )
-            self._refusals += 1
-            self._stuck[batch.origin] = Clock(batch.epoch, batch.through_seq)
-            told = ack.vector.get(batch.origin)
-            if told is None:
-                self._sent.pop(batch.origin, None)
-            else:
-                self._sent[batch.origin] = told
 
     def unacked(self, ours: VersionVector) -> int:
         """How many of our records the peer has not acknowledged (as far as seqs tell)."""
-        return lag(ours, self.acked, self.peer)
+        return self.holds.unacked(ours)
+
+    @property
+    def acked(self) -> VersionVector:
+        """The peer's vector as its last ack told it."""
+        return self.holds.acked
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -556,37 +522,11 @@ class Session:
                     result.reason,
                 )
             self.records_received += len(result.stored)
-            self._peer_holds(batch)
+            self.holds.received(batch)
             told = ack_vector(vector, batch.origin, slim=self._slim_acks)
             await self.stream.send(
                 Ack(batch_id=batch.batch_id, vector=told, refused=refused, reason=result.reason)
             )
-
-    def _peer_holds(self, batch: Batch) -> None:
-        """Note that the peer holds what it just sent, so it is not offered back to it.
-
-        Without this, every record pushed to us live (written after the stream opened) came
-        straight back to its sender, since the peer's opening vector is all `_sent` knew.
-        A batch from `missing` ends where the sender's clock of that origin is, so the peer
-        holds the origin through `through_seq`. A loose membership record (one admission or
-        removal, `after_seq` just before it) is held outside the peer's clock, so such a
-        batch says nothing about the rest of the origin: it is left out.
-        """
-        envs = batch.envelopes
-        if (
-            len(envs) == 1
-            and envs[0].kind in MEMBERSHIP_KINDS
-            and batch.after_seq + 1 == envs[0].seq == batch.through_seq
-        ):
-            return
-        held = self._sent.get(batch.origin)
-        if held is None or (batch.epoch, batch.through_seq) > (held.epoch, held.seq):
-            self._sent[batch.origin] = Clock(batch.epoch, batch.through_seq)
-        # It holds it as surely as if it had acked it: `mesh peers` must not count it as
-        # unacknowledged when nothing of it will ever be sent back to be acked.
-        acked = self.acked.get(batch.origin)
-        if acked is None or (batch.epoch, batch.through_seq) > (acked.epoch, acked.seq):
-            self.acked = self.acked.with_clock(batch.origin, Clock(batch.epoch, batch.through_seq))
 
     async def _handle(self, frame: GossipFrame) -> None:
         match frame:
@@ -627,10 +567,3 @@ class Session:
                 raise RefusedError(f"{self.peer_name} ended the stream: {frame.message}")
             case Hello():
                 raise ProtocolError("a second hello")
-
-
-def _advance(sent: dict[NodeId, Clock], batch: Batch) -> None:
-    """Note in `sent` that the peer holds `batch`'s origin through its end (never back)."""
-    held = sent.get(batch.origin)
-    if held is None or (batch.epoch, batch.through_seq) >= (held.epoch, held.seq):
-        sent[batch.origin] = Clock(batch.epoch, batch.through_seq)
