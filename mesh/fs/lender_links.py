@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mesh.core.errors import InvalidArgumentError
@@ -28,6 +28,22 @@ from mesh.core.paths import check_name, folder_owner, lender_folder
 log = logging.getLogger(__name__)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def settle_lender_folders(
+    root: Path, lenders_of_copies: Iterable[tuple[str, NodeId]], names: Mapping[NodeId, str]
+) -> None:
+    """At start: copies placed under their lender's name (as `lenders_of_copies` gives it)
+    before lender folders existed move to them, then the names are linked as membership
+    now gives them. A name two lenders' copies share (issue 18's attack) is left for the
+    user to sort."""
+    lenders: dict[str, set[NodeId]] = {}
+    for name, lender in lenders_of_copies:
+        lenders.setdefault(name, set()).add(lender)
+    adopt_named_folders(
+        root, {name: next(iter(ids)) for name, ids in lenders.items() if len(ids) == 1}
+    )
+    link_names(root, names)
 
 
 def adopt_named_folders(root: Path, lenders: Mapping[str, NodeId]) -> None:

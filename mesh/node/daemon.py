@@ -41,7 +41,7 @@ from mesh.core.transfer import Chunk, FetchFilesRequest, FetchRequest, Manifest,
 from mesh.core.vector import VersionVector
 from mesh.discovery.interfaces import addresses as local_addresses
 from mesh.fs.borrowed import BorrowedFolder
-from mesh.fs.lender_links import adopt_named_folders, link_names
+from mesh.fs.lender_links import settle_lender_folders
 from mesh.fs.scanner import Scope
 from mesh.home import Home, HomeLock
 from mesh.node import applying, member_changes, removal, roster
@@ -215,17 +215,10 @@ class Daemon:
         self.peers = PeerManager(self, s)
         self._lending = Lending(self.local)
         self._borrowed = await asyncio.to_thread(BorrowedFolder, s.borrowed_path)
-        # Copies placed under their lender's name before lender folders existed move to
-        # them; then the names are linked as membership now gives them.
         copies = await self.store(self._lending.book.copies)
-        lenders: dict[str, set[NodeId]] = {}
-        for c in copies:
-            lenders.setdefault(c.lender_name, set()).add(c.lender)
-        # A name two lenders' copies share (issue 18's attack) is left for the user to sort.
-        single = {name: next(iter(ids)) for name, ids in lenders.items() if len(ids) == 1}
-        await asyncio.to_thread(adopt_named_folders, s.borrowed_path, single)
         names = {m.node_id: m.name for m in self._membership.members.values()}
-        await asyncio.to_thread(link_names, s.borrowed_path, names)
+        lenders = [(c.lender_name, c.lender) for c in copies]
+        await asyncio.to_thread(settle_lender_folders, s.borrowed_path, lenders, names)
         self.channels = Channels(self.identity, s, self.addresses_of, self.certificate_of)
         self.limits = Limits(s.limit)
         self.serving = Serving(self)
