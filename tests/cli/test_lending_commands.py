@@ -101,6 +101,7 @@ def loan_id(out: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow  # started first (tests/conftest.py)
 def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> None:
     tower, laptop, desk = three
     movies = tmp_path / "movies"
@@ -153,6 +154,7 @@ def test_lending_end_to_end(three: tuple[Node, Node, Node], tmp_path: Path) -> N
     assert [r["answer"] for r in desk.json("requests")] == ["granted"]
 
 
+@pytest.mark.slow  # started first (tests/conftest.py)
 def test_lend_wait_on_an_offline_borrower_says_so_and_ctrl_c_keeps_the_loan(
     three: tuple[Node, Node, Node], tmp_path: Path
 ) -> None:

@@ -124,6 +124,7 @@ def test_five_wrong_codes_close_the_invitation_and_say_so(
     assert set(members(tower)) == {"tower"}
 
 
+@pytest.mark.slow  # started first (tests/conftest.py)
 def test_a_used_code_fails_for_a_third_node(node: Callable[..., tuple[Mesh, Daemon]]) -> None:
     tower, _ = node("tower")
     laptop, _ = node("laptop")
