@@ -103,3 +103,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if counts:
         shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
         terminalreporter.write_line(f"network-namespace tests: {shown}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run first (the order is otherwise kept, so every worker still
+    collects the same list). `--dist worksteal` hands each worker a contiguous part of the
+    list and the idle one steals from the back of the other's: a long test that comes
+    late ends the run alone, one that starts first has the short ones fill in around it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -529,15 +529,16 @@ class Daemon:
     def on_presence(self, session: Session, frame: PresenceFrame) -> None:
         self.liveness.on_presence(session, frame)
 
-    def release(self, session: Session) -> None:
+    def release(self, session: Session) -> bool:
         if session.peer_vector is not None:
             # What it holds, for `mesh peers` while it is away.
             self.acked[session.peer] = session.acked
             quiet_s = time.monotonic() - session.last_heard
             self.last_heard_ms[session.peer] = int((time.time() - quiet_s) * 1000)
-        self.sessions.release(session)
+        ends_reunion = self.sessions.release(session)
         self.liveness.sessions_changed()
         self.overlay.sessions_changed()
+        return ends_reunion
 
     async def on_gossip(self, peer: NodeId, stream: GossipStream) -> None:
         s = self.settings

@@ -97,14 +97,20 @@ class SessionRegistry:
         self._announced[session.peer] = math.inf
         return due is None or time.monotonic() >= due
 
-    def release(self, session: Session) -> None:
-        if self._sessions.get(session.peer) is session:
-            del self._sessions[session.peer]
-            if session.peer in self._announced:
-                if session.duplicate:
-                    self._announced[session.peer] = time.monotonic() + _REPLACEMENT_S
-                else:
-                    del self._announced[session.peer]
+    def release(self, session: Session) -> bool:
+        """Forget `session`; True if the peer was announced and this ends its reunion
+        (the stream that was announced may have been replaced by this one, which was not
+        announced yet: a node that stops then must still say the reunion closed)."""
+        if self._sessions.get(session.peer) is not session:
+            return False
+        del self._sessions[session.peer]
+        if session.peer not in self._announced:
+            return False
+        if session.duplicate:
+            self._announced[session.peer] = time.monotonic() + _REPLACEMENT_S
+            return False
+        del self._announced[session.peer]
+        return True
 
     def close(self, peer: NodeId) -> None:
         session = self._sessions.get(peer)

@@ -109,7 +109,9 @@ class SessionHost(Protocol):
 
     def admit_session(self, session: Session) -> bool: ...
 
-    def release(self, session: Session) -> None: ...
+    def release(self, session: Session) -> bool:
+        """Forget `session`; True if its end ends a reunion that was announced."""
+        ...
 
     def announce(self, session: Session) -> bool: ...
 
@@ -178,6 +180,10 @@ class Session:
         # The peer admitted it too (its vector came) and it was no duplicate then: its end
         # is news. Its opening is news unless it took over from another (host.announce).
         self.announced = False
+        # Its end ends a reunion that was announced, maybe by a stream it took over from
+        # (the host says so when it releases it): that end is news even if this stream
+        # was not announced yet.
+        self._ends_reunion = False
         self._nonces = itertools.count(1)
         self._pings: dict[int, float] = {}
         # Gossip state.
@@ -221,34 +227,36 @@ class Session:
                     tg.create_task(self._applier())
                     tg.create_task(self._until_closed())
             finally:
-                self.host.release(self)
+                self._ends_reunion = self.host.release(self)
         except* _ClosedHereError:
             self._closed_here = True  # said below; a peer's parting met on the way is not
+            # Each line before the parting: a node that stops may cancel a session still
+            # parting (its grace is over), and the end would then go unsaid.
             if self.duplicate:
                 await self._part(DUPLICATE, "another stream between these nodes replaced it")
                 log.debug("duplicate gossip stream with %s closed", self.peer_name)
             elif self.pruned:
-                await self._part(PRUNED, "the partial view moved on")
                 self._log(
-                    logging.INFO if self.announced else logging.DEBUG,
+                    logging.INFO if self._news else logging.DEBUG,
                     "closed",
                     "gossip stream with %s closed: the partial view moved on",
                     self.peer_name,
                 )
+                await self._part(PRUNED, "the partial view moved on")
             else:
-                if self._stopping:
-                    await self._part(STOPPING, "is stopping")
-                level = logging.INFO if self.announced else logging.DEBUG
+                level = logging.INFO if self._news else logging.DEBUG
                 self._log(
                     level, "closed", "gossip stream with %s closed by this node", self.peer_name
                 )
+                if self._stopping:
+                    await self._part(STOPPING, "is stopping")
         except* _DuplicateError:
             self.duplicate = True
             log.debug("%s ended a duplicate gossip stream", self.peer_name)
         except* _PrunedError:
             self.pruned = True
             self._log(
-                logging.INFO if self.announced else logging.DEBUG,
+                logging.INFO if self._news else logging.DEBUG,
                 "closed",
                 "gossip stream with %s closed by it: its partial view moved on",
                 self.peer_name,
@@ -276,6 +284,12 @@ class Session:
             finally:
                 self.stream.close()
                 self.closed.set()
+
+    @property
+    def _news(self) -> bool:
+        """Whether this stream's end is worth an INFO line: it was announced, or it ends
+        a reunion that was."""
+        return self.announced or self._ends_reunion
 
     @property
     def _slim_acks(self) -> bool:
@@ -312,7 +326,7 @@ class Session:
     def _log_end(self, exc: BaseException) -> None:
         if self._closed_here:
             log.debug("gossip stream with %s also ended: %s", self.peer_name, exc)
-        elif self.announced and not self.duplicate:
+        elif self._news and not self.duplicate:
             self._log(
                 logging.INFO, "closed", "gossip stream with %s closed: %s", self.peer_name, exc
             )

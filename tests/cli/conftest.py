@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from mesh.core.errors import MeshError
+from mesh.home import Home
+from mesh.transport.control_client import ControlClient
+
 # The environment a user's shell gives mesh: not what importing mesh in this process set
 # (mesh.transport turns gRPC's core logging to ERROR for library use; the CLI silences it).
 _USER_ENV = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
@@ -72,10 +76,23 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"mesh up exited: {self.proc.communicate()[1]}")
-            if '"running": true' in self.mesh.run("status", "--json", check=False).stdout:
+            if self.running():
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError("mesh up did not start in time")
+
+    def running(self) -> bool:
+        """Whether the daemon says it runs, asked over its control socket from this process
+        (`mesh status` polled in a subprocess cost half a second of CPU a look). Starting,
+        its socket is missing or not answering yet: not an error."""
+        client = ControlClient(Home.resolve(self.mesh.home).control_socket)
+        try:
+            client.ping(0.2)
+            return client.status().running
+        except MeshError:
+            return False
+        finally:
+            client.close()
 
     def exited(self, timeout: float = 15) -> tuple[int, str]:
         """Wait for the daemon to exit by itself (a refusal): (exit code, stderr)."""

@@ -54,6 +54,7 @@ def add_files(node: FaultNode, folder: Path, library: str, names: range) -> None
         control.scan([library])
 
 
+@pytest.mark.slow  # started first (tests/conftest.py)
 def test_a_blackholed_link_is_detected_and_everything_completes_after_it_heals(
     make_lan: MakeLan, tmp_path: Path
 ) -> None:

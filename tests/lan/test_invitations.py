@@ -95,6 +95,7 @@ def _gone_within_2_s(observer: NetNode) -> None:
     assert seen == {}, f"still announced {time.monotonic() - began:.1f} s later: {seen}"
 
 
+@pytest.mark.slow  # started first (tests/conftest.py)
 def test_a_closed_invitation_is_withdrawn_at_once_whatever_closed_it(
     lan_peers: MakePeers,
 ) -> None:
@@ -169,6 +170,7 @@ def test_two_inviters_at_once_each_joiner_finds_its_own_and_costs_no_try(
         assert "wrong code" not in p.log.read_text()
 
 
+@pytest.mark.slow  # started first (tests/conftest.py)
 @pytest.mark.timeout(400)
 def test_the_readme_walkthrough_on_four_hosts_ten_times_without_an_address(
     make_lan: MakeLan, tmp_path: Path
@@ -217,6 +219,7 @@ def test_at_takes_the_host_its_pairing_port_or_its_node_port(lan_peers: MakePeer
     until("four nodes online with each other", lambda: all_online([tower, laptop, air, desk]), 30)
 
 
+@pytest.mark.slow  # started first (tests/conftest.py)
 def test_a_removed_node_learns_it_on_the_lan_and_stops_dialling(lan_peers: MakePeers) -> None:
     tower, laptop, air = lan_peers(["tower", "laptop", "air"])
     up_all([tower, laptop, air])

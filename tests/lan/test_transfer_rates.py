@@ -88,8 +88,8 @@ def trio(make_lan: MakeLan, tmp_path: Path) -> Iterator[Callable[..., Trio]]:
         made.extend(peers)
         init_all(peers)
         for p in peers:
-            p.cli("config", "set", "borrowing.folder", str(tmp_path / f"{p.name}-borrowed"))
-            p.cli("config", "set", "borrowing.reserve", "0")
+            p.configure("borrowing.folder", str(tmp_path / f"{p.name}-borrowed"))
+            p.configure("borrowing.reserve", "0")
         up_all(peers)
         tower, desk, laptop = peers
         for joiner in (desk, laptop):
