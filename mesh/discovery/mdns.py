@@ -35,6 +35,7 @@ SERVICE = "_mesh._tcp.local."
 PAIR_SERVICE = "_mesh-pair._tcp.local."
 _RESOLVE_MS = 3000
 _NETLINK_POLL_S = 60.0
+_RETRY_S = 2.0  # after a restart on new addresses failed
 _SETTLE_S = 0.5  # after a netlink wake-up: DHCP removes the old address, then adds the new
 _MORE_INVITATIONS_S = 0.3  # after one with the code's number: is there a second one?
 
@@ -210,22 +211,30 @@ class MdnsDiscovery:
 
     async def _watch_addresses(self) -> None:
         """Re-announce when this machine's addresses change (new Wi-Fi, new lease, resume)."""
+        failed = False  # the last restart failed: zeroconf is down until one works
         while True:
-            if await self._wakeups.wait(self._watch_interval_s):
+            # After a failed restart, try again soon: no event may come to say it would
+            # work now (the address that vanished came back), and the next poll is a minute.
+            wait_s = _RETRY_S if failed else self._watch_interval_s
+            if await self._wakeups.wait(wait_s):
                 await asyncio.sleep(_SETTLE_S)
             now = addresses(self._interfaces)
-            if now == self._addresses:
+            if now == self._addresses and not failed:
                 continue
-            log.info(
-                "mDNS: addresses changed from %s to %s",
-                ", ".join(a.ip for a in self._addresses) or "none",
-                ", ".join(a.ip for a in now) or "none",
-            )
+            if now != self._addresses:
+                log.info(
+                    "mDNS: addresses changed from %s to %s",
+                    ", ".join(a.ip for a in self._addresses) or "none",
+                    ", ".join(a.ip for a in now) or "none",
+                )
             try:
                 await self._restart(now)
-            except Exception as exc:  # an address that vanished again: retried next round
-                log.warning("mDNS: cannot announce on the new addresses yet: %s", exc)
+            except Exception as exc:  # an address that vanished again
+                if not failed:
+                    log.warning("mDNS: cannot announce on the new addresses yet: %s", exc)
+                failed = True
                 continue
+            failed = False
             if self._on_addresses_changed is not None:
                 self._on_addresses_changed(self.current_addresses())
 
