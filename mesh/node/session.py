@@ -400,14 +400,20 @@ class Session:
 
     async def _pinger(self) -> None:
         period = self._ping_period()
+        # The dialler hears a pong soon after each ping it sends. The end that answers
+        # keeps its own timer, whose phase drifts against the dialler's as each loop wakes
+        # late: it allows a whole period more, or a quiet link would be taken for dead
+        # after some hours of drift.
+        dialler = self.initiator == self.host.node_id
+        allowed = period + self.timeout_s + (0 if dialler else period)
         pinging: asyncio.Task[None] | None = None
         try:
             while True:
                 await asyncio.sleep(period)
                 silent = time.monotonic() - self.last_heard
-                if silent > period + self.timeout_s:
+                if silent > allowed:
                     raise PeerUnavailableError(f"{self.peer_name} silent for {silent:.1f} s")
-                if self.initiator != self.host.node_id:
+                if not dialler:
                     continue  # the dialler pings, this end answers: each hears the other
                 if pinging is not None:
                     if not pinging.done():
