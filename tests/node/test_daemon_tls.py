@@ -25,8 +25,9 @@ def sessions(h: NodeHandle) -> list[object]:
 async def test_two_members_hold_one_gossip_stream(nodes: Make) -> None:
     a, b = nodes("a"), nodes("b")
     mesh_of(a, b)
-    await b.start()
-    await a.start(static_peers=(b.address,))
+    # A short keepalive: the backstop ping waited for below comes every ten of them.
+    await b.start(keepalive_s=0.1)
+    await a.start(static_peers=(b.address,), keepalive_s=0.1)
     assert b.daemon is not None and a.daemon is not None
     # b learns a's address only now, so both sides dial: exactly one stream must survive.
     b.daemon.peers.add_address("127.0.0.1", a.daemon.port)
@@ -53,8 +54,10 @@ async def test_a_dial_race_leaves_one_stream_and_says_nothing(
     caplog.set_level(logging.INFO)
     for _ in range(5):
         caplog.clear()
-        await a.start()
-        await b.start()
+        # A short keepalive: the session's backstop ping, which the test waits for below,
+        # comes every ten of them.
+        await a.start(keepalive_s=0.1)
+        await b.start(keepalive_s=0.1)
         assert a.daemon is not None and b.daemon is not None
         a.daemon.peers.add_address("127.0.0.1", b.daemon.port)
         b.daemon.peers.add_address("127.0.0.1", a.daemon.port)
