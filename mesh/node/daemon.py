@@ -298,6 +298,8 @@ class Daemon:
         sessions = self.sessions.all()
         for session in sessions:
             session.close(stopping=True)
+        for name in self.sessions.unclosed():
+            log.info("gossip stream with %s closed by this node", name)
         if sessions:
             await asyncio.wait(
                 [asyncio.create_task(s.closed.wait()) for s in sessions], timeout=grace

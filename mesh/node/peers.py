@@ -70,6 +70,7 @@ class SessionRegistry:
         # Peers announced online -> until when (inf while a stream is open; for a while
         # after a duplicate ended, as its replacement is on its way).
         self._announced: dict[NodeId, float] = {}
+        self._names: dict[NodeId, str] = {}  # as each announced peer's hello gave it
 
     def get(self, peer: NodeId) -> Session | None:
         return self._sessions.get(peer)
@@ -95,6 +96,7 @@ class SessionRegistry:
             return False
         due = self._announced.get(session.peer)
         self._announced[session.peer] = math.inf
+        self._names[session.peer] = session.peer_name
         return due is None or time.monotonic() >= due
 
     def release(self, session: Session) -> bool:
@@ -111,6 +113,16 @@ class SessionRegistry:
             return False
         del self._announced[session.peer]
         return True
+
+    def unclosed(self) -> list[str]:
+        """Names of peers whose reunion was announced and has no stream now: the announced
+        one ended as a duplicate and its replacement has not opened. A node that stops
+        then closes their reunions in the log, as no session will."""
+        return [
+            self._names.get(peer, peer.short())
+            for peer, due in self._announced.items()
+            if peer not in self._sessions and due != math.inf
+        ]
 
     def close(self, peer: NodeId) -> None:
         session = self._sessions.get(peer)

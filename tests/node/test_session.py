@@ -217,3 +217,26 @@ async def test_a_reunion_carried_on_by_a_stream_not_yet_announced_still_ends_in_
         r.getMessage() for r in caplog.records if r.getMessage().startswith("gossip stream with b")
     ]
     assert said == ["gossip stream with b open", "gossip stream with b closed by this node"]
+
+
+def test_a_stop_between_a_duplicate_and_its_replacement_still_closes_the_reunion() -> None:
+    """The peer ends the announced stream as a duplicate (its other dial replaces it); if
+    this node stops before the replacement opens, no session is left to say the reunion
+    closed: the registry names it, and the stop says so (tests/lan/test_quiet_logs.py saw
+    an "open" with no "closed" at an all-at-once stop)."""
+    a, b = NodeId(b"\x07" * 32), NodeId(b"\x08" * 32)
+    ha = Host(a, "a")
+    hello = Hello(node_id=b, epoch=ha.epoch, protocol_version=PROTOCOL_VERSION, name="b")
+    first = Session(ha, MemoryStream(b, a), keepalive_s=1, timeout_s=1)  # type: ignore[arg-type]
+    first.peer_hello = hello
+    registry = ha.registry
+    assert registry.admit(first) and registry.announce(first)
+    assert registry.unclosed() == []  # its own session will say it
+    first.duplicate = True
+    assert not registry.release(first)
+    assert registry.unclosed() == ["b"]
+    second = Session(ha, MemoryStream(b, b), keepalive_s=1, timeout_s=1)  # type: ignore[arg-type]
+    second.peer_hello = hello
+    assert registry.admit(second)
+    assert registry.unclosed() == []  # the replacement's end is logged (release says so)
+    assert registry.release(second)
