@@ -28,9 +28,9 @@ A dead link is seen by gRPC's keepalive at both ends (HTTP/2 pings every keepali
 inside gRPC's core: an idle link costs the Python side nothing; transport/options.py); the
 stream then breaks at both ends within keepalive + ping timeout. The session pings too, as
 a backstop, every BACKSTOP_PINGS keepalives: the end that dialled pings and the other
-answers, and a peer silent for longer than that period plus the ping timeout is taken for
-dead, at either end. A peer speaking protocol 3 or less expects a ping every keepalive, and
-gets one.
+answers. The dialler takes a peer silent for longer than that period plus the ping timeout
+for dead; the end that answers allows a period more (its timer drifts against the pings).
+A peer speaking protocol 3 or less expects a ping every keepalive, and gets one.
 
 States: HANDSHAKE -> OPEN -> CLOSED. A frame the current state does not expect is a
 protocol error that ends the session.
