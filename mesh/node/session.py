@@ -57,6 +57,7 @@ from mesh.core.errors import (
     RemovalNoticeError,
 )
 from mesh.core.gossip import (
+    COLUMNAR_ENTRIES_VERSION,
     COMPATIBLE_VERSIONS,
     PROTOCOL_VERSION,
     SLIM_ACK_VERSION,
@@ -385,6 +386,8 @@ class Session:
             await self._refuse("incompatible", message)
             raise RefusedError(message)
         self.peer_hello = frame
+        spoken = min(self.version, frame.protocol_version)
+        self.stream.columnar = spoken >= COLUMNAR_ENTRIES_VERSION
         self.state = State.OPEN
         self.last_heard = time.monotonic()
         # Our vector goes out once the registry admits the stream (see run()).

@@ -185,6 +185,25 @@ async def test_the_dialler_pings_a_protocol_3_peer_every_keepalive_a_newer_one_r
         await asyncio.wait_for(asyncio.gather(*tasks), 2)
 
 
+async def test_entries_go_as_columns_only_when_both_ends_speak_protocol_5() -> None:
+    # An older peer would read a batch of columns as a batch of nothing, and move its clock
+    # past records it never got.
+    for version, columnar in ((4, False), (PROTOCOL_VERSION, True)):
+        ha, hb = Host(A, "a"), Host(B, "b")
+        sa, sb = pair(A, B, A)
+        s1 = Session(ha, sa, keepalive_s=0.05, timeout_s=0.5)  # type: ignore[arg-type]
+        s2 = Session(hb, sb, keepalive_s=0.05, timeout_s=0.5, version=version)  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(s.run()) for s in (s1, s2)]
+        for _ in range(100):
+            if s1.peer_hello is not None and s2.peer_hello is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert getattr(sa, "columnar", None) is columnar
+        assert getattr(sb, "columnar", None) is columnar
+        s1.close()
+        await asyncio.wait_for(asyncio.gather(*tasks), 2)
+
+
 async def test_a_reunion_carried_on_by_a_stream_not_yet_announced_still_ends_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
