@@ -71,7 +71,7 @@ class Host:
     async def our_vector(self) -> VersionVector:
         return VersionVector()
 
-    async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]:
+    async def batches_for(self, peer: VersionVector, max_bytes: int, most: int = 0) -> list[Batch]:
         return []
 
     async def membership_for(self, peer: VersionVector) -> list[Batch]:
