@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError, Message
@@ -291,6 +292,9 @@ def decode_entries(bodies: Sequence[bytes]) -> list[tuple[str, str, bool]]:
     return decode_framed_entries(frame_entries(bodies), len(bodies))
 
 
+_ENTRY_FIELDS = operator.attrgetter("library", "path", "size", "hash", "chunk_root", "deleted")
+
+
 def decode_framed_entries(framed: bytes, count: int) -> list[tuple[str, str, bool]]:
     """`decode_entries` of the `count` bodies framed in `framed` (see `frame_entries`)."""
     try:
@@ -299,21 +303,21 @@ def decode_framed_entries(framed: bytes, count: int) -> list[tuple[str, str, boo
         raise ProtocolError("a malformed entry record") from exc
     if len(entries) != count:
         raise ProtocolError("a malformed entry record")
-    libraries = [m.library for m in entries]
-    paths = [m.path for m in entries]
+    if not count:
+        return []
+    # Every field read in one pass, by an attrgetter run in C, then turned into columns
+    # and checked whole: a comprehension per field went over the entries six times, each
+    # time making a wrapper per entry message (2.5x the time of this, on the threads
+    # reading a sync's batches).
+    libraries, paths, sizes, hashes, roots, deleted = zip(*map(_ENTRY_FIELDS, entries), strict=True)
     for library in set(libraries):
         checks.name(library, "library name")
     checks.paths(paths)
-    # Lists made in C-speed comprehensions and checked whole: a generator per check
-    # resumed once per entry cost more than the parse.
-    if entries and max([m.size for m in entries]) > checks.U63:
+    if max(sizes) > checks.U63:
         raise ProtocolError("an entry's size is over the limit")
-    if {len(m.hash) for m in entries} | {len(m.chunk_root) for m in entries} not in (
-        set(),
-        {HASH_BYTES},
-    ):
+    if set(map(len, hashes)) | set(map(len, roots)) != {HASH_BYTES}:
         raise ProtocolError(f"an entry's hash or chunk root is not {HASH_BYTES} bytes")
-    return list(zip(libraries, paths, [m.deleted for m in entries], strict=True))
+    return list(zip(libraries, paths, deleted, strict=True))
 
 
 def _entry(msg: pb.LibraryEntry) -> LibraryEntry:
