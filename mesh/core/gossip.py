@@ -18,12 +18,15 @@ from mesh.core.vector import Clock, VersionVector
 # 4: the link's liveness is gRPC's keepalive at both ends; the session pings only rarely,
 #    as a backstop (node/session.py). A peer speaking 3 or less still expects (and sends)
 #    a session ping every keepalive.
-PROTOCOL_VERSION = 4
+# 5: a batch of library entries only travels as columns (their bodies in one blob, their
+#    seqs packed) instead of an envelope each (wire/gossip.py), to a peer that speaks 5.
+PROTOCOL_VERSION = 5
 PRESENCE_VERSION = 3
 SLIM_ACK_VERSION = 3
 TRANSPORT_LIVENESS_VERSION = 4
+COLUMNAR_ENTRIES_VERSION = 5
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(2, 5)
+COMPATIBLE_VERSIONS = range(2, 6)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -94,6 +94,8 @@ class ApplyResult:
 
 _KEY, _ENVELOPE = operator.itemgetter(0), operator.itemgetter(1)  # of a Put
 _DELETED = operator.itemgetter(2)  # of decoded entry facts (library, path, deleted)
+_RECORD, _PUT_FIELDS = operator.itemgetter(2), operator.itemgetter(0, 1, 3)  # of a _Taken
+_new_tuple = tuple.__new__
 
 
 def _point(envelope: Envelope) -> Clock:
@@ -392,11 +394,13 @@ class Replica:
             proofs = ((origin, keep),) if keep is not None else ()
 
         membership, records = self._membership, self._records
-        signed = {
-            key: Signed(origin=origin, epoch=env.epoch, seq=env.seq, record=record)
-            for key, env, record, _ in taken
-            if isinstance(record, Admission | Removal)
-        }
+        signed: dict[bytes, Signed] = {}
+        if any(map(operator.is_not, map(_RECORD, taken), repeat(None))):  # bulk entries: none
+            signed = {
+                key: Signed(origin=origin, epoch=env.epoch, seq=env.seq, record=record)
+                for key, env, record, _ in taken
+                if isinstance(record, Admission | Removal)
+            }
         if signed:
             records = {**self._records, **signed}
             membership = compute(self._root, records.values())
@@ -405,7 +409,9 @@ class Replica:
                 Put(key, env, _dead(env, deleted, membership)) for key, env, _, deleted in taken
             ]
         else:  # nobody removed: a record is a tombstone exactly when it says it is deleted
-            puts = [Put(key, env, deleted) for key, env, _, deleted in taken]
+            # Made in C (tuple.__new__ of the named tuple, no Python code run per record): a
+            # Put each was a tenth of a syncing receiver's store thread.
+            puts = list(map(_new_tuple, repeat(Put), map(_PUT_FIELDS, taken)))
         if signed:
             pending = (origin, new_clock) if new_clock is not None else None
             puts = [*self._reflag(membership, {p.key for p in puts}, pending), *puts]

@@ -10,6 +10,7 @@ as it applies it, which must never run ahead of the disk.
 from __future__ import annotations
 
 import gc
+import operator
 from collections.abc import Iterator, Sequence
 
 from mesh.core.gossip import Batch
@@ -20,6 +21,7 @@ from mesh.core.vector import VersionVector
 from mesh.node.local import LocalNode
 from mesh.wire import records as wire_records
 
+_KIND = operator.attrgetter("kind")
 Applied = tuple[list[ApplyResult], VersionVector, list[tuple[NodeId, str, int]]]
 
 
@@ -33,6 +35,9 @@ def apply_in_groups(local: LocalNode, batches: Sequence[Batch], peer: NodeId) ->
             results.extend(replica.apply(batch, peer) for batch in group)
     new_addresses: list[tuple[NodeId, str, int]] = []
     for result in results:
+        # Looked for in C first: a sync's results hold thousands of entries each.
+        if Kind.ADDRESSES not in set(map(_KIND, result.stored)):
+            continue
         for env in result.stored:
             if env.kind is Kind.ADDRESSES:
                 record = wire_records.decode(env.kind, env.body)

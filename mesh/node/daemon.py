@@ -425,12 +425,12 @@ class Daemon:
         # Looked up at call time: joining a mesh replaces the replica.
         return await self.store(lambda: self.local.replica.vector())  # noqa: PLW0108
 
-    async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]:
+    async def batches_for(self, peer: VersionVector, max_bytes: int, most: int = 0) -> list[Batch]:
         def page() -> list[Batch]:
             batches = self.local.replica.missing(
                 peer, max_bytes, relay_membership=False, max_records=MAX_BATCH_RECORDS
             )
-            return list(itertools.islice(batches, _BATCHES_PER_PAGE))
+            return list(itertools.islice(batches, most or _BATCHES_PER_PAGE))
 
         return await self.store(page)
 

@@ -57,6 +57,7 @@ from mesh.core.errors import (
     RemovalNoticeError,
 )
 from mesh.core.gossip import (
+    COLUMNAR_ENTRIES_VERSION,
     COMPATIBLE_VERSIONS,
     PROTOCOL_VERSION,
     SLIM_ACK_VERSION,
@@ -119,7 +120,9 @@ class SessionHost(Protocol):
 
     async def our_vector(self) -> VersionVector: ...
 
-    async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]: ...
+    async def batches_for(
+        self, peer: VersionVector, max_bytes: int, most: int = 0
+    ) -> list[Batch]: ...
 
     async def membership_for(self, peer: VersionVector) -> list[Batch]: ...
 
@@ -385,6 +388,8 @@ class Session:
             await self._refuse("incompatible", message)
             raise RefusedError(message)
         self.peer_hello = frame
+        spoken = min(self.version, frame.protocol_version)
+        self.stream.columnar = spoken >= COLUMNAR_ENTRIES_VERSION
         self.state = State.OPEN
         self.last_heard = time.monotonic()
         # Our vector goes out once the registry admits the stream (see run()).
@@ -456,7 +461,9 @@ class Session:
                     if ahead is not None and self.holds.refusals == ahead_refusals:
                         batches = await ahead
                     else:
-                        batches = await self._next_page()
+                        # One batch first: the stream starts while the next page is read
+                        # (the first page of four held a sync's start back by its reading).
+                        batches = await self._next_page(most=1)
                     ahead = None
                     if not batches:
                         break
@@ -479,10 +486,11 @@ class Session:
                 first = False
             await self.host.changes.wait(version)
 
-    async def _next_page(self, going: Sequence[Batch] = ()) -> list[Batch]:
-        """The next batches the peer lacks, once `going` (being sent) has reached it."""
+    async def _next_page(self, going: Sequence[Batch] = (), *, most: int = 0) -> list[Batch]:
+        """The next batches the peer lacks (at most `most`; 0: a page's worth), once
+        `going` (being sent) has reached it."""
         ours = await self.host.our_vector() if self.holds.stuck else None
-        return await self.host.batches_for(self.holds.offer(ours, going), _PAGE_BYTES)
+        return await self.host.batches_for(self.holds.offer(ours, going), _PAGE_BYTES, most)
 
     async def _send_batch(self, batch: Batch) -> None:
         await self._window.acquire()

@@ -48,6 +48,16 @@ _UPSERT = (
     "SET epoch_ms = excluded.epoch_ms, epoch_nonce = excluded.epoch_nonce, seq = excluded.seq, "
     "body = excluded.body, signature = excluded.signature, deleted = excluded.deleted"
 )
+# An origin's records of one (covered) kind through a seq, by the key index (kind and
+# origin first): SQLite chose the by-origin index for this and read every record of the
+# origin up to the seq, each row to test its kind, to find the few of covered kinds (12%
+# of a receiver's store thread in a sync of 200k entries, and O(n) in every origin's proof).
+COVERED = (
+    "SELECT key, epoch_ms, epoch_nonce, seq, kind, body, signature FROM records "
+    "INDEXED BY records_by_key WHERE kind = ? "
+    "AND origin_id = (SELECT id FROM origins WHERE origin = ?) "
+    "AND epoch_ms = ? AND epoch_nonce = ? AND seq <= ?"
+)
 _ENTRY_SELECT = "SELECT seq, library, path, size, mtime_ns, hash, chunk_root, deleted FROM entries "
 
 
@@ -335,10 +345,7 @@ class SqliteReplicaStore:
         for kind in sorted(COVERED_KINDS):
             head = bytes([int(kind)]) + origin.raw  # of each full key
             rows = self._db.conn.execute(
-                "SELECT key, epoch_ms, epoch_nonce, seq, kind, body, signature FROM records "
-                "WHERE kind = ? AND origin_id = (SELECT id FROM origins WHERE origin = ?) "
-                "AND epoch_ms = ? AND epoch_nonce = ? AND seq <= ?",
-                (int(kind), origin.raw, epoch.created_ms, epoch.nonce, through_seq),
+                COVERED, (int(kind), origin.raw, epoch.created_ms, epoch.nonce, through_seq)
             )
             found.extend((head + row[0], _envelope_of(origin, row[1:])) for row in rows)
         return found

@@ -65,6 +65,9 @@ class GossipStream:
         self.peer = peer
         self.address = address  # where the peer is, as far as this end can tell
         self.initiator = initiator  # which side dialled: decides between duplicate streams
+        # The peer reads a batch of library entries sent as columns (protocol 5): the
+        # session sets it once the peer's hello says so.
+        self.columnar = False
         self._read = read
         self._write = write
         self._close = close
@@ -83,7 +86,7 @@ class GossipStream:
     async def send(self, frame: GossipFrame) -> None:
         if self.closed or self._finished:
             raise PeerUnavailableError(f"stream to {self.peer.short()} is closed")
-        message = gossip.to_wire(frame)
+        message = gossip.to_wire(frame, columnar=self.columnar)
         writing = asyncio.ensure_future(self._write_one(message))
         writing.add_done_callback(_retrieve)
         try:
@@ -130,7 +133,7 @@ class GossipStream:
         msg = await self._read()
         if msg is grpc.aio.EOF or msg is None:
             return None
-        if msg.WhichOneof("frame") == "batch" and len(msg.batch.envelopes) > _DECODE_INLINE:
+        if msg.WhichOneof("frame") == "batch" and _records(msg.batch) > _DECODE_INLINE:
             # A large batch is read into core values on a worker thread: thousands of
             # records held the event loop (and every control call waiting on it) for tens
             # of milliseconds a batch, hundreds on a loaded machine.
@@ -169,6 +172,10 @@ class GossipStream:
 
     async def _after_close(self, *_: Any) -> Any:
         raise PeerUnavailableError(f"stream to {self.peer.short()} is closed")
+
+
+def _records(batch: gossip_pb2.Batch) -> int:
+    return len(batch.envelopes) or len(batch.entry_seqs)
 
 
 def _nothing() -> None:

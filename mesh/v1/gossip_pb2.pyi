@@ -96,16 +96,26 @@ class Batch(_message.Message):
     ENVELOPES_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     PROOF_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    ENTRY_SEQS_FIELD_NUMBER: _builtins.int
     origin: _builtins.bytes
     after_seq: _builtins.int
     through_seq: _builtins.int
     batch_id: _builtins.int
+    entries: _builtins.bytes
+    """Protocol 5, instead of `envelopes`, for a batch of library entries only (unsigned, all
+    of the batch's origin and epoch): their bodies framed as the `entries` of a
+    LibraryEntries (each body's bytes as the origin wrote them), and their seqs in the same
+    order. Sent only to a peer that speaks 5: an older one would take the batch as empty.
+    """
     @_builtins.property
     def epoch(self) -> _records_pb2.Epoch: ...
     @_builtins.property
     def envelopes(self) -> _containers.RepeatedCompositeFieldContainer[_records_pb2.Envelope]: ...
     @_builtins.property
     def proof(self) -> Global___ClockProof: ...
+    @_builtins.property
+    def entry_seqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
@@ -116,10 +126,12 @@ class Batch(_message.Message):
         envelopes: _abc.Iterable[_records_pb2.Envelope] | None = ...,
         batch_id: _builtins.int = ...,
         proof: Global___ClockProof | None = ...,
+        entries: _builtins.bytes = ...,
+        entry_seqs: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proof", b"proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "batch_id", b"batch_id", "envelopes", b"envelopes", "epoch", b"epoch", "origin", b"origin", "proof", b"proof", "through_seq", b"through_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "batch_id", b"batch_id", "entries", b"entries", "entry_seqs", b"entry_seqs", "envelopes", b"envelopes", "epoch", b"epoch", "origin", b"origin", "proof", b"proof", "through_seq", b"through_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

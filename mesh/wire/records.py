@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError, Message
@@ -186,23 +187,45 @@ def encode_entries(
             chunk_root=root,
             deleted=bool(deleted),
         )
-    data = msg.SerializeToString(deterministic=True)
+    return split_entries(msg.SerializeToString(deterministic=True))
+
+
+def split_entries(data: bytes) -> list[bytes]:
+    """The bodies framed in `data` as the `entries` of a LibraryEntries, each entry's bytes
+    cut at its frame. ProtocolError if `data` is anything else: a frame of another field
+    (which a parse would keep as an unknown field), a length past the end."""
     bodies: list[bytes] = []
     append = bodies.append
     at, end = 0, len(data)
-    while at < end:
-        # data[at] is the tag of field 1; then the body's length, a varint.
-        size, shift, at = 0, 0, at + 1
-        while True:
-            byte = data[at]
-            at += 1
-            size |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-        append(data[at : at + size])
-        at += size
+    try:
+        while at < end:
+            # data[at] is the tag of field 1; then the body's length, a varint.
+            if data[at] != 0x0A:
+                raise ProtocolError("a malformed entry record")
+            size, shift, at = 0, 0, at + 1
+            while True:
+                byte = data[at]
+                at += 1
+                size |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+            if at + size > end:
+                raise ProtocolError("a malformed entry record")
+            append(data[at : at + size])
+            at += size
+    except IndexError as exc:  # a length's varint cut off at the end
+        raise ProtocolError("a malformed entry record") from exc
     return bodies
+
+
+def frame_entries(bodies: Sequence[bytes]) -> bytes:
+    """Library entry bodies framed as the `entries` of one LibraryEntries: what
+    `split_entries` cuts apart again."""
+    sizes = list(map(len, bodies))
+    if sizes and max(sizes) < 128:  # the common case: each head from the table, all in C
+        return b"".join(map(bytes.__add__, map(_SHORT_HEADS.__getitem__, sizes), bodies))
+    return b"".join([part for body in bodies for part in (_head(len(body)), body)])
 
 
 def encode(record: Record) -> tuple[Kind, bytes]:
@@ -266,32 +289,35 @@ def decode_entries(bodies: Sequence[bytes]) -> list[tuple[str, str, bool]]:
     where they can be, and no LibraryEntry made: an initial sync of 100k entries spent
     most of its receiving CPU making and checking them one by one.
     """
-    sizes = list(map(len, bodies))
-    if sizes and max(sizes) < 128:  # the common case: each head from the table, all in C
-        framed = b"".join(map(bytes.__add__, map(_SHORT_HEADS.__getitem__, sizes), bodies))
-    else:
-        framed = b"".join([part for body in bodies for part in (_head(len(body)), body)])
+    return decode_framed_entries(frame_entries(bodies), len(bodies))
+
+
+_ENTRY_FIELDS = operator.attrgetter("library", "path", "size", "hash", "chunk_root", "deleted")
+
+
+def decode_framed_entries(framed: bytes, count: int) -> list[tuple[str, str, bool]]:
+    """`decode_entries` of the `count` bodies framed in `framed` (see `frame_entries`)."""
     try:
         entries = pb.LibraryEntries.FromString(framed).entries
     except (DecodeError, RecursionError) as exc:
         raise ProtocolError("a malformed entry record") from exc
-    if len(entries) != len(bodies):
+    if len(entries) != count:
         raise ProtocolError("a malformed entry record")
-    libraries = [m.library for m in entries]
-    paths = [m.path for m in entries]
+    if not count:
+        return []
+    # Every field read in one pass, by an attrgetter run in C, then turned into columns
+    # and checked whole: a comprehension per field went over the entries six times, each
+    # time making a wrapper per entry message (2.5x the time of this, on the threads
+    # reading a sync's batches).
+    libraries, paths, sizes, hashes, roots, deleted = zip(*map(_ENTRY_FIELDS, entries), strict=True)
     for library in set(libraries):
         checks.name(library, "library name")
     checks.paths(paths)
-    # Lists made in C-speed comprehensions and checked whole: a generator per check
-    # resumed once per entry cost more than the parse.
-    if entries and max([m.size for m in entries]) > checks.U63:
+    if max(sizes) > checks.U63:
         raise ProtocolError("an entry's size is over the limit")
-    if {len(m.hash) for m in entries} | {len(m.chunk_root) for m in entries} not in (
-        set(),
-        {HASH_BYTES},
-    ):
+    if set(map(len, hashes)) | set(map(len, roots)) != {HASH_BYTES}:
         raise ProtocolError(f"an entry's hash or chunk root is not {HASH_BYTES} bytes")
-    return list(zip(libraries, paths, [m.deleted for m in entries], strict=True))
+    return list(zip(libraries, paths, deleted, strict=True))
 
 
 def _entry(msg: pb.LibraryEntry) -> LibraryEntry:

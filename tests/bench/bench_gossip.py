@@ -32,7 +32,8 @@ the same run (no mDNS: static peers only).
                     Target: <= 2 KiB in all, the same for both sizes.
 
 Medians over the rounds; the spread (min-max) follows in brackets. MESH_BENCH_TRACE=1 also
-lists every control answer's time of the two-process sync. `--quick` is a smoke run
+lists every control answer's time of the two-process sync, and the CPU seconds each thread
+of the two daemons spent on it. `--quick` is a smoke run
 (small sizes, one round) that checks the machinery end to end in a few seconds; its figures
 are not the targets'.
 """

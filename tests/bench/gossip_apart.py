@@ -94,6 +94,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """Each thread's CPU time so far, by thread id, from /proc: which stage of a pipeline
+    (event loop, store thread, the workers reading batches) is the busy one."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a thread that ended
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def busy_threads(before: dict[int, float], after: dict[int, float]) -> str:
+    spent = {tid: after[tid] - before.get(tid, 0.0) for tid in sorted(after)}
+    return " ".join(f"{tid}:{s:.2f}" for tid, s in spent.items() if s >= 0.01)
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set (VmHWM), from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -162,8 +180,16 @@ async def initial_sync_apart(root: Path, entries: int, tag: str) -> ApartResult:
         asking = loop.run_in_executor(
             None, control_latencies, b.home.control_socket, lambda: finished
         )
+        threads = thread_cpu_seconds(holder.pid), thread_cpu_seconds(receiver.pid)
         _, done, (received, held) = await loop.run_in_executor(None, to_b.recv)
         finished = True
+        if os.environ.get("MESH_BENCH_TRACE"):
+            print(
+                "        CPU seconds by thread id: holder",
+                busy_threads(threads[0], thread_cpu_seconds(holder.pid)),
+                "| receiver",
+                busy_threads(threads[1], thread_cpu_seconds(receiver.pid)),
+            )
         cpu = (
             cpu_seconds(holder.pid) - cpu_before[0],
             cpu_seconds(receiver.pid) - cpu_before[1],

@@ -71,7 +71,7 @@ class Host:
     async def our_vector(self) -> VersionVector:
         return VersionVector()
 
-    async def batches_for(self, peer: VersionVector, max_bytes: int) -> list[Batch]:
+    async def batches_for(self, peer: VersionVector, max_bytes: int, most: int = 0) -> list[Batch]:
         return []
 
     async def membership_for(self, peer: VersionVector) -> list[Batch]:
@@ -181,6 +181,25 @@ async def test_the_dialler_pings_a_protocol_3_peer_every_keepalive_a_newer_one_r
             await asyncio.sleep(0.01)
         assert s1._ping_period() == pytest.approx(period)
         assert s2._ping_period() == pytest.approx(0.05 * BACKSTOP_PINGS)
+        s1.close()
+        await asyncio.wait_for(asyncio.gather(*tasks), 2)
+
+
+async def test_entries_go_as_columns_only_when_both_ends_speak_protocol_5() -> None:
+    # An older peer would read a batch of columns as a batch of nothing, and move its clock
+    # past records it never got.
+    for version, columnar in ((4, False), (PROTOCOL_VERSION, True)):
+        ha, hb = Host(A, "a"), Host(B, "b")
+        sa, sb = pair(A, B, A)
+        s1 = Session(ha, sa, keepalive_s=0.05, timeout_s=0.5)  # type: ignore[arg-type]
+        s2 = Session(hb, sb, keepalive_s=0.05, timeout_s=0.5, version=version)  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(s.run()) for s in (s1, s2)]
+        for _ in range(100):
+            if s1.peer_hello is not None and s2.peer_hello is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert getattr(sa, "columnar", None) is columnar
+        assert getattr(sb, "columnar", None) is columnar
         s1.close()
         await asyncio.wait_for(asyncio.gather(*tasks), 2)
 
