@@ -53,6 +53,15 @@ def _until_ms(for_: str | None, until: str | None) -> int:
     return 0
 
 
+# A loan in one of these is over, whatever end time its binding had named.
+_OVER = frozenset({"declined", "returned", "recalled", "expired", "ended"})
+
+
+def _until(line: LoanLine) -> str:
+    """The UNTIL column: a returned or recalled loan ended then, not at its planned end."""
+    return "ended" if line.phase in _OVER else _when(line.until_ms)
+
+
 def _when(ms: int) -> str:
     if not ms:
         return "-"
@@ -138,7 +147,7 @@ def _print_loans(lines: list[LoanLine]) -> None:
         state = _state(line)
         typer.echo(
             f"{line.id:<9} {safe(line.lender_name):<12} {safe(line.borrower_name):<12} "
-            f"{state:<26} {human_size(line.size):>8}  {_when(line.until_ms):<14} "
+            f"{state:<26} {human_size(line.size):>8}  {_until(line):<14} "
             f"{safe(line.library)}/{safe(line.path)}"
         )
         if line.reason and line.phase in ("refused", "failed", "declined"):

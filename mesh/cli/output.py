@@ -7,21 +7,10 @@ import sys
 import time
 from typing import Any
 
+from mesh.core import sizes
 from mesh.core.text import shown
 
-_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
-
-
-def human_size(n: float) -> str:
-    """Decimal units, as disks and networks are sold: 1.2 GB, 340 MB."""
-    size = float(n)
-    for unit in _UNITS:
-        if abs(size) < 1000 or unit == _UNITS[-1]:
-            if unit == "B":
-                return f"{int(size)} B"
-            return f"{size:.1f} {unit}" if abs(size) < 100 else f"{size:.0f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+human_size = sizes.human_size  # the ledger's reasons say sizes the same way
 
 
 def human_duration(seconds: float) -> str:

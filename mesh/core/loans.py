@@ -18,6 +18,7 @@ from mesh.core import folders
 from mesh.core.errors import InvalidArgumentError, NotFoundError
 from mesh.core.ids import NodeId
 from mesh.core.records import Binding, BindingEnd, Content, LoanState, LoanStatus, key_of
+from mesh.core.sizes import human_size
 
 LOAN_ID_CHARS = 8
 _NO_CONTENT = Content(hash=b"", size=0, chunk_root=b"")  # keys do not depend on the content
@@ -243,11 +244,14 @@ def refusal(size: int, *, held_bytes: int, quota: int, free: int, reserve: int) 
     """Why the borrower's policy refuses a copy of `size` bytes now ('' if it does not)."""
     if quota and held_bytes + size > quota:
         return (
-            f"over the borrowing quota: {held_bytes + size} bytes would be held, "
-            f"the quota is {quota}"
+            f"over the borrowing quota: {human_size(held_bytes + size)} would be held, "
+            f"the quota is {human_size(quota)}"
         )
     if free - size < reserve:
-        return f"{NOT_ENOUGH_SPACE}: {free} bytes free, {size} needed, {reserve} kept free"
+        return (
+            f"{NOT_ENOUGH_SPACE}: {human_size(free)} free, {human_size(size)} needed, "
+            f"{human_size(reserve)} kept free"
+        )
     return ""
 
 

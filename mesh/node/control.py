@@ -27,7 +27,7 @@ from mesh.core.status import (
 from mesh.node import roster
 from mesh.node.local import LocalNode, now_ms
 from mesh.node.mount_control import kept_lines, mount_action
-from mesh.node.roster import silent_since_ms
+from mesh.node.roster import ask_the_quiet, silent_since_ms
 
 if TYPE_CHECKING:
     from mesh.node.daemon import Daemon
@@ -127,6 +127,15 @@ class ControlHandlers:
             ], seen
 
         found_lines, seen = await d.store(work)
+        # Before saying a side of this node's own open loans is unreachable, ask it.
+        await ask_the_quiet(
+            d,
+            (
+                line.borrower if line.lender == me else line.lender
+                for _, still_open, line in found_lines
+                if still_open and me in (line.lender, line.borrower)
+            ),
+        )
         lines = []
         for key, still_open, found in found_lines:
             live = agent.progress(key)  # fresher than the last status, on the borrower

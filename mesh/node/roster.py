@@ -3,10 +3,15 @@ the store know of each member (online, where, how far behind)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from mesh.core.errors import MeshError
+from mesh.core.gossip import Ping
 from mesh.core.ids import NodeId
 from mesh.core.status import MemberView
 from mesh.core.vector import VersionVector, lag
@@ -74,6 +79,41 @@ async def member_views(daemon: Daemon) -> tuple[NodeId, list[MemberView]]:
                 )
             )
     return daemon.membership.root, out
+
+
+async def ask_the_quiet(daemon: Daemon, nodes: Iterable[NodeId]) -> None:
+    """Ping each of `nodes` whose open session has been quiet for longer than a keepalive
+    and its ping timeout, and wait (at most the ping timeout) for an answer.
+
+    An idle link carries no frames between the session's backstop pings (gRPC's keepalive
+    watches it underneath, out of the session's sight): without asking, a ledger took
+    every idle peer for unreachable. A peer that is gone, or stopped but still
+    acknowledging TCP (whose stream only the backstop ends), does not answer in time."""
+    s = daemon.settings
+    window = s.keepalive_s + s.ping_timeout_s
+    quiet = {
+        node: session
+        for node in set(nodes)
+        if (session := daemon.sessions.get(node)) is not None
+        and session.peer_hello is not None
+        and time.monotonic() - session.last_heard > window
+    }
+    if not quiet:
+        return
+    for session in quiet.values():
+        session.heard.clear()
+        # Any frame is news of the peer; the pong's nonce (0) matches no ping of the
+        # session's own, so its round-trip bookkeeping ignores it. A write queued behind a
+        # batch on a full link goes on after the wait (the stream shields it).
+        with contextlib.suppress(MeshError, TimeoutError):
+            await asyncio.wait_for(session.stream.send(Ping(nonce=0)), s.ping_timeout_s)
+    # silent_since_ms then decides by when each was last heard.
+    answers = [asyncio.ensure_future(session.heard.wait()) for session in quiet.values()]
+    try:
+        await asyncio.wait(answers, timeout=s.ping_timeout_s)
+    finally:
+        for answer in answers:
+            answer.cancel()
 
 
 def silent_since_ms(daemon: Daemon, node_id: NodeId, seen_ms: int, heard_ms: int) -> int:

@@ -172,6 +172,7 @@ class Session:
         self.state = State.HANDSHAKE
         self.peer_hello: Hello | None = None
         self.last_heard = time.monotonic()
+        self.heard = asyncio.Event()  # set by every frame; one who asks the peer clears it
         self.rtt_s: float | None = None
         self.closed = asyncio.Event()
         self._stop = asyncio.Event()
@@ -443,6 +444,7 @@ class Session:
             if frame is None:
                 raise PeerUnavailableError(f"{self.peer_name} ended the stream")
             self.last_heard = time.monotonic()
+            self.heard.set()
             await self._handle(frame)
 
     # -- sending what the peer lacks ---------------------------------------------------

@@ -39,6 +39,10 @@ def server_options(keepalive_s: float, ping_timeout_s: float) -> list[tuple[str,
         # answered inside its core, cost far less than the session's own (node/session.py).
         ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(ping_timeout_s * 1000)),
+        # The wait for a ping's ack, as the client's: without it the server waited gRPC's
+        # default minute for a dialler that stopped but whose kernel still acknowledged
+        # TCP (a wedged or suspended process), and showed it online all that time.
+        ("grpc.http2.ping_timeout_ms", int(ping_timeout_s * 1000)),
         # A connection left without calls is closed: a dialler's channel can outlive its
         # close when grpc still holds one of its calls, and would stay open for good.
         ("grpc.max_connection_idle_ms", int(IDLE_CONNECTION_S * 1000)),

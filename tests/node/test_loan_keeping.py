@@ -207,6 +207,30 @@ async def test_the_lender_says_since_when_it_has_not_heard_from_a_stopped_borrow
     await until_phase(tower, line.id, "held", within=30)
 
 
+async def test_an_idle_link_between_the_backstop_pings_is_not_shown_unreachable(
+    nodes: Make, tmp_path: Path
+) -> None:
+    """Between the session's backstop pings an idle link carries no frames (gRPC's
+    keepalive watches it): both ledgers showed a held loan "unreachable since" though the
+    other side was online, a few seconds after the loan settled. The ledger asks first."""
+    from mesh.node.control import ControlHandlers
+
+    tower, laptop = await pair(nodes, tmp_path)
+    await start(laptop, tmp_path, static_peers=(tower.address,))
+    folder = await folder_with(tmp_path, "docs", {"a.txt": b"a"})
+    await share_and_scan(tower, folder, "Docs")
+    line = await lend(tower, "Docs/a.txt", "laptop")
+    await until_phase(tower, line.id, "held")
+    for me, other in ((tower, laptop), (laptop, tower)):
+        d = running(me)
+        session = d.sessions.get(running(other).node_id)
+        assert session is not None
+        # Quiet for longer than a keepalive and its ping timeout: an idle link.
+        session.last_heard = time.monotonic() - (d.settings.keepalive_s + 2)
+        found = next(x for x in await ControlHandlers(d).loans(False) if x.id == line.id)
+        assert found.silent_since_ms == 0, (me.name, found)
+
+
 async def test_a_pull_whose_lent_file_is_deleted_stops_and_resumes_when_it_is_back(
     nodes: Make, tmp_path: Path
 ) -> None:
