@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -31,12 +32,14 @@ import xxhash
 
 from mesh.core.errors import PlacementError
 from mesh.fs import placing, staging
-from mesh.fs.borrowed_root import BorrowedRoot
+from mesh.fs.borrowed_root import STAGING, BorrowedRoot
 from mesh.fs.copies import FileId
 from mesh.fs.folder_walk import os_error, sync_dir
 from mesh.fs.placing import Step
 
 _SYNCING = 8  # files fsynced at once
+# A new staging file: never an existing name (another file's, or a link planted there).
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,19 +48,22 @@ class Placing:
 
     key: str
     parts: tuple[str, ...]
-    data: bytes
+    data: bytes | memoryview
     hash: bytes
 
 
 class Staged:
     """Files of a batch written to their staging files as they arrive, their writeback
     started at once (so the disk works while the rest of the batch is fetched); `sync`
-    waits for all of them to be on disk. Close it (or use it as a context manager)."""
+    waits for all of them to be on disk. Close it (or use it as a context manager).
+    `write` may be called from several threads at once."""
 
     def __init__(self, root: BorrowedRoot, step: Step) -> None:
         self._root = root
         self._step = step
         self._fds: dict[str, tuple[int, Placing]] = {}  # key: open descriptor, item
+        self._staging = -1  # the staging folder, opened once for the batch
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Staged:
         return self
@@ -66,14 +72,19 @@ class Staged:
         self.close()
 
     def close(self) -> None:
-        fds, self._fds = self._fds, {}
+        with self._lock:
+            fds, self._fds = self._fds, {}
+            staging, self._staging = self._staging, -1
         for fd, _ in fds.values():
             os.close(fd)
+        if staging >= 0:
+            os.close(staging)
 
-    def write(self, item: Placing) -> PlacementError | None:
-        """Step 1 for one item (blocking): None when it is written, or why it is not."""
+    def write(self, item: Placing, *, checked: bool = False) -> PlacementError | None:
+        """Step 1 for one item (blocking): None when it is written, or why it is not.
+        `checked`: the caller compared the bytes with the hash just before."""
         root = self._root
-        if xxhash.xxh3_128_digest(item.data) != item.hash:
+        if not checked and xxhash.xxh3_128_digest(item.data) != item.hash:
             # A one-chunk file's content hash is its chunk's: checked here again, as
             # place() does, whatever the caller checked.
             return PlacementError(
@@ -81,26 +92,57 @@ class Staged:
                 "content hash it should; it was not placed"
             )
         try:
-            # Through the page cache: an O_DIRECT write waits for the disk, one file
-            # after another, where the writebacks started below overlap.
-            with staging.open_staging(root, item.key, len(item.data), direct=False) as file:
-                file.write_chunk(0, item.data)
-                fd = file.duplicate()
+            fd = self._create(item)
         except PlacementError as exc:
             return exc
         # Start writing it back now, without waiting (the kernel would otherwise keep it
         # dirty until the fsync below, which would then wait for the whole batch).
         with contextlib.suppress(OSError, AttributeError):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        old = self._fds.pop(item.key, None)
+        with self._lock:
+            old = self._fds.pop(item.key, None)
+            self._fds[item.key] = (fd, item)
         if old is not None:
             os.close(old[0])
-        self._fds[item.key] = (fd, item)
         return None
+
+    def _create(self, item: Placing) -> int:
+        """The item written to a new staging file, through the page cache (an O_DIRECT
+        write waits for the disk, one file after another, where the writebacks started
+        by `write` overlap); its open descriptor. The usual case, no file of that name
+        yet, costs an open and a write; any other goes through staging.open_staging."""
+        key = staging.check_key(item.key)
+        try:
+            # Created read-only: placing makes it so anyway, and a staging file left by
+            # a kill is unlocked again by whoever reopens it to write (fs/staging.py).
+            fd = os.open(key, _CREATE, 0o444, dir_fd=self._staging_fd())
+        except FileExistsError:
+            with staging.open_staging(self._root, key, len(item.data), direct=False) as file:
+                file.write_chunk(0, bytes(item.data))
+                return file.duplicate()
+        except OSError as exc:
+            raise os_error(exc, f"create {self._root.shown([STAGING, key])}") from exc
+        try:
+            view = memoryview(item.data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            os.close(fd)
+            raise os_error(exc, f"write {self._root.shown([STAGING, key])}") from exc
+        return fd
+
+    def _staging_fd(self) -> int:
+        with self._lock:
+            if self._staging < 0:
+                with ExitStack() as stack:
+                    fd = self._root.staging_fd(stack, self._root.made_root_fd(stack))
+                    self._staging = os.dup(fd)
+            return self._staging
 
     def sync(self) -> dict[str, PlacementError]:
         """Step 2 for every item written: per key, why it is not on disk (none: all are)."""
-        entries = list(self._fds.values())
+        with self._lock:
+            entries = list(self._fds.values())
 
         def sync(entry: tuple[int, Placing]) -> PlacementError | None:
             fd, item = entry

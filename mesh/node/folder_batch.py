@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import xxhash
 
@@ -44,6 +45,8 @@ _IN_FLIGHT = 16  # fetches of one batch in flight on its channel at once
 BATCH_FILES = 256  # files in one batch at most
 BATCH_BYTES = 64 * CHUNK_SIZE  # and bytes
 _RESUMED = "staged before a restart: its own pull places it"
+_NOT_SIGNED = "the bytes a source sent do not match the lender's signed manifest"
+PACK_BYTES = 4 * CHUNK_SIZE  # bytes of files a source packs into one message
 
 
 def batchable(lent: Lent) -> bool:
@@ -76,9 +79,7 @@ class BatchPull:
         self.refused: dict[bytes, str] = {}  # key: why (bad bytes, no source, not placed)
         self._todo = lents  # those not staged by an earlier batch (their pulls place them)
         self._pending: set[bytes] = set()  # recorded as pulls, not yet placed: staging kept
-        self._writes: set[asyncio.Future[PlacementError | None]] = (
-            set()
-        )  # staging writes in their threads
+        self._writes: set[asyncio.Future[Any]] = set()  # staging writes in their threads
 
     @property
     def keys(self) -> list[bytes]:
@@ -203,20 +204,27 @@ class BatchPull:
         PeerUnavailableError if the source goes away (what came is kept)."""
         # A batch is one folder loan's files: one lender.
         request = FetchFilesRequest(
-            lender=lents[0].lender, hashes=tuple(lent.binding.content.hash for lent in lents)
+            lender=lents[0].lender,
+            hashes=tuple(lent.binding.content.hash for lent in lents),
+            pack=PACK_BYTES,
         )
 
         async def write(lent: Lent, data: bytes) -> None:
             if await self._write(staged, lent, data):
                 got.add(lent.key)
 
+        async def write_pack(files: list[tuple[int, bytes | memoryview]]) -> None:
+            pack = [(lents[index], data) for index, data in files]
+            for lent, why in await self._write_pack(staged, pack):
+                if self._placeable(lent, why):
+                    got.add(lent.key)
+
         writes: list[asyncio.Task[None]] = []
         try:
             try:
-                async for index, data in channel.fetch_files(request):
-                    lent = lents[index]
-                    if await self._verified(lent, data):
-                        writes.append(asyncio.create_task(write(lent, data)))
+                async for files in channel.fetch_files(request):
+                    await self._host.limits.pull.take(sum(len(data) for _, data in files))
+                    writes.append(asyncio.create_task(write_pack(files)))
                 return
             except UnsupportedError:
                 pass  # an older source: one Fetch for each file
@@ -249,11 +257,34 @@ class BatchPull:
         await self._host.limits.pull.take(len(data))
         content = lent.binding.content
         if len(data) != content.size or xxhash.xxh3_128_digest(data) != content.hash:
-            why = "the bytes a source sent do not match the lender's signed manifest"
-            log.warning("refused %s: %s", lent.binding.path, why)
-            self.refused[lent.key] = why
+            log.warning("refused %s: %s", lent.binding.path, _NOT_SIGNED)
+            self.refused[lent.key] = _NOT_SIGNED
             return False
         return True
+
+    async def _write_pack(
+        self, staged: Staged, pack: list[tuple[Lent, bytes | memoryview]]
+    ) -> list[tuple[Lent, PlacementError | None]]:
+        """Verify and write the files of one message in one thread (one hand-off for the
+        lot); per file, None when it is written, or why it is not."""
+
+        def work() -> list[tuple[Lent, PlacementError | None]]:
+            out: list[tuple[Lent, PlacementError | None]] = []
+            for lent, data in pack:
+                content = lent.binding.content
+                if len(data) != content.size or xxhash.xxh3_128_digest(data) != content.hash:
+                    out.append((lent, PlacementError(_NOT_SIGNED)))
+                    continue
+                out.append((lent, staged.write(self._placing(lent, data), checked=True)))
+            return out
+
+        write = asyncio.ensure_future(asyncio.to_thread(work))
+        self._writes.add(write)
+        try:
+            return await asyncio.shield(write)
+        finally:
+            if write.done():
+                self._writes.discard(write)
 
     async def _write(self, staged: Staged, lent: Lent, data: bytes) -> bool:
         """Write a verified file to its staging file at once, in a thread, so the disk
@@ -268,7 +299,7 @@ class BatchPull:
         return self._placeable(lent, why)
 
     @staticmethod
-    def _placing(lent: Lent, data: bytes) -> Placing:
+    def _placing(lent: Lent, data: bytes | memoryview) -> Placing:
         return Placing(
             key=staging_name(lent.key),
             parts=tuple(copy_parts(lent.lender, lent.binding)),
