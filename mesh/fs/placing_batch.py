@@ -7,7 +7,7 @@ before the next one starts, so the disk's flushes are shared:
    started at once (`Staged.write`), so the disk works while the rest is fetched;
 2. all of them are fsynced, several at once (the file system commits concurrent fsyncs
    together), before any is linked in, so no name ever points at data not on disk;
-3. each is placed (hash checked, folders made, read-only, linked in);
+3. each is placed (folders made, hard-linked in; made read-only when it was created);
 4. each destination folder is fsynced once, after every file in it is linked in.
 Steps 1-2 are `Staged` (or `stage_batch` for files at hand), 3-4 `link_batch`: between
 the two the caller records the staged files as pulls with every chunk verified, so after
@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import xxhash
 
@@ -34,7 +35,7 @@ from mesh.core.errors import PlacementError
 from mesh.fs import placing, staging
 from mesh.fs.borrowed_root import STAGING, BorrowedRoot
 from mesh.fs.copies import FileId
-from mesh.fs.folder_walk import os_error, sync_dir
+from mesh.fs.folder_walk import lstat_at, os_error, same_inode, sync_dir
 from mesh.fs.placing import Step
 
 _SYNCING = 8  # files fsynced at once
@@ -180,35 +181,99 @@ def link_batch(
     root: BorrowedRoot, items: Sequence[Placing], step: Step
 ) -> list[FileId | PlacementError]:
     """Steps 3 and 4 for items that stage_batch staged; per item, its FileId or why it
-    was not placed."""
-    out: list[FileId | PlacementError | None] = [None] * len(items)
-    folders: set[tuple[str, ...]] = set()
-    for n, item in enumerate(items):
+    was not placed. The root, the staging folder and each destination folder are opened
+    once for the batch; a file whose case is not the usual one goes through place()."""
+    out: list[FileId | PlacementError] = []
+    with ExitStack() as stack:
         try:
-            out[n] = placing.place(
-                root,
-                item.key,
-                item.parts,
-                item.hash,
-                replacing=None,
-                hashed=item.hash,
-                step=step,
-                sync_folder=False,
-                synced=True,
-            )
+            root_fd = root.made_root_fd(stack)
+            staging_fd = root.staging_fd(stack, root_fd)
         except PlacementError as exc:
-            out[n] = exc
-            continue
-        folders.add(item.parts[:-1])
-    for folder in sorted(folders):
-        # The names linked in are durable once their folder is: one fsync per folder.
-        with ExitStack() as stack:
-            fds = root.find_folders(stack, folder)
-            if fds is None:
-                raise PlacementError(f"{root.shown(list(folder))} went away while it was filled")
-            sync_dir(fds[-1], root.shown(list(folder)))
+            return [exc] * len(items)
+        folders: dict[tuple[str, ...], _Folder] = {}
+        for item in items:
+            try:
+                names = root.check_parts(item.parts)
+                where = tuple(names[:-1])
+                folder = folders.get(where)
+                if folder is None:
+                    folder = _Folder()
+                    try:
+                        folder.fd = root.make_folders(stack, root_fd, where, folder.created)
+                    except PlacementError:
+                        _remove_made(folder.created)
+                        raise
+                    folders[where] = folder
+                out.append(_link(root, staging_fd, folder.fd, item, names, step))
+                folder.filled = True
+            except PlacementError as exc:
+                out.append(exc)
+        for where, folder in sorted(folders.items()):
+            if folder.filled:
+                # The names linked in are durable once their folder is: one fsync each.
+                sync_dir(folder.fd, root.shown(list(where)))
+            else:
+                _remove_made(folder.created)  # made for files that were not placed
     step("batch synced")
-    return [r for r in out if r is not None]
+    return out
+
+
+def _remove_made(created: list[tuple[int, str]]) -> None:
+    for parent, name in reversed(created):
+        with contextlib.suppress(OSError):  # rmdir leaves a folder that is not empty
+            os.rmdir(name, dir_fd=parent)
+
+
+@dataclass(kw_only=True, slots=True)
+class _Folder:
+    fd: int = -1
+    created: list[tuple[int, str]] = field(default_factory=list)
+    filled: bool = False
+
+
+def _link(
+    root: BorrowedRoot,
+    staging_fd: int,
+    dir_fd: int,
+    item: Placing,
+    names: list[str],
+    step: Step,
+) -> FileId:
+    """Place one staged file. The usual case, a staging file made by `Staged` (read-only,
+    one name) going to a free name, is one hard link; any other (a file staged by an
+    earlier pull, mesh's own copy already there after a crash, a user's file in the way,
+    a file system without hard links) is left to place(), which knows them all."""
+    key = staging.check_key(item.key)
+    shown = root.shown(names)
+    with ExitStack() as stack:
+        fd = staging.open_staged(stack, root, staging_fd, key)
+        mine = os.fstat(fd)
+        if mine.st_nlink == 1 and stat.S_IMODE(mine.st_mode) == 0o444:
+            step("verified")  # by the caller, as the bytes came
+            step("synced")  # by Staged.sync
+            step("folders")
+            try:
+                os.link(key, names[-1], src_dir_fd=staging_fd, dst_dir_fd=dir_fd)
+            except OSError:
+                pass  # the name is taken, or no hard links here: place() says which
+            else:
+                step("committed")
+                placed = lstat_at(dir_fd, names[-1], shown)
+                if placed is None or not same_inode(placed, mine):
+                    raise PlacementError(f"{shown} changed while mesh was placing it")
+                step("placed")
+                return FileId.of(placed)
+    return placing.place(
+        root,
+        item.key,
+        item.parts,
+        item.hash,
+        replacing=None,
+        hashed=item.hash,
+        step=step,
+        sync_folder=False,
+        synced=True,
+    )
 
 
 __all__ = ["Placing", "Staged", "link_batch", "stage_batch"]

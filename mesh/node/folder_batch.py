@@ -137,8 +137,8 @@ class BatchPull:
             self._on_fetched()
 
     def _discard(self, names: list[str]) -> None:
-        for name in names:
-            self._host.borrowed.discard(name)
+        if names:
+            self._host.borrowed.discard(*names)
 
     def _policy(self) -> str:
         """As Puller._policy, for the whole batch (on the store thread)."""
