@@ -374,7 +374,9 @@ class BatchPull:
                 placed.append((lent, result))
         if not placed:
             return
-        lenders = {lent.lender: lending.name_of(lent.lender) for lent, _ in placed}
+        lenders = {
+            lender: lending.name_of(lender) for lender in {lent.lender for lent, _ in placed}
+        }
 
         def record() -> None:
             # One transaction for the batch: one commit (one fsync of the store).
