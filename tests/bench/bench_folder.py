@@ -9,7 +9,8 @@ same run, interleaved round by round.
          loan is held, by its log line, then its ledger (every file pulled, verified
          chunk by chunk and as a whole, fsynced and placed).
   rsync  an rsync daemon on 127.0.0.1 serving the folder, pulled with `rsync -a` into an
-         empty folder.
+         empty folder; and with `rsync -a --fsync`, which like mesh has every file on
+         disk when it is done (`rsync -a` leaves the writing to the kernel's flusher).
 
 Files are 1 KiB-1 MiB, log-uniform (mean ~150 KB: 10,000 files are ~1.5 GB), 100 to a
 subfolder. Target: mesh at most 1.4x rsync's time. Medians over the rounds, (min-max) after.
@@ -187,12 +188,19 @@ def mesh_round(
     return done - began
 
 
-def rsync_round(rsync: Rsync, folder: Path, out: Path) -> float:
+def rsync_round(rsync: Rsync, folder: Path, out: Path, *, fsync: bool = False) -> float:
     shutil.rmtree(out, ignore_errors=True)
     began = time.monotonic()
     before = os.times()
     subprocess.run(
-        [rsync.rsync, "-a", "-q", f"rsync://127.0.0.1:{rsync.port}/bench/{folder.name}/", str(out)],
+        [
+            rsync.rsync,
+            "-a",
+            "-q",
+            *(["--fsync"] if fsync else []),
+            f"rsync://127.0.0.1:{rsync.port}/bench/{folder.name}/",
+            str(out),
+        ],
         check=True,
     )
     took = time.monotonic() - began
@@ -230,10 +238,10 @@ def main() -> None:
         pair.tower.mesh("scan", "Bench")
         rsync = Rsync(root, library)
         out = root / "rsync-out"
-        times: dict[str, list[float]] = {"mesh": [], "rsync": []}
+        times: dict[str, list[float]] = {"mesh": [], "rsync": [], "rsync --fsync": []}
         try:
             for r in range(rounds):
-                order = ["mesh", "rsync"] if r % 2 == 0 else ["rsync", "mesh"]
+                order = list(times) if r % 2 == 0 else list(reversed(times))
                 for name in order:
                     took = (
                         mesh_round(
@@ -243,7 +251,7 @@ def main() -> None:
                             opts.strace if r == 0 else None,
                         )
                         if name == "mesh"
-                        else rsync_round(rsync, folder, out)
+                        else rsync_round(rsync, folder, out, fsync=name != "rsync")
                     )
                     times[name].append(took)
                 print(
@@ -263,9 +271,11 @@ def main() -> None:
         "mutual TLS for mesh"
     )
     for name, values in times.items():
-        print(f"  {name:6} {spread(values)} s   {spread([gb / t for t in values])} GB/s")
+        print(f"  {name:14} {spread(values)} s   {spread([gb / t for t in values])} GB/s")
     ratios = [m / r for m, r in zip(times["mesh"], times["rsync"], strict=True)]
     print(f"  mesh time / rsync time {spread(ratios)}x   (target <= 1.4x)")
+    ratios = [m / r for m, r in zip(times["mesh"], times["rsync --fsync"], strict=True)]
+    print(f"  mesh time / rsync --fsync time {spread(ratios)}x   (both on disk when done)")
 
 
 if __name__ == "__main__":
