@@ -39,6 +39,7 @@ class FetchFilesRequest:
 
     lender: NodeId
     hashes: tuple[bytes, ...]
+    pack: int = 0  # bytes of files one message of the answer may pack (0: one file each)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -63,9 +63,9 @@ class BorrowedFolder:
         written chunks are kept), and set its length to `size`."""
         return staging.open_staging(self._root, key, size)
 
-    def discard(self, key: str) -> None:
-        """Delete the staging file of pull `key`; a missing one is fine."""
-        staging.discard(self._root, key)
+    def discard(self, *keys: str) -> None:
+        """Delete the staging files of pulls `keys`; a missing one is fine."""
+        staging.discard(self._root, *keys)
 
     def staged_keys(self) -> list[str]:
         """Keys of the staging files present, to clean up pulls that are no longer wanted."""

@@ -53,13 +53,14 @@ def open_staging(root: BorrowedRoot, key: str, size: int, *, direct: bool = True
     return StagingFile(fd, key=key, size=size, where=where, kept=kept, direct=direct)
 
 
-def discard(root: BorrowedRoot, key: str) -> None:
-    """Delete the staging file of pull `key`; a missing one is fine."""
-    key = check_key(key)
+def discard(root: BorrowedRoot, *keys: str) -> None:
+    """Delete the staging files of pulls `keys`; a missing one is fine."""
+    keys = tuple(check_key(key) for key in keys)
     with ExitStack() as stack:
         staging_fd = root.staging_fd(stack, root.made_root_fd(stack))
-        for name in (key, key + SWAP):
-            unlink_if_present(staging_fd, name, root.shown([STAGING, name]))
+        for key in keys:
+            for name in (key, key + SWAP):
+                unlink_if_present(staging_fd, name, root.shown([STAGING, name]))
 
 
 def staged_keys(root: BorrowedRoot) -> list[str]:

@@ -35,7 +35,7 @@ from mesh.core.loans import Want, borrower_wants
 from mesh.core.records import LoanState
 from mesh.fs.borrowed import FileId
 from mesh.node.changes import ChangeSignal
-from mesh.node.folder_batch import BATCH_BYTES, BATCH_FILES, BatchPull, batchable
+from mesh.node.folder_batch import BATCH_BYTES, BATCH_FILES, BatchPull, batchable, stager
 from mesh.node.keeping import BorrowedWatch, lost_copies, sweep_staging
 from mesh.node.lending import Lent
 from mesh.node.lent import MEMBER_SEPARATOR
@@ -88,6 +88,7 @@ class Agent:
         # pulled one by one from then on, with a pull's retries and status.
         self._unbatched: dict[bytes, bytes] = {}
         self.batches_run = 0  # batches started (for tests and the log)
+        self._stager = stager()  # writes the batches' staging files
         self._waiting: dict[bytes, _Waiting] = {}
         self._backoffs: dict[bytes, Backoff] = {}
         self._next_check = 0.0
@@ -134,6 +135,7 @@ class Agent:
             self._host.changes.bump()
 
     async def run(self) -> None:
+        self._stager = stager()  # a fresh one for each run: the last run shut its down
         self._watch = BorrowedWatch(str(self._host.borrowed.root), self._check_soon)
         self._watch.start()
         try:
@@ -167,6 +169,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._stager.shutdown(wait=False)  # its writes ended with their batches
 
     def _sleep(self) -> float:
         now = time.monotonic()
@@ -296,7 +299,7 @@ class Agent:
                 size += lent.binding.content.size
 
     def _start_batch(self, lents: list[Lent]) -> None:
-        batch = BatchPull(self._host, lents, on_fetched=self._host.changes.bump)
+        batch = BatchPull(self._host, lents, self._stager, on_fetched=self._host.changes.bump)
         self.batches_run += 1
         log.debug("pulling %d files of a folder loan in a batch", len(lents))
         task = asyncio.create_task(batch.run(), name=f"pull {len(lents)} files")

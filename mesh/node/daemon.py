@@ -500,7 +500,7 @@ class Daemon:
     def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]:
         return self.serving.fetch(peer, request)
 
-    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
+    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[list[bytes]]:
         return self.serving.fetch_files(peer, request)
 
     def rescan_soon(self, library: str) -> None:

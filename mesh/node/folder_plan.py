@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from mesh.core.folders import FileProgress, FolderProgress, shown, summed
 from mesh.core.loans import refusal
 from mesh.core.records import LoanState, LoanStatus
-from mesh.node.lending import Lending, Lent, member_key
+from mesh.node.lending import Lending, Lent
+from mesh.node.lent import FolderMembers
 from mesh.store.loans import Copy
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,11 @@ def plan_folder(
     members: list[Lent] = []
     files: list[FileProgress] = []  # those not held: the held ones are only counted
     held_files = held_bytes = 0
-    folder_key = lent.key
+    known = lending.folder_members.get(lent.key)
+    if known is None or known.lent != lent:
+        known = lending.folder_members[lent.key] = FolderMembers(lent=lent)
     for file in manifest.files:
-        key = member_key(folder_key, file.path)
+        key = known.key(file.path)
         copy = copies.get(key)
         if copy is not None:
             todo.keep.add(key)
@@ -81,10 +84,12 @@ def plan_folder(
             held_bytes += file.size
             if progress:
                 progress.pop(file.path, None)
+            if known.members:
+                known.members.pop(file.path, None)
             continue
         todo.more.add(key)
         if len(members) < _LISTED:
-            members.append(lent.member(file, folder_key))
+            members.append(known.member(file))
         found = progress.get(file.path)
         if found is None or found.size != file.size:
             found = FileProgress(path=file.path, size=file.size, state="waiting")

@@ -42,7 +42,15 @@ from mesh.core.records import (
 )
 from mesh.core.status import LoanLine, RequestLine
 from mesh.node.folders import Manifests, folder_binding, manifest_files
-from mesh.node.lent import MEMBER_SEPARATOR, Lent, active, content_of, copy_parts, member_key
+from mesh.node.lent import (
+    MEMBER_SEPARATOR,
+    FolderMembers,
+    Lent,
+    active,
+    content_of,
+    copy_parts,
+    member_key,
+)
 from mesh.node.loan_sources import LoanSources
 from mesh.node.local import LocalNode
 from mesh.store.loans import LoanBook
@@ -70,6 +78,8 @@ class Lending(LoanSources):
         # Where each file of this node's folder loans stands, by folder key then path;
         # written by the pulls (Puller._write_status), summed into the folder's status.
         self.folder_files: dict[bytes, dict[str, FileProgress]] = {}
+        # Each active folder loan's file keys and loans, kept across passes (node/plan.py).
+        self.folder_members: dict[bytes, FolderMembers] = {}
         # Bytes reserved by the pulls in progress, by binding key (see Puller._policy).
         self.pulling: dict[bytes, int] = {}
 

@@ -4,7 +4,7 @@ lands."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesh.core.entries import LibraryEntry
 from mesh.core.envelope import Envelope
@@ -49,6 +49,32 @@ class Lent:
             envelope=self.envelope,
             folder_key=folder_key or self.key,
         )
+
+
+@dataclass(kw_only=True, slots=True)
+class FolderMembers:
+    """A folder loan's file keys and the loans of its files still to pull, as the plan
+    last made them, kept across passes for as long as the folder loan is `lent`: a pass
+    over 10,000 files then makes neither 10,000 keys nor thousands of loans again."""
+
+    lent: Lent
+    keys: dict[str, bytes] = field(default_factory=dict)
+    members: dict[str, Lent] = field(default_factory=dict)
+
+    def key(self, path: str) -> bytes:
+        key = self.keys.get(path)
+        if key is None:
+            key = self.keys[path] = member_key(self.lent.key, path)
+        return key
+
+    def member(self, file: ManifestFile) -> Lent:
+        member = self.members.get(file.path)
+        if member is not None:
+            c = member.binding.content
+            if (c.hash, c.size, c.chunk_root) == (file.hash, file.size, file.chunk_root):
+                return member
+        member = self.members[file.path] = self.lent.member(file, self.lent.key)
+        return member
 
 
 def member_key(folder_key: bytes, path: str) -> bytes:

@@ -72,6 +72,7 @@ def plan(
     wanted: set[bytes] = set()
     pulling: set[bytes] = set()
     timed = False
+    planned: set[bytes] = set()  # folder loans planned: their FolderMembers are kept
     for lent in lending.bindings():
         if lent.lender == me:
             timed = True
@@ -82,6 +83,7 @@ def plan(
         want = borrower_wants(lent.binding, status, now_ms, ask_first=borrow_ask_first)
         mine = folder_copies.get(lent.key, {}) if lent.binding.folder else {}
         if lent.binding.folder and want is Want.COPY:
+            planned.add(lent.key)
             todo = plan_folder(lending, lent, status, mine, now_ms, policy)
             fetch += todo.fetch
             wanted |= todo.keep
@@ -136,6 +138,8 @@ def plan(
             state, why = end_state(lent.binding, status, now_ms)
             if state is not LoanState.FETCHING:
                 lending.write_status(lent.lender, lent.binding, state, now_ms, reason=why)
+    for key in lending.folder_members.keys() - planned:
+        del lending.folder_members[key]  # the loan ended, or waits: made again if it resumes
     for key, copy in copies.items():
         if key not in wanted:  # its binding is gone (its lender was removed, say)
             why = "the loan no longer exists"

@@ -37,6 +37,7 @@ from mesh.node.ratelimit import Limits
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _FILES_AHEAD = 4  # files of a FetchFiles call read at once, ahead of the one being sent
+_PACKS_AHEAD = 2  # or packs of files, when the caller asks for packs
 
 
 class ServingHost(Protocol):
@@ -106,10 +107,12 @@ class Serving:
                 return _own_source(lending, opened[1].library, opened[1].path, content)
         raise RefusedError("this node holds no copy of that content it may serve you")
 
-    async def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
+    async def fetch_files(
+        self, peer: NodeId, request: FetchFilesRequest
+    ) -> AsyncIterator[list[bytes]]:
         """Each file asked, in order: its bytes, or b"" where it is not served (see the
-        module's docstring). Files are read a few ahead, in threads, while earlier ones are
-        on their way."""
+        module's docstring), in groups of at most `request.pack` bytes (one file each
+        when it is 0), each group read in one thread while earlier ones are on their way."""
         host = self._host
 
         def work() -> list[_Source | None]:
@@ -124,31 +127,38 @@ class Serving:
                 out.append(source if source is not None and source.size <= CHUNK_SIZE else None)
             return out
 
-        sources = await host.store(work)
-        reads: collections.deque[asyncio.Future[bytes]] = collections.deque()
+        pack, limit = request.pack, host.limits.serve.bytes_per_s
+        if pack and limit > 0:
+            # Under a bandwidth limit a pack is a tenth of a second's worth at most, so
+            # files still arrive (and count) one after another, not a pack at a time.
+            pack = max(1, min(pack, limit // 10))
+        groups = _grouped(await host.store(work), pack)
+        reads: collections.deque[asyncio.Future[list[bytes]]] = collections.deque()
+        asked = 0
 
         def read_next() -> None:
-            asked = len(reads) + served
-            if asked < len(sources):
-                read = asyncio.to_thread(self._read_file, sources[asked])
+            nonlocal asked
+            if asked < len(groups):
+                read = asyncio.to_thread(self._read_files, groups[asked])
                 reads.append(asyncio.ensure_future(read))
+                asked += 1
 
-        served = 0
         try:
-            for _ in range(_FILES_AHEAD):
+            for _ in range(_FILES_AHEAD if request.pack == 0 else _PACKS_AHEAD):
                 read_next()
             while reads:
-                data = await reads[0]
+                files = await reads[0]
                 reads.popleft()
-                served += 1
                 read_next()
-                await host.limits.serve.take(len(data))
-                if data:
-                    self.files_served += 1
-                yield data
+                await host.limits.serve.take(sum(len(data) for data in files))
+                self.files_served += sum(1 for data in files if data)
+                yield files
         finally:
             # Reads still running in their threads end before their descriptors close.
             await asyncio.gather(*reads, return_exceptions=True)
+
+    def _read_files(self, sources: list[_Source | None]) -> list[bytes]:
+        return [self._read_file(source) for source in sources]
 
     def _read_file(self, source: _Source | None) -> bytes:
         """A whole one-chunk file's bytes, or b"" where it cannot be served as indexed."""
@@ -241,6 +251,21 @@ def _own_source(lending: Lending, library: str, path: str, content: bytes) -> _S
         inode=inode,
         library=library,
     )
+
+
+def _grouped(sources: list[_Source | None], pack: int) -> list[list[_Source | None]]:
+    """Consecutive sources in groups of at most `pack` bytes, at least one in each (one
+    in each when `pack` is 0)."""
+    groups: list[list[_Source | None]] = []
+    size = 0
+    for source in sources:
+        length = source.size if source is not None else 0
+        if not groups or not pack or size + length > pack:
+            groups.append([])
+            size = 0
+        groups[-1].append(source)
+        size += length
+    return groups
 
 
 def _read(fd: int, size: int, index: int) -> bytes:

@@ -11,6 +11,7 @@ grpcio, hence P-256.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ class Identity:
     key: ec.EllipticCurvePrivateKey
     certificate: x509.Certificate
 
-    @property
+    @functools.cached_property
     def cert_der(self) -> bytes:
+        # Cached (key and certificate never change): node_id is asked per file pulled.
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
     @property
@@ -52,7 +54,7 @@ class Identity:
             serialization.NoEncryption(),
         )
 
-    @property
+    @functools.cached_property
     def node_id(self) -> NodeId:
         return NodeId.of_certificate(self.cert_der)
 

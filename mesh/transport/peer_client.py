@@ -109,22 +109,31 @@ class PeerChannel:
         finally:
             call.cancel()
 
-    async def fetch_files(self, request: FetchFilesRequest) -> AsyncIterator[tuple[int, bytes]]:
-        """(place in the request, bytes) of each file the peer serves, in order, as they
-        arrive (their hashes are checked by the caller); UnsupportedError from a peer that
-        predates the call, other errors as for `manifest`."""
+    async def fetch_files(
+        self, request: FetchFilesRequest
+    ) -> AsyncIterator[list[tuple[int, bytes | memoryview]]]:
+        """Per message of the answer, (place in the request, bytes) of each file it serves,
+        in order, as they arrive (their hashes are checked by the caller): several files
+        when the request asks for packs and the peer packs, one otherwise. UnsupportedError
+        from a peer that predates the call, other errors as for `manifest`."""
         call = self._fetch_files(wire.fetch_files_request_to_wire(request))
         index = 0
         try:
+            packed = request.pack > 0 and wire.PACKED[0] in await call.initial_metadata()
             async for data in call:
-                if index >= len(request.hashes):
+                left = len(request.hashes) - index
+                if left <= 0:
                     raise ProtocolError(
                         f"{self.host} sent more than the {len(request.hashes)} files asked"
                     )
-                got = wire.file_from_wire(data)
-                if got is not None:
-                    yield index, got
-                index += 1
+                files = wire.files_from_pack(data, left) if packed else [wire.file_from_wire(data)]
+                got: list[tuple[int, bytes | memoryview]] = []
+                for file in files:
+                    if file is not None:
+                        got.append((index, file))
+                    index += 1
+                if got:
+                    yield got
         except grpc.aio.AioRpcError as exc:
             raise _transfer_error(exc, self) from exc
         finally:

@@ -43,8 +43,10 @@ class PeerHandlers(Protocol):
 
     def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]: ...
 
-    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
-        """Each file asked, in order: its bytes, or b"" where it is not served."""
+    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[list[bytes]]:
+        """Each file asked, in order: its bytes, or b"" where it is not served; in groups
+        of consecutive files of at most `request.pack` bytes (at least one file), each
+        group one message of the answer (one message per file when it is 0)."""
         ...
 
 
@@ -141,8 +143,14 @@ class _TransferServicer:
         async def body(peer: NodeId) -> None:
             try:
                 decoded = wire.fetch_files_request_from_bytes(request)
-                async for data in self._handlers.fetch_files(peer, decoded):
-                    await context.write(data)
+                if decoded.pack:
+                    await context.send_initial_metadata((wire.PACKED,))
+                async for files in self._handlers.fetch_files(peer, decoded):
+                    if decoded.pack:
+                        await context.write(wire.pack_files(files))
+                    else:
+                        for data in files:
+                            await context.write(data)
             except (RefusedError, NotFoundError, ProtocolError, LocalError) as exc:
                 await _abort_for(context, exc)
 

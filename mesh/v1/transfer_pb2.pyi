@@ -121,7 +121,13 @@ class FetchFilesRequest(_message.Message):
 
     LENDER_FIELD_NUMBER: _builtins.int
     HASHES_FIELD_NUMBER: _builtins.int
+    PACK_FIELD_NUMBER: _builtins.int
     lender: _builtins.bytes
+    pack: _builtins.int
+    """Bytes one message of the answer may pack, several consecutive files in it (0: one
+    file per message). A node that packs says so in the answer's initial metadata
+    ("mesh-packed"); one that predates packing ignores this and sends one file each.
+    """
     @_builtins.property
     def hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
@@ -129,10 +135,11 @@ class FetchFilesRequest(_message.Message):
         *,
         lender: _builtins.bytes = ...,
         hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+        pack: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashes", b"hashes", "lender", b"lender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashes", b"hashes", "lender", b"lender", "pack", b"pack"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,11 +2,15 @@
 
 Fetch's answer is a stream of raw messages, one chunk's bytes each, in order (mesh.proto
 says why); the chunk's index is its place in the stream. FetchFiles answers the same way,
-one raw message per file asked (empty: not served), in the order asked.
+one raw message per file asked (empty: not served), in the order asked; or, when the
+caller asks for packs and the answer's initial metadata says "mesh-packed", several
+consecutive files to a message (`pack_files`: a count, the lengths, then the bytes).
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError
@@ -24,6 +28,9 @@ MAX_FETCH_FILES = 1024
 FETCH_SERVICE = "mesh.v1.Transfer"
 FETCH_METHOD = f"/{FETCH_SERVICE}/Fetch"
 FETCH_FILES_METHOD = f"/{FETCH_SERVICE}/FetchFiles"
+MAX_PACK = 4 << 20  # bytes of files in one packed message: well under the 8 MiB limit
+PACKED = ("mesh-packed", "1")  # initial metadata of an answer in packs
+_LENGTH = struct.Struct(">I")
 
 
 def manifest_request_to_wire(req: ManifestRequest) -> pb.ManifestRequest:
@@ -98,7 +105,7 @@ def fetch_request_from_wire(msg: pb.FetchRequest) -> FetchRequest:
 
 
 def fetch_files_request_to_wire(req: FetchFilesRequest) -> pb.FetchFilesRequest:
-    return pb.FetchFilesRequest(lender=req.lender.raw, hashes=req.hashes)
+    return pb.FetchFilesRequest(lender=req.lender.raw, hashes=req.hashes, pack=req.pack)
 
 
 def fetch_files_request_from_bytes(data: bytes) -> FetchFilesRequest:
@@ -109,7 +116,34 @@ def fetch_files_request_from_bytes(data: bytes) -> FetchFilesRequest:
     return FetchFilesRequest(
         lender=checks.node_id(msg.lender, "lender"),
         hashes=tuple(checks.content_hash(h) for h in msg.hashes),
+        pack=min(msg.pack, MAX_PACK),
     )
+
+
+def pack_files(files: Sequence[bytes]) -> bytes:
+    """One packed message of a FetchFiles answer: `files` (b"": not served) in order."""
+    header = struct.pack(f">{len(files) + 1}I", len(files), *(len(f) for f in files))
+    return b"".join([header, *files])
+
+
+def files_from_pack(data: bytes, most: int) -> list[memoryview | None]:
+    """The files of a packed message (None: not served), at most `most` of them; views
+    into `data`, not copies. ProtocolError if it is malformed."""
+    if len(data) < _LENGTH.size:
+        raise ProtocolError("a packed FetchFiles message without its count")
+    (count,) = _LENGTH.unpack_from(data)
+    start = _LENGTH.size * (count + 1)
+    if not 0 < count <= most or start > len(data):
+        raise ProtocolError(f"a packed FetchFiles message of {count} files, {most} still asked")
+    lengths = struct.unpack_from(f">{count}I", data, _LENGTH.size)
+    if max(lengths) > CHUNK_SIZE or start + sum(lengths) != len(data):
+        raise ProtocolError("a packed FetchFiles message whose lengths do not add up")
+    view = memoryview(data)
+    out: list[memoryview | None] = []
+    for length in lengths:
+        out.append(view[start : start + length] if length else None)
+        start += length
+    return out
 
 
 def file_from_wire(data: bytes) -> bytes | None:

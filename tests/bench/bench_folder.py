@@ -3,20 +3,23 @@ processes over mutual TLS on 127.0.0.1, against `rsync -a` from an rsync daemon 
 same run, interleaved round by round.
 
     python -m tests.bench.bench_folder [--files 10000] [--rounds 2] [--quick]
-        [--profile PREFIX] [--log FILE]
+        [--profile PREFIX] [--strace PREFIX] [--log FILE]
 
   mesh   `mesh lend FOLDER --to laptop` on the tower; the time until the laptop says the
          loan is held, by its log line, then its ledger (every file pulled, verified
          chunk by chunk and as a whole, fsynced and placed).
   rsync  an rsync daemon on 127.0.0.1 serving the folder, pulled with `rsync -a` into an
-         empty folder.
+         empty folder; and with `rsync -a --fsync`, which like mesh has every file on
+         disk when it is done (`rsync -a` leaves the writing to the kernel's flusher).
 
 Files are 1 KiB-1 MiB, log-uniform (mean ~150 KB: 10,000 files are ~1.5 GB), 100 to a
 subfolder. Target: mesh at most 1.4x rsync's time. Medians over the rounds, (min-max) after.
 `--quick` is a smoke run (1,000 files, one round). Each round also prints the CPU
 seconds each daemon (and the rsync client) used: steadier than times on a busy machine.
 `--profile` samples both daemons with py-spy (`pip install py-spy`) in the first mesh
-round; MESH_BENCH_UP_ARGS adds arguments to `mesh up` (e.g. `--log-level debug`).
+round, `--strace` counts their system calls (strace -c -f); the borrower's CPU is also
+printed by thread (user+system seconds; "main" is the event loop).
+MESH_BENCH_UP_ARGS adds arguments to `mesh up` (e.g. `--log-level debug`).
 """
 
 from __future__ import annotations
@@ -65,7 +68,49 @@ def cpu_s(node: Node) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def mesh_round(pair: MeshPair, folder: Path, profile: str | None = None) -> float:
+def thread_cpu(node: Node) -> dict[str, tuple[float, float]]:
+    """CPU seconds (user, system) of a daemon's threads so far, by thread."""
+    out: dict[str, tuple[float, float]] = {}
+    if node.proc is None:
+        return out
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{node.proc.pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        name = "main" if task.name == str(node.proc.pid) else f"{name}/{task.name}"
+        out[name] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return out
+
+
+def mesh_round(
+    pair: MeshPair, folder: Path, profile: str | None = None, strace: str | None = None
+) -> float:
+    tracers = (
+        []
+        if not strace
+        else [
+            subprocess.Popen(
+                ["strace", "-c", "-f", "-o", f"{strace}-{node.name}.txt", "-p", str(node.proc.pid)]
+                if not strace.startswith("perf:")
+                else [
+                    "perf",
+                    "record",
+                    "-g",
+                    "-o",
+                    f"{strace[5:]}-{node.name}.data",
+                    "-p",
+                    str(node.proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for node in (pair.tower, pair.laptop)
+            if node.proc is not None
+        ]
+    )
     spies = (
         []
         if not profile
@@ -92,6 +137,7 @@ def mesh_round(pair: MeshPair, folder: Path, profile: str | None = None) -> floa
         ]
     )
     cpu = {node.name: cpu_s(node) for node in (pair.tower, pair.laptop)}
+    threads = thread_cpu(pair.laptop)
     began = time.monotonic()
     out = pair.tower.mesh("lend", str(folder), "--to", "laptop")
     loan = out.split("loan ")[-1].split(",")[0].split()[0]
@@ -111,7 +157,7 @@ def mesh_round(pair: MeshPair, folder: Path, profile: str | None = None) -> floa
             time.sleep(0.1)
     finally:
         client.close()
-        for spy in spies:
+        for spy in [*spies, *tracers]:
             spy.send_signal(signal.SIGINT)
             spy.wait()
     print(
@@ -120,6 +166,17 @@ def mesh_round(pair: MeshPair, folder: Path, profile: str | None = None) -> floa
             f"{n} {sum(cpu_s(node)) - sum(cpu[n]):.2f} s (system {cpu_s(node)[1] - cpu[n][1]:.2f})"
             for n, node in (("tower", pair.tower), ("laptop", pair.laptop))
         ),
+        file=sys.stderr,
+    )
+    # By thread: the borrower's busiest threads, (user, system) seconds in this round.
+    used = {
+        name: (u - threads.get(name, (0.0, 0.0))[0], s - threads.get(name, (0.0, 0.0))[1])
+        for name, (u, s) in thread_cpu(pair.laptop).items()
+    }
+    busiest = sorted(used.items(), key=lambda x: -sum(x[1]))[:6]
+    print(
+        "  laptop threads: "
+        + ", ".join(f"{name} {u:.2f}+{s:.2f}" for name, (u, s) in busiest if u + s >= 0.05),
         file=sys.stderr,
     )
     pair.tower.mesh("recall", loan)
@@ -131,12 +188,19 @@ def mesh_round(pair: MeshPair, folder: Path, profile: str | None = None) -> floa
     return done - began
 
 
-def rsync_round(rsync: Rsync, folder: Path, out: Path) -> float:
+def rsync_round(rsync: Rsync, folder: Path, out: Path, *, fsync: bool = False) -> float:
     shutil.rmtree(out, ignore_errors=True)
     began = time.monotonic()
     before = os.times()
     subprocess.run(
-        [rsync.rsync, "-a", "-q", f"rsync://127.0.0.1:{rsync.port}/bench/{folder.name}/", str(out)],
+        [
+            rsync.rsync,
+            "-a",
+            "-q",
+            *(["--fsync"] if fsync else []),
+            f"rsync://127.0.0.1:{rsync.port}/bench/{folder.name}/",
+            str(out),
+        ],
         check=True,
     )
     took = time.monotonic() - began
@@ -157,6 +221,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", help="py-spy the daemons in the first mesh round: PREFIX-NAME.txt"
     )
+    parser.add_argument(
+        "--strace",
+        help="count the daemons' system calls in the first mesh round: PREFIX-NAME.txt "
+        "(perf:PREFIX: `perf record -g` them instead, PREFIX-NAME.data)",
+    )
     opts = parser.parse_args()
     files = 1000 if opts.quick else opts.files
     rounds = 1 if opts.quick else opts.rounds
@@ -169,15 +238,20 @@ def main() -> None:
         pair.tower.mesh("scan", "Bench")
         rsync = Rsync(root, library)
         out = root / "rsync-out"
-        times: dict[str, list[float]] = {"mesh": [], "rsync": []}
+        times: dict[str, list[float]] = {"mesh": [], "rsync": [], "rsync --fsync": []}
         try:
             for r in range(rounds):
-                order = ["mesh", "rsync"] if r % 2 == 0 else ["rsync", "mesh"]
+                order = list(times) if r % 2 == 0 else list(reversed(times))
                 for name in order:
                     took = (
-                        mesh_round(pair, folder, opts.profile if r == 0 else None)
+                        mesh_round(
+                            pair,
+                            folder,
+                            opts.profile if r == 0 else None,
+                            opts.strace if r == 0 else None,
+                        )
                         if name == "mesh"
-                        else rsync_round(rsync, folder, out)
+                        else rsync_round(rsync, folder, out, fsync=name != "rsync")
                     )
                     times[name].append(took)
                 print(
@@ -197,9 +271,11 @@ def main() -> None:
         "mutual TLS for mesh"
     )
     for name, values in times.items():
-        print(f"  {name:6} {spread(values)} s   {spread([gb / t for t in values])} GB/s")
+        print(f"  {name:14} {spread(values)} s   {spread([gb / t for t in values])} GB/s")
     ratios = [m / r for m, r in zip(times["mesh"], times["rsync"], strict=True)]
     print(f"  mesh time / rsync time {spread(ratios)}x   (target <= 1.4x)")
+    ratios = [m / r for m, r in zip(times["mesh"], times["rsync --fsync"], strict=True)]
+    print(f"  mesh time / rsync --fsync time {spread(ratios)}x   (both on disk when done)")
 
 
 if __name__ == "__main__":

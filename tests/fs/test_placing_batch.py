@@ -81,3 +81,30 @@ def test_killed_before_the_links_nothing_is_placed(
         place_batch(folder, [item("c1", "one.jpg", b"one"), item("c2", "two.jpg", b"two")])
     assert not (tmp_path / "borrowed" / "tower").exists()
     assert sorted(os.listdir(tmp_path / "borrowed" / ".mesh-staging")) == ["c1", "c2"]
+
+
+def test_a_batch_linked_in_before_a_kill_is_placed_again_as_mesh_s_own(tmp_path: Path) -> None:
+    """Linked in, not yet recorded, then linked again (the next start's place()): each
+    file is found as its staging file's own placement, not taken for a user's file; a
+    file staged by an earlier pull (writable, not made by the batch) goes through place()
+    as well."""
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    items = [item("b1", "one.jpg", b"one"), item("b2", "two.jpg", b"two")]
+    first = place_batch(folder, items)
+    assert all(isinstance(r, FileId) for r in first)
+    assert folder.link_batch(items) == first
+    earlier = item("b3", "three.jpg", b"three")
+    staging = tmp_path / "borrowed" / ".mesh-staging"
+    (staging / "b3").write_bytes(b"three")  # as a pull's own staging file, mode 0600
+    (placed,) = folder.link_batch([earlier])
+    assert isinstance(placed, FileId)
+    copy = tmp_path / "borrowed" / "tower" / "photos" / "album" / "three.jpg"
+    assert copy.read_bytes() == b"three"
+    assert not stat.S_IMODE(copy.stat().st_mode) & 0o222
+
+
+def test_a_folder_made_for_files_that_were_not_placed_is_removed(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    (result,) = folder.link_batch([item("c1", "gone.jpg", b"gone", folder="new")])
+    assert isinstance(result, PlacementError)  # nothing staged under c1
+    assert not (tmp_path / "borrowed" / "tower" / "photos" / "new").exists()

@@ -35,10 +35,10 @@ async def test_fetch_files_serves_only_the_files_a_folder_loan_lends_the_caller(
     channel = tower.dial(lap.identity)
     try:
         request = FetchFilesRequest(lender=t.node_id, hashes=tuple(hashes))
-        got = [item async for item in channel.fetch_files(request)]
+        got = [item async for items in channel.fetch_files(request) for item in items]
         # Another lender's name on the request lends nothing.
         other = FetchFilesRequest(lender=lap.node_id, hashes=tuple(hashes))
-        none = [item async for item in channel.fetch_files(other)]
+        none = [item async for items in channel.fetch_files(other) for item in items]
     finally:
         await channel.close()
     assert got == [(0, files["Album/b.jpg"]), (2, files["Album/a.jpg"])]

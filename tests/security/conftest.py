@@ -44,7 +44,7 @@ class PingHandlers:
     def fetch(self, peer: NodeId, request: FetchRequest) -> AsyncIterator[Chunk]:
         raise AssertionError("not used")
 
-    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[bytes]:
+    def fetch_files(self, peer: NodeId, request: FetchFilesRequest) -> AsyncIterator[list[bytes]]:
         raise AssertionError("not used")
 
 
