@@ -18,12 +18,16 @@ from mesh.core.vector import Clock, VersionVector
 # 4: the link's liveness is gRPC's keepalive at both ends; the session pings only rarely,
 #    as a backstop (node/session.py). A peer speaking 3 or less still expects (and sends)
 #    a session ping every keepalive.
-PROTOCOL_VERSION = 4
+# 5: a node holding more sessions than its bound ends one another member dialled with the
+#    error code "crowded" (core/overlay.py's `to_evict`); the dialler picks another member
+#    for a while. A peer speaking 4 or less is never evicted (it would only redial).
+PROTOCOL_VERSION = 5
 PRESENCE_VERSION = 3
 SLIM_ACK_VERSION = 3
 TRANSPORT_LIVENESS_VERSION = 4
+EVICTION_VERSION = 5
 # A peer speaking a version in this range is understood; outside it, both sides say so.
-COMPATIBLE_VERSIONS = range(2, 5)
+COMPATIBLE_VERSIONS = range(2, 6)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
