@@ -121,11 +121,16 @@ class OverlayWorld:
             connected = {self.world.nodes[j].id for j in held}
             for node in to_prune(dialled, wanted, connected):
                 del self.links[frozenset((i, self.index(node)))]
+        self.exchange()
+        self.sessions.append(max((len(self.peers(i)) for i in range(self.size)), default=0))
+
+    def exchange(self) -> None:
+        """Every session syncs both ways (anti-entropy by vectors; test_broadcast_sim
+        pushes along Plumtree's trees instead)."""
         for link in list(self.links):
             i, j = sorted(link)
             self.world.sync(i, j)
             self.world.sync(j, i)
-        self.sessions.append(max((len(self.peers(i)) for i in range(self.size)), default=0))
 
     def vectors_agree(self, group: set[int]) -> bool:
         vectors = [self.world.nodes[i].replica.vector() for i in group]
