@@ -102,10 +102,15 @@ class SessionTree:
             await self._send(TreeFrame(prune=True))
 
     async def on_frame(self, frame: TreeFrame) -> None:
-        if frame.prune:
+        if frame.prune and self._news.may_prune(self._peer):
             self.link.pruned()
             self._prune_sent = True  # the link is out of the tree both ways
             self._news.pruned.add(self._peer)
+        elif frame.prune:
+            # This node's last eager link: the peer no longer pushes to it, but it keeps
+            # pushing to the peer, or its own writes would spread by digests and grafts
+            # alone (news from it makes the peer's side eager again).
+            self.link.lazy = False
         if frame.graft:
             self.link.grafted()
             self._grafted.set()
