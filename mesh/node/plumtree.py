@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from mesh.core.broadcast import LatestNews, TreeLink
 from mesh.core.gossip import Batch, GossipFrame, TreeFrame
 from mesh.core.ids import NodeId
+from mesh.core.peer_holds import PeerHolds
 from mesh.core.vector import VersionVector
 from mesh.node.changes import ChangeSignal
 
@@ -31,7 +32,9 @@ class SessionTree:
         our_vector: Callable[[], Awaitable[VersionVector]],
         peer: NodeId,
         news: LatestNews,
+        holds: PeerHolds,
     ) -> None:
+        self._holds = holds
         self._send = send
         self._our_vector = our_vector
         self._peer = peer
@@ -112,11 +115,12 @@ class SessionTree:
             # alone (news from it makes the peer's side eager again).
             self.link.lazy = False
         if frame.graft:
+            self._holds.told(frame.have)  # what it holds: push only what it lacks
             self.link.grafted()
             self._grafted.set()
             self._prune_sent = False
             self._news.pruned.discard(self._peer)
-        if frame.have:
+        if frame.have and not frame.graft:
             self.link.heard(frame.have, await self._our_vector(), time.monotonic())
             self._heard.set()
 
@@ -144,4 +148,4 @@ class SessionTree:
                 self.link.grafted()  # both ways: the tree's link again
                 self._grafted.set()
                 self.grafts_sent += 1
-                await self._send(TreeFrame(graft=True))
+                await self._send(TreeFrame(graft=True, have=ours))

@@ -200,7 +200,7 @@ class Session:
         self.peer_vector: VersionVector | None = None  # the vector the peer opened with
         self._vector_heard = asyncio.Event()
         self.holds = PeerHolds(self.peer)  # what the peer holds, as the sender believes
-        self.tree = SessionTree(self.stream.send, host.our_vector, self.peer, host.news)
+        self.tree = SessionTree(self.stream.send, host.our_vector, self.peer, host.news, self.holds)
         self._window = asyncio.Semaphore(WINDOW)
         self._in_flight: dict[int, Batch] = {}
         self._batch_ids = itertools.count(1)

@@ -234,7 +234,8 @@ class Tree(_message.Message):
     """Plumtree (protocol 5, mesh/core/broadcast.py). On a lazy link, `have`: the clocks of the
     origins the sender holds beyond what the receiver holds. From the receiver, `prune`: push
     nothing more on this link, only announce (a batch came that it held already); `graft`:
-    push again all it lacks (an announced clock did not come down its tree in time).
+    push again all it lacks (an announced clock did not come down its tree in time); a graft's
+    `have` is the receiver's whole vector, so the sender pushes only what it lacks.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -11,6 +11,7 @@ from mesh.core.envelope import Envelope
 from mesh.core.epoch import Epoch
 from mesh.core.gossip import Batch
 from mesh.core.ids import NodeId
+from mesh.core.peer_holds import PeerHolds
 from mesh.core.records import Kind
 from mesh.core.vector import Clock, VersionVector
 
@@ -89,3 +90,12 @@ def test_a_loose_membership_record_is_never_a_duplicate() -> None:
     news.advanced([A], B, vv(), vv(a=1))
     assert not news.duplicate(batch(Kind.ADMISSION), A, vv(a=1), applied=True)
     assert not news.duplicate(batch(), A, vv(a=1), applied=True)
+
+
+def test_a_graft_tells_what_the_peer_holds_so_only_what_it_lacks_is_pushed() -> None:
+    holds = PeerHolds(B)
+    holds.start(vv(a=1))  # as the session opened; only digests went since
+    holds.told(vv(a=7, b=2))
+    assert holds.sent == vv(a=7, b=2)
+    holds.told(vv(a=3))  # never back
+    assert holds.sent == vv(a=7, b=2)
