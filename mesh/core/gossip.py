@@ -20,15 +20,12 @@ from mesh.core.vector import Clock, VersionVector
 #    a session ping every keepalive.
 # 5: a node holding more sessions than its bound ends one another member dialled with the
 #    error code "crowded" (core/overlay.py's `to_evict`); the dialler picks another member
-#    for a while. Records spread along Plumtree's tree: Tree frames prune a link to digests
-#    and graft it back (core/broadcast.py). A peer speaking 4 or less is never evicted (it
-#    would only redial), and its links stay eager both ways, as before.
+#    for a while. A peer speaking 4 or less is never evicted (it would only redial).
 PROTOCOL_VERSION = 5
 PRESENCE_VERSION = 3
 SLIM_ACK_VERSION = 3
 TRANSPORT_LIVENESS_VERSION = 4
 EVICTION_VERSION = 5
-PLUMTREE_VERSION = 5
 # A peer speaking a version in this range is understood; outside it, both sides say so.
 COMPATIBLE_VERSIONS = range(2, 6)
 
@@ -94,17 +91,7 @@ class GossipError:
     message: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TreeFrame:
-    """Plumtree's control on one link (core/broadcast.py): the clocks a lazy link's sender
-    holds beyond the receiver (`have`), or the receiver's PRUNE or GRAFT."""
-
-    have: VersionVector = field(default_factory=VersionVector)
-    prune: bool = False
-    graft: bool = False
-
-
-GossipFrame = Hello | VectorFrame | Batch | Ack | Ping | GossipError | PresenceFrame | TreeFrame
+GossipFrame = Hello | VectorFrame | Batch | Ack | Ping | GossipError | PresenceFrame
 
 
 def ack_vector(vector: VersionVector, origin: NodeId, *, slim: bool) -> VersionVector:

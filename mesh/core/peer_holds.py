@@ -108,9 +108,9 @@ class PeerHolds:
             self.acked = self.acked.with_clock(batch.origin, Clock(batch.epoch, batch.through_seq))
 
     def told(self, held: VersionVector) -> None:
-        """The peer said what it holds (Plumtree's GRAFT carries its vector): a sender that
-        only announced to it for a while believed it held far less, and would push again
-        what it got elsewhere meanwhile."""
+        """The peer said what it holds (a Plumtree GRAFT would carry its vector,
+        core/broadcast.py): a sender that only announced to it for a while believed it held
+        far less, and would push again what it got elsewhere meanwhile."""
         for origin, clock in held.items():
             sent = self._sent.get(origin)
             if sent is None or clock > sent:

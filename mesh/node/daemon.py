@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mesh.config import Settings
-from mesh.core.broadcast import LatestNews
 from mesh.core.entries import IndexedEntry, Library
 from mesh.core.epoch import Epoch
 from mesh.core.errors import (
@@ -103,7 +102,6 @@ class Daemon:
         self._held = lock
         self.started = asyncio.Event()
         self.changes = ChangeSignal()
-        self.news = LatestNews()  # who brought each origin's latest records (Plumtree)
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on
         self._store = cf.ThreadPoolExecutor(1, "mesh-store")
@@ -240,7 +238,10 @@ class Daemon:
             await control.start()
         log.info(
             "node %s (%s) listening on port %d; control socket %s",
-            *(self._name, self.node_id.short(), self.port, self.home.control_socket),
+            self._name,
+            self.node_id.short(),
+            self.port,
+            self.home.control_socket,
         )
         try:
             await self.publish_addresses()

@@ -6,18 +6,17 @@ TLS session proved, and its protocol version one this node speaks; otherwise the
 ends with a GossipError that says why, logged on both sides.
 
 Then both ends send their version vector. Each sends the other what it lacks (Scuttlebutt
-reconciliation): batches of records per origin, ascending, from the replica; then, once, the
-loose membership records no vector can show; then, whenever the replica changes, what
-changed, or on a link Plumtree pruned only its clocks (node/plumtree.py). Every batch
-carries an id; the receiver applies it and answers with an Ack naming its new vector (and a
-refusal and its reason, if any). Batches that arrived while the previous ones were being
-applied are applied together, in one transaction, and acked together once it is committed: a
-large sync then costs a few commits, not one per batch (each rewrote the same pages of the
-records table). At most `WINDOW` batches are unacknowledged at once, so a slow peer slows
-the sender instead of making it buffer. What the sender believes the peer holds, and which
-origins it refused, is kept by core/peer_holds.py: a record the peer will never take (a bad
-signature, say) is not resent forever. A refused batch is logged with the peer and the
-reason; the stream goes on.
+reconciliation): batches of records per origin, ascending, from the replica; then, once,
+the loose membership records no vector can show; then, whenever the replica changes, what
+changed. Every batch carries an id; the receiver applies it and answers with an Ack naming
+its new vector (and a refusal and its reason, if any). Batches that arrived while the
+previous ones were being applied are applied together, in one transaction, and acked
+together once it is committed: a large sync then costs a few commits, not one per batch
+(each rewrote the same pages of the records table). At most
+`WINDOW` batches are unacknowledged at once, so a slow peer slows the sender instead of
+making it buffer. What the sender believes the peer holds, and which origins it refused, is
+kept by core/peer_holds.py: a record the peer will never take (a bad signature, say) is not
+resent forever. A refused batch is logged with the peer and the reason; the stream goes on.
 
 Both ends may dial at once. After the hellos each end asks its registry to admit the
 stream; one that must yield is refused with a `duplicate` GossipError, and an open one that
@@ -49,7 +48,6 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from mesh.core.broadcast import LatestNews
 from mesh.core.epoch import Epoch
 from mesh.core.errors import (
     MeshError,
@@ -60,7 +58,6 @@ from mesh.core.errors import (
 )
 from mesh.core.gossip import (
     COMPATIBLE_VERSIONS,
-    PLUMTREE_VERSION,
     PROTOCOL_VERSION,
     SLIM_ACK_VERSION,
     TRANSPORT_LIVENESS_VERSION,
@@ -70,7 +67,6 @@ from mesh.core.gossip import (
     GossipFrame,
     Hello,
     Ping,
-    TreeFrame,
     VectorFrame,
     ack_vector,
 )
@@ -82,7 +78,6 @@ from mesh.core.vector import VersionVector
 from mesh.node.changes import ChangeSignal
 from mesh.node.hello import exchange_hellos, refuse
 from mesh.node.peer_log import peer_log
-from mesh.node.plumtree import SessionTree
 from mesh.transport.gossip_stream import GossipStream
 
 log = logging.getLogger(__name__)
@@ -108,7 +103,6 @@ class SessionHost(Protocol):
     node_id: NodeId
     epoch: Epoch
     changes: ChangeSignal
-    news: LatestNews  # who brought each origin's latest records (core/broadcast.py)
     stopping: bool  # the node is shutting down: it admits no new stream
 
     @property
@@ -200,7 +194,6 @@ class Session:
         self.peer_vector: VersionVector | None = None  # the vector the peer opened with
         self._vector_heard = asyncio.Event()
         self.holds = PeerHolds(self.peer)  # what the peer holds, as the sender believes
-        self.tree = SessionTree(self.stream.send, host.our_vector, self.peer, host.news, self.holds)
         self._window = asyncio.Semaphore(WINDOW)
         self._in_flight: dict[int, Batch] = {}
         self._batch_ids = itertools.count(1)
@@ -237,8 +230,6 @@ class Session:
                     tg.create_task(self._sender())
                     tg.create_task(self._applier())
                     tg.create_task(self._until_closed())
-                    if self.tree.enabled:
-                        tg.create_task(self.tree.run())
             finally:
                 self._ends_reunion = self.host.release(self)
         except* _ClosedHereError:
@@ -386,7 +377,6 @@ class Session:
             compatible=self.compatible,
             timeout_s=self.timeout_s,
         )
-        self.tree.enabled = self.peer_hello.protocol_version >= PLUMTREE_VERSION
         self.state = State.OPEN
         self.last_heard = time.monotonic()
         # Our vector goes out once the registry admits the stream (see run()).
@@ -479,14 +469,12 @@ class Session:
                 for batch in await self.host.membership_for(self.holds.sent):
                     await self._send_batch(batch)
                 first = False
-            await self.tree.announce(self.holds.sent)
-            await self.tree.wait_change(self.host.changes, version)
+            await self.host.changes.wait(version)
 
     async def _next_page(self, going: Sequence[Batch] = ()) -> list[Batch]:
         """The next batches the peer lacks, once `going` (being sent) has reached it."""
         ours = await self.host.our_vector() if self.holds.stuck else None
-        offer = await self.tree.offer(self.holds.offer(ours, going))
-        return await self.host.batches_for(offer, _PAGE_BYTES)
+        return await self.host.batches_for(self.holds.offer(ours, going), _PAGE_BYTES)
 
     async def _send_batch(self, batch: Batch) -> None:
         await self._window.acquire()
@@ -533,8 +521,6 @@ class Session:
             await self._on_batches(batches)
 
     async def _on_batches(self, batches: list[Batch]) -> None:
-        # What it held before, for Plumtree: a batch it held already prunes the link.
-        held = await self.host.our_vector() if self.tree.enabled else VersionVector()
         results, vector = await self.host.apply_all(batches, self.peer)
         for batch, result in zip(batches, results, strict=True):
             refused = result.outcome is Outcome.REFUSED
@@ -553,9 +539,6 @@ class Session:
             await self.stream.send(
                 Ack(batch_id=batch.batch_id, vector=told, refused=refused, reason=result.reason)
             )
-        await self.tree.applied(
-            batches, [r.outcome is Outcome.APPLIED for r in results], held, vector
-        )
 
     async def _handle(self, frame: GossipFrame) -> None:
         match frame:
@@ -587,8 +570,6 @@ class Session:
                 raise PeerUnavailableError(f"{self.peer_name} is stopping")
             case PresenceFrame():
                 self.host.on_presence(self, frame)
-            case TreeFrame() if self.tree.enabled:
-                await self.tree.on_frame(frame)
             case GossipError(code=code) if code in (PRUNED, CROWDED):
                 raise _PrunedError(code)
             case GossipError(code=code) if code == DUPLICATE:

@@ -230,39 +230,6 @@ class Presences(_message.Message):
 Global___Presences: _TypeAlias = Presences  # noqa: Y015
 
 @_typing.final
-class Tree(_message.Message):
-    """Plumtree (protocol 5, mesh/core/broadcast.py). On a lazy link, `have`: the clocks of the
-    origins the sender holds beyond what the receiver holds. From the receiver, `prune`: push
-    nothing more on this link, only announce (a batch came that it held already); `graft`:
-    push again all it lacks (an announced clock did not come down its tree in time); a graft's
-    `have` is the receiver's whole vector, so the sender pushes only what it lacks.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HAVE_FIELD_NUMBER: _builtins.int
-    PRUNE_FIELD_NUMBER: _builtins.int
-    GRAFT_FIELD_NUMBER: _builtins.int
-    prune: _builtins.bool
-    graft: _builtins.bool
-    @_builtins.property
-    def have(self) -> _records_pb2.VersionVector: ...
-    def __init__(
-        self,
-        *,
-        have: _records_pb2.VersionVector | None = ...,
-        prune: _builtins.bool = ...,
-        graft: _builtins.bool = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["have", b"have"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["graft", b"graft", "have", b"have", "prune", b"prune"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Tree: _TypeAlias = Tree  # noqa: Y015
-
-@_typing.final
 class GossipError(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -295,7 +262,6 @@ class GossipFrame(_message.Message):
     PING_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     PRESENCE_FIELD_NUMBER: _builtins.int
-    TREE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -310,8 +276,6 @@ class GossipFrame(_message.Message):
     def error(self) -> Global___GossipError: ...
     @_builtins.property
     def presence(self) -> Global___Presences: ...
-    @_builtins.property
-    def tree(self) -> Global___Tree: ...
     def __init__(
         self,
         *,
@@ -322,13 +286,12 @@ class GossipFrame(_message.Message):
         ping: Global___Ping | None = ...,
         error: Global___GossipError | None = ...,
         presence: Global___Presences | None = ...,
-        tree: Global___Tree | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "presence", b"presence", "tree", b"tree", "vector", b"vector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "presence", b"presence", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "presence", b"presence", "tree", b"tree", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "error", b"error", "frame", b"frame", "hello", b"hello", "ping", b"ping", "presence", b"presence", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "vector", "batch", "ack", "ping", "error", "presence", "tree"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "vector", "batch", "ack", "ping", "error", "presence"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 

@@ -14,7 +14,6 @@ from mesh.core.gossip import (
     GossipFrame,
     Hello,
     Ping,
-    TreeFrame,
     VectorFrame,
 )
 from mesh.core.ids import NodeId
@@ -57,10 +56,6 @@ def to_wire(frame: GossipFrame) -> pb.GossipFrame:
             return pb.GossipFrame(ping=pb.Ping(nonce=frame.nonce, pong=frame.pong))
         case GossipError():
             return pb.GossipFrame(error=pb.GossipError(code=frame.code, message=frame.message))
-        case TreeFrame():
-            return pb.GossipFrame(
-                tree=pb.Tree(have=vector_to_wire(frame.have), prune=frame.prune, graft=frame.graft)
-            )
         case PresenceFrame():
             msg = pb.GossipFrame()
             for report in frame.reports:
@@ -218,9 +213,6 @@ def from_wire(msg: pb.GossipFrame, *, decode_entries: bool = True) -> GossipFram
         )
     if which == "presence":
         return _presence_from_wire(msg.presence)
-    if which == "tree":
-        t = msg.tree
-        return TreeFrame(have=vector_from_wire(t.have), prune=t.prune, graft=t.graft)
     raise ProtocolError("an empty gossip frame")
 
 

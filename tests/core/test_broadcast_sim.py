@@ -10,7 +10,7 @@ order, so a node hears of a record from several peers in one round as it would f
 concurrent pushes. A node pushed a batch that repeats the latest news another peer brought
 it (`LatestNews.duplicate`) prunes that link, both ways; news from a peer makes the link
 eager both ways; a node that heard a clock announced and still lacks it `GRAFT_ROUNDS`
-later grafts that link, both ways (node/plumtree.py). Streams deliver whole here, so no
+later grafts that link, both ways. Streams deliver whole here, so no
 batch is in flight across a prune and the last-eager-link guard (`may_prune`) is not
 needed. The same scenario runs with every link eager (the flood nodes ran before
 Plumtree, which `FLOOD` is) for comparison.

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mesh.core.broadcast import LatestNews
 from mesh.core.epoch import Epoch
 from mesh.core.errors import PeerUnavailableError
 from mesh.core.gossip import PROTOCOL_VERSION, Batch, GossipFrame, Hello
@@ -62,7 +61,6 @@ class Host:
     epoch: Epoch = field(default_factory=lambda: Epoch(1, 1))
     registry: SessionRegistry = field(init=False)
     changes: ChangeSignal = field(default_factory=ChangeSignal)
-    news: LatestNews = field(default_factory=LatestNews)
     stopping: bool = False
 
     def __post_init__(self) -> None:
