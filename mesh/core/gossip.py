@@ -20,11 +20,15 @@ from mesh.core.vector import Clock, VersionVector
 #    a session ping every keepalive.
 # 5: a batch of library entries only travels as columns (their bodies in one blob, their
 #    seqs packed) instead of an envelope each (wire/gossip.py), to a peer that speaks 5.
+#    A node holding more sessions than its bound ends one another member dialled with the
+#    error code "crowded" (core/overlay.py's `to_evict`); the dialler picks another member
+#    for a while. A peer speaking 4 or less is never evicted (it would only redial).
 PROTOCOL_VERSION = 5
 PRESENCE_VERSION = 3
 SLIM_ACK_VERSION = 3
 TRANSPORT_LIVENESS_VERSION = 4
 COLUMNAR_ENTRIES_VERSION = 5
+EVICTION_VERSION = 5
 # A peer speaking a version in this range is understood; outside it, both sides say so.
 COMPATIBLE_VERSIONS = range(2, 6)
 

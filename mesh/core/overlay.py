@@ -21,6 +21,21 @@ A session this node dialled to a member it no longer wants (the ring moved when 
 joined or came back) is pruned, but only once every member it does want has a session:
 the overlay never shrinks while a repair is under way.
 
+The sessions a node holds are bounded (`max_sessions`), as HyParView bounds its active
+view: whoever picks a node at random dials it, so without a bound a node's in-degree is
+whatever chance makes it (ten sessions for the busiest of thirty, each costing gRPC's
+wake-ups). A node always accepts a session, then, if it holds more than the bound, ends
+as many others as it must (`to_evict`): first those it dialled to members its view no
+longer holds, then some that others dialled. It keeps the newest (a node that just joined
+may know no one else), those with members of its own view, and the `ring_guard` dialled
+by the members nearest before it on the ring (its ring predecessors, whatever partition
+or churn made them so): the ring, which keeps the overlay connected, is never cut. The
+evicted dialler takes the evicting node for unreachable for a long while (node/overlay.py)
+and picks another at random in its place; the bound leaves room (a node's own view plus
+its ring predecessors is well under it), so the search ends after a hop or two, and the
+overlay then stays put: the simulation at 100 nodes (tests/core/test_overlay_sim.py) sees
+no session opened once it settled.
+
 Pure: the caller passes the member set, what it could not reach lately and which sessions
 are open.
 """
@@ -39,6 +54,8 @@ class OverlayShape:
     ring_links: int = 1
     random_links: int = 2
     full_mesh_up_to: int = 5  # others; a mesh this small keeps a session with everyone
+    max_sessions: int = 7  # held at once, both directions (at least full_mesh_up_to)
+    ring_guard: int = 2  # sessions dialled by the nearest predecessors, never evicted
 
 
 def active_view(
@@ -73,3 +90,36 @@ def to_prune(
     if any(node not in connected for node in wanted):
         return frozenset()
     return frozenset(node for node in dialled if node not in wanted)
+
+
+def to_evict(
+    self_id: NodeId,
+    dialled: Iterable[NodeId],
+    incoming: Iterable[NodeId],
+    keep: Collection[NodeId],
+    salt: bytes,
+    shape: OverlayShape = OverlayShape(),
+) -> frozenset[NodeId]:
+    """Which sessions to end so that at most `shape.max_sessions` stay: of those this node
+    `dialled` (to prune) and of those others dialled (`incoming`, to evict). `keep` is what
+    must stay whoever dialled it: the newest session, the members of this node's own view,
+    and peers that would not understand an eviction. Sessions this node dialled to members
+    its view no longer holds go first (they wait only for a repair to finish); then
+    incoming ones, by the node's own random order, but for the `ring_guard` whose
+    diallers are nearest before this node on the ring."""
+    dialled, incoming = list(dialled), list(incoming)
+    surplus = len(dialled) + len(incoming) - shape.max_sessions
+    if surplus <= 0:
+        return frozenset()
+    size = 1 << (8 * len(self_id.raw))
+
+    def behind(node: NodeId) -> int:  # how far before this node on the ring
+        return (int.from_bytes(self_id.raw) - int.from_bytes(node.raw)) % size
+
+    nearest = sorted(incoming, key=behind)[shape.ring_guard :]
+    candidates = sorted(
+        (n for n in nearest if n not in keep),
+        key=lambda n: hashlib.sha256(salt + n.raw).digest(),
+    )
+    stale = sorted((n for n in dialled if n not in keep), key=lambda n: n.raw)
+    return frozenset((stale + candidates)[:surplus])

@@ -107,6 +107,18 @@ class PeerHolds:
         if acked is None or (batch.epoch, batch.through_seq) > (acked.epoch, acked.seq):
             self.acked = self.acked.with_clock(batch.origin, Clock(batch.epoch, batch.through_seq))
 
+    def told(self, held: VersionVector) -> None:
+        """The peer said what it holds (a Plumtree GRAFT would carry its vector,
+        core/broadcast.py): a sender that only announced to it for a while believed it held
+        far less, and would push again what it got elsewhere meanwhile."""
+        for origin, clock in held.items():
+            sent = self._sent.get(origin)
+            if sent is None or clock > sent:
+                self._sent[origin] = clock
+            acked = self.acked.get(origin)
+            if acked is None or clock > acked:
+                self.acked = self.acked.with_clock(origin, clock)
+
     def unacked(self, ours: VersionVector) -> int:
         """How many of our records the peer has not acknowledged (as far as seqs tell)."""
         return lag(ours, self.acked, self.peer)

@@ -515,11 +515,10 @@ class Daemon:
     # -- sessions ------------------------------------------------------------------------
 
     def admit_session(self, session: Session) -> bool:
-        if self.stopping or not self.is_member(session.peer):
-            return False
-        if not self.sessions.admit(session):
+        if self.stopping or not self.is_member(session.peer) or not self.sessions.admit(session):
             return False
         self.agent.peer_back()
+        self.overlay.admitted(session)
         return True
 
     def announce(self, session: Session) -> bool:

@@ -7,7 +7,15 @@ The peer manager asks `wants(peer)` before it dials a member, and parks the addr
 dial, a refused stream), so the view picks another in its place; after `hold_s` it is
 tried again, which is how the ring closes again after a partition heals. Every period this
 also prunes the sessions this node dialled to members it no longer wants (once those it
-wants are all connected). Accepting a session is never refused: the other end chose it.
+wants are all connected).
+
+Accepting a session is never refused: the other end chose it. But once a session is
+admitted, a node holding more than its bound ends sessions others dialled
+(`core/overlay.to_evict`) with "crowded"; a dialler told so takes that member for
+unreachable for `crowded_s` (30 min by default, much longer than `hold_s`: the member is
+no less crowded for a retry, and each retry would cost a handshake and another eviction
+there, every `hold_s`, for as long as the mesh stays as it is) and its view picks another
+member.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
+from mesh.core.gossip import EVICTION_VERSION
 from mesh.core.ids import NodeId
-from mesh.core.overlay import OverlayShape, active_view, to_prune
+from mesh.core.overlay import OverlayShape, active_view, to_evict, to_prune
 from mesh.node.changes import ChangeSignal
 from mesh.node.session import Session
 
@@ -43,11 +52,13 @@ class Overlay:
         grace_s: float,
         hold_s: float,
         period_s: float,
+        crowded_s: float | None = None,
         shape: OverlayShape | None = None,
     ) -> None:
         self._host = host
         self._grace_s = grace_s
         self._hold_s = hold_s
+        self._crowded_s = 60 * hold_s if crowded_s is None else crowded_s
         self._period_s = period_s
         self._shape = shape or OverlayShape()
         self._salt = os.urandom(16)  # this node's own random order of the members
@@ -75,6 +86,38 @@ class Overlay:
 
     def sessions_changed(self) -> None:
         """A session opened or ended: parked dials look again (see `wants`)."""
+        self.changed.bump()
+
+    def admitted(self, newest: Session) -> None:
+        """A session was admitted: if this node now holds more than its bound, end those
+        `to_evict` picks: prune sessions it dialled that its view dropped, evict sessions
+        others dialled (never one with an older peer, which would only dial again)."""
+        me = self._host.node_id
+        sessions = self._host.open_sessions()
+        keep = {newest.peer, *self.wanted()}
+        keep.update(s.peer for s in sessions if s.initiator != me and not _evictable(s))
+        ending = to_evict(
+            me,
+            [s.peer for s in sessions if s.initiator == me],
+            [s.peer for s in sessions if s.initiator != me],
+            keep,
+            self._salt,
+            self._shape,
+        )
+        for session in sessions:
+            if session.peer not in ending:
+                continue
+            if session.initiator == me:
+                log.debug("too many sessions: pruning the one with %s", session.peer_name)
+                session.close(pruned=True)
+            else:
+                log.debug("too many sessions: ending the one %s dialled", session.peer_name)
+                session.close(crowded=True)
+
+    def crowded_out(self, peer: NodeId, now: float) -> None:
+        """`peer` ended a session this node dialled, as it holds too many: pick another."""
+        self._unreachable[peer] = now + self._crowded_s
+        self._missing_since.pop(peer, None)
         self.changed.bump()
 
     async def wait(self, version: int) -> None:
@@ -118,3 +161,8 @@ class Overlay:
         while True:
             await asyncio.sleep(self._period_s)
             self.tend(time.monotonic())
+
+
+def _evictable(session: Session) -> bool:
+    hello = session.peer_hello
+    return hello is not None and hello.protocol_version >= EVICTION_VERSION

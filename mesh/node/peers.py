@@ -277,6 +277,8 @@ class PeerManager:
                 timeout_s=s.handshake_timeout_s,
             )
             await session.run()
+            if session.crowded:
+                self._host.overlay.crowded_out(member.node_id, time.monotonic())
             if session.removal is not None:
                 await self._host.on_removal_notice(session.removal.records, member.node_id)
                 return False

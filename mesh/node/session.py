@@ -77,6 +77,7 @@ from mesh.core.peer_holds import PeerHolds
 from mesh.core.replica import ApplyResult, Outcome
 from mesh.core.vector import VersionVector
 from mesh.node.changes import ChangeSignal
+from mesh.node.hello import exchange_hellos, refuse
 from mesh.node.peer_log import peer_log
 from mesh.transport.gossip_stream import GossipStream
 
@@ -140,12 +141,14 @@ class _DuplicateError(Exception):
 
 
 class _PrunedError(Exception):
-    """The peer ended this stream because its partial view no longer holds this node."""
+    """The peer ended this stream: its partial view no longer holds this node (PRUNED), or
+    it holds too many sessions (CROWDED, the argument)."""
 
 
 DUPLICATE = "duplicate"  # the GossipError code of a stream that yields to another
 STOPPING = "stopping"  # ... of a node that stops: the peer logs it as such, not as a break
 PRUNED = "pruned"  # ... of a stream its dialler's partial view dropped (node/overlay.py)
+CROWDED = "crowded"  # ... of one its acceptor ended to keep its bound (core/overlay.py)
 _PARTING_S = 1.0  # how long a closing end waits for the peer to close its end first
 
 
@@ -180,6 +183,7 @@ class Session:
         self.duplicate = False
         self._stopping = False  # close() because this node stops: say so to the peer
         self.pruned = False  # closed because a partial view dropped it: no news either
+        self.crowded = False  # ... because its acceptor held too many sessions
         self._closed_here = False
         # The peer admitted it too (its vector came) and it was no duplicate then: its end
         # is news. Its opening is news unless it took over from another (host.announce).
@@ -239,14 +243,16 @@ class Session:
             if self.duplicate:
                 await self._part(DUPLICATE, "another stream between these nodes replaced it")
                 log.debug("duplicate gossip stream with %s closed", self.peer_name)
-            elif self.pruned:
+            elif self.pruned or self.crowded:
+                why = "the partial view moved on" if self.pruned else "too many sessions here"
                 self._log(
                     logging.INFO if self._news else logging.DEBUG,
                     "closed",
-                    "gossip stream with %s closed: the partial view moved on",
+                    "gossip stream with %s closed: %s",
                     self.peer_name,
+                    why,
                 )
-                await self._part(PRUNED, "the partial view moved on")
+                await self._part(PRUNED if self.pruned else CROWDED, why)
             else:
                 level = logging.INFO if self._news else logging.DEBUG
                 self._log(
@@ -257,13 +263,15 @@ class Session:
         except* _DuplicateError:
             self.duplicate = True
             log.debug("%s ended a duplicate gossip stream", self.peer_name)
-        except* _PrunedError:
-            self.pruned = True
+        except* _PrunedError as group:
+            crowded = group.exceptions[0].args == (CROWDED,)
+            self.crowded, self.pruned = crowded, not crowded
             self._log(
                 logging.INFO if self._news else logging.DEBUG,
                 "closed",
-                "gossip stream with %s closed by it: its partial view moved on",
+                "gossip stream with %s closed by it: %s",
                 self.peer_name,
+                "it holds too many sessions" if crowded else "its partial view moved on",
             )
         except* PeerUnavailableError as group:
             self._log_end(group.exceptions[0])
@@ -277,7 +285,7 @@ class Session:
                 self.peer_name,
                 group.exceptions[0],
             )
-            await self._refuse("protocol", str(group.exceptions[0]))
+            await refuse(self.stream, "protocol", str(group.exceptions[0]))
         except* RefusedError as group:
             self._log(logging.WARNING, "refused", "%s", group.exceptions[0])
         finally:
@@ -306,13 +314,20 @@ class Session:
         peer_log.log(log, level, self.peer, self.peer_name, kind, msg, *args)
 
     def close(
-        self, *, duplicate: bool = False, stopping: bool = False, pruned: bool = False
+        self,
+        *,
+        duplicate: bool = False,
+        stopping: bool = False,
+        pruned: bool = False,
+        crowded: bool = False,
     ) -> None:
         """End the session from this side: a removal; `stopping`, this node stops;
-        `duplicate`, another stream with the same peer replaces it; or `pruned`, this node's
-        partial view no longer holds the peer. The peer is told which of the last three."""
+        `duplicate`, another stream with the same peer replaces it; `pruned`, this node's
+        partial view no longer holds the peer; or `crowded`, this node holds more sessions
+        than its bound. The peer is told which of the last four."""
         self.duplicate = self.duplicate or duplicate
         self.pruned = self.pruned or pruned
+        self.crowded = self.crowded or crowded
         self._stopping = self._stopping or stopping
         self._stop.set()
 
@@ -353,43 +368,20 @@ class Session:
                     if frame is None or isinstance(frame, GossipError):
                         break
 
-    async def _refuse(self, code: str, message: str) -> None:
-        with contextlib.suppress(PeerUnavailableError, TimeoutError):
-            await asyncio.wait_for(self.stream.send(GossipError(code=code, message=message)), 1)
-
     async def _handshake(self) -> None:
         host = self.host
-        await self.stream.send(
+        self.peer_hello = await exchange_hellos(
+            self.stream,
             Hello(
                 node_id=host.node_id,
                 epoch=host.epoch,
                 protocol_version=self.version,
                 name=host.name,
-            )
+            ),
+            compatible=self.compatible,
+            timeout_s=self.timeout_s,
         )
-        try:
-            frame = await asyncio.wait_for(self.stream.recv(), self.timeout_s)
-        except TimeoutError as exc:
-            raise PeerUnavailableError(f"{self.peer.short()} sent no hello in time") from exc
-        if frame is None:
-            # Ended before its hello: a peer that stops, or drops a duplicate, at that moment.
-            raise PeerUnavailableError(f"{self.peer.short()} ended the stream before its hello")
-        if isinstance(frame, GossipError):
-            raise RefusedError(f"{self.peer.short()} refused the stream: {frame.message}")
-        if not isinstance(frame, Hello):
-            raise ProtocolError(f"expected a hello, got {type(frame).__name__}")
-        if frame.node_id != self.peer:
-            raise ProtocolError("the hello names another node than the TLS certificate")
-        if frame.protocol_version not in self.compatible:
-            message = (
-                f"incompatible protocol: this node speaks {self.version}, "
-                f"{frame.name or self.peer.short()} speaks {frame.protocol_version}; "
-                "upgrade the older mesh"
-            )
-            await self._refuse("incompatible", message)
-            raise RefusedError(message)
-        self.peer_hello = frame
-        spoken = min(self.version, frame.protocol_version)
+        spoken = min(self.version, self.peer_hello.protocol_version)
         self.stream.columnar = spoken >= COLUMNAR_ENTRIES_VERSION
         self.state = State.OPEN
         self.last_heard = time.monotonic()
@@ -588,8 +580,8 @@ class Session:
                 raise PeerUnavailableError(f"{self.peer_name} is stopping")
             case PresenceFrame():
                 self.host.on_presence(self, frame)
-            case GossipError(code=code) if code == PRUNED:
-                raise _PrunedError
+            case GossipError(code=code) if code in (PRUNED, CROWDED):
+                raise _PrunedError(code)
             case GossipError(code=code) if code == DUPLICATE:
                 self.duplicate = True  # before the registry releases it (run's finally)
                 raise _DuplicateError

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mesh.core.ids import NodeId
-from mesh.core.overlay import OverlayShape, active_view, to_prune
+from mesh.core.overlay import OverlayShape, active_view, to_evict, to_prune
 
 SHAPE = OverlayShape()
 
@@ -117,3 +117,44 @@ def test_pruning_waits_until_every_wanted_member_is_connected() -> None:
     assert to_prune({a, b, d}, {a, b, c}, {a, b, d}) == frozenset()  # c still missing
     assert to_prune({a, b, d}, {a, b, c}, {a, b, c, d}) == {d}
     assert to_prune({a}, {a, b}, {a, b}) == frozenset()
+
+
+def behind(me: NodeId, node: NodeId) -> int:
+    return (int.from_bytes(me.raw) - int.from_bytes(node.raw)) % (1 << 256)
+
+
+def test_within_the_bound_nothing_is_evicted() -> None:
+    me, *others = ids(SHAPE.max_sessions + 1)
+    assert to_evict(me, others[:3], others[3:], set(), b"s") == frozenset()
+
+
+def test_over_the_bound_the_stale_dialled_go_first_then_random_incoming() -> None:
+    me, *others = ids(12)
+    dialled, incoming = others[:4], others[4:]  # 11 sessions, 4 over the bound of 7
+    view = set(dialled[:3])  # the fourth was dialled before the view moved on
+    newest = incoming[0]
+    ending = to_evict(me, dialled, incoming, {newest, *view}, b"salt")
+    assert len(ending) == 11 - SHAPE.max_sessions
+    assert dialled[3] in ending
+    assert not ending & {newest, *view}
+    # The ring predecessors' sessions stay: the ring keeps the overlay connected.
+    guard = sorted(incoming, key=lambda n: behind(me, n))[: SHAPE.ring_guard]
+    assert not ending & set(guard)
+
+
+@given(held=st.integers(0, 30), kept=st.integers(0, 6), seed=st.integers(0, 2**32))
+def test_eviction_keeps_what_must_stay_and_meets_the_bound_when_it_can(
+    held: int, kept: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    me, *others = ids(held + 1)
+    dialled = [n for n in others if rng.random() < 0.3]
+    incoming = [n for n in others if n not in dialled]
+    keep = set(rng.sample(others, min(kept, len(others))))
+    ending = to_evict(me, dialled, incoming, keep, rng.randbytes(8))
+    assert not ending & keep
+    assert ending <= set(others)
+    guard = sorted(incoming, key=lambda n: behind(me, n))[: SHAPE.ring_guard]
+    assert not ending & set(guard)
+    endable = (set(others) - keep) - set(guard)
+    assert len(ending) == min(max(0, held - SHAPE.max_sessions), len(endable))
