@@ -17,6 +17,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -114,6 +115,12 @@ class MdnsDiscovery:
         self._pair_port: int | None = None
         self._pair_nameplate = 0
         self._pair_info: AsyncServiceInfo | None = None
+        # zeroconf goes on announcing a registered service for ~0.5 s after registering it;
+        # an announcement sent after the goodbye would show a withdrawn invitation for its
+        # whole TTL, so the withdrawal stops it first (and waits for a registration still
+        # probing: the lock).
+        self._pair_broadcast: asyncio.Future[Any] | None = None
+        self._pair_lock = asyncio.Lock()
         self._addresses: list[LocalAddress] = []
         self._wakeups = AddressWakeups()
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,13 +171,17 @@ class MdnsDiscovery:
         )
         await zc.async_register_service(info, allow_name_change=True)
         self._browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[self._on_state_change])
-        if self._pair_port is not None:
-            await self._register_pairing(self._pair_port, self._pair_nameplate)
+        async with self._pair_lock:  # a withdrawal meanwhile waits, then finds it
+            if self._pair_port is not None:
+                await self._register_pairing(self._pair_port, self._pair_nameplate)
 
     async def _close(self) -> None:
         browser, zc = self._browser, self._zc
         self._browser = self._zc = None
         self._pair_info = None
+        broadcast, self._pair_broadcast = self._pair_broadcast, None
+        if broadcast is not None:
+            broadcast.cancel()
         if browser is not None:
             await browser.async_cancel()
         if zc is not None:
@@ -247,22 +258,33 @@ class MdnsDiscovery:
     async def advertise_pairing(self, port: int, nameplate: int) -> None:
         """Announce an open invitation's pairing listener and its code's public number
         (until `withdraw_pairing`)."""
-        await self.withdraw_pairing()  # one invitation at a time: a new one replaces the old
-        self._pair_port, self._pair_nameplate = port, nameplate
-        if self._zc is not None:
-            await self._register_pairing(port, nameplate)
+        async with self._pair_lock:
+            await self._unregister_pairing()  # one invitation at a time: a new one replaces
+            self._pair_port, self._pair_nameplate = port, nameplate
+            if self._zc is not None:
+                await self._register_pairing(port, nameplate)
 
     async def _register_pairing(self, port: int, nameplate: int) -> None:
         assert self._zc is not None
         info = self._service_info(
             PAIR_SERVICE, port, {"v": str(PROTOCOL_VERSION), "n": str(nameplate)}
         )
-        await self._zc.async_register_service(info, allow_name_change=True)
+        announcing = await self._zc.async_register_service(info, allow_name_change=True)
+        self._pair_broadcast = asyncio.ensure_future(announcing)
         self._pair_info = info
 
     async def withdraw_pairing(self) -> None:
         self._pair_port = None
+        async with self._pair_lock:
+            await self._unregister_pairing()
+
+    async def _unregister_pairing(self) -> None:
         info, self._pair_info = self._pair_info, None
+        broadcast, self._pair_broadcast = self._pair_broadcast, None
+        if broadcast is not None and not broadcast.done():
+            broadcast.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await broadcast
         if self._zc is not None and info is not None:
             with contextlib.suppress(Exception):
                 await self._zc.async_unregister_service(info)

@@ -7,6 +7,7 @@ FIELD-NOTES.md describes), so a cached or half-withdrawn announcement shows."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import pytest
 
 from mesh.security.words import WORDS
 from tests.lan.meshnodes import LanPeer, all_online, dump_logs, init_all, until, up_all
-from tests.lan.netns import MakeLan, NetNode
+from tests.lan.netns import MakeLan, NetNode, py, read_line
 
 pytestmark = pytest.mark.netns
 MakePeers = Callable[..., list[LanPeer]]
@@ -242,3 +243,75 @@ def test_a_removed_node_learns_it_on_the_lan_and_stops_dialling(lan_peers: MakeP
     assert {m["name"] for m in tower.json("members")} == {"tower", "laptop"}
     for p in (tower, laptop):
         assert " WARNING " not in p.log.read_text(), p.log.read_text()
+
+
+_WATCH = """
+import json, sys, time
+from zeroconf import IPVersion, ServiceBrowser, Zeroconf
+zc = Zeroconf(interfaces=[sys.argv[1]], ip_version=IPVersion.V4Only)
+seen = set()
+class Listener:
+    def add_service(self, zc, kind, name): seen.add(name)
+    def remove_service(self, zc, kind, name): seen.discard(name)
+    def update_service(self, zc, kind, name): pass
+browser = ServiceBrowser(zc, "_mesh-pair._tcp.local.", Listener())
+print("browsing", flush=True)
+sys.stdin.readline()  # the inviter has withdrawn
+time.sleep(float(sys.argv[2]))
+browser.cancel()
+zc.close()
+print(json.dumps(sorted(seen)), flush=True)
+"""
+
+_INVITE_AND_WITHDRAW = """
+import asyncio, sys
+from mesh.core.ids import NodeId
+from mesh.discovery.mdns import MdnsDiscovery
+async def main():
+    mdns = MdnsDiscovery(node_id=NodeId(bytes(32)), port=6374, interfaces=(),
+                         on_hint=lambda hint: None)
+    await mdns.start()
+    await mdns.advertise_pairing(6375, 417)
+    await mdns.withdraw_pairing()  # at once: zeroconf is still announcing it
+    print("withdrawn", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await mdns.stop()
+asyncio.run(main())
+"""
+
+
+def test_an_invitation_withdrawn_while_still_being_announced_is_gone(make_lan: MakeLan) -> None:
+    # Withdrawn while zeroconf still repeats the announcement (it does for ~0.5 s after
+    # registering): the LAN must see nothing left. CI once saw a cancelled invitation still
+    # answered 2 s after `mesh invite --cancel` on a loaded machine; this test did not
+    # reproduce it, and the cause is not pinned down (see MdnsDiscovery._pair_lock).
+    inviter, observer = make_lan(2).nodes
+    watch = observer.popen(
+        py(_WATCH, observer.ip, "2.5"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    invite = inviter.popen(
+        py(_INVITE_AND_WITHDRAW),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert read_line(watch, 20) == "browsing"
+        assert read_line(invite, 20) == "withdrawn"
+        assert watch.stdin is not None
+        watch.stdin.write(b"\n")
+        watch.stdin.flush()
+        assert json.loads(read_line(watch, 20)) == []
+    finally:
+        for proc in (invite, watch):
+            if proc.stdin is not None and not proc.stdin.closed:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
