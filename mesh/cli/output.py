@@ -32,6 +32,12 @@ def safe(text: str) -> str:
     return shown(text)
 
 
+def where(library: str, path: str) -> str:
+    """A lent path as users type it: 'Movies/heat.mkv', a folder 'Movies/Docs/', a whole
+    library 'Movies/' (whose folder form is '/')."""
+    return safe(f"{library}/{path.lstrip('/')}")
+
+
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")

@@ -27,6 +27,7 @@ from mesh.cli.output import (
     plural,
     print_json,
     safe,
+    where,
 )
 from mesh.core.errors import DaemonNotRunningError
 from mesh.core.rates import Rates
@@ -178,7 +179,7 @@ def _loans(frame: Frame, rates: Rates) -> list[str]:
         files = f" ({line.files_done}/{line.files} files)" if line.folder else ""
         lines.append(
             f"{line.id:<9} {way:<4} {safe(peer):<12} {line.phase[:10]:<10} {progress:<44} "
-            f"{safe(line.library)}/{safe(line.path)}{files}"
+            f"{where(line.library, line.path)}{files}"
         )
     return lines
 
