@@ -18,7 +18,9 @@ import typer
 
 from mesh.cli.context import CliContext
 from mesh.cli.output import (
+    address_width,
     bar,
+    fit,
     human_ago,
     human_clock,
     human_duration,
@@ -127,10 +129,11 @@ def _members(frame: Frame) -> list[str]:
     if not frame.members:
         return ["no other members yet; add one with `mesh invite`"]
     running = frame.status.running
-    lines = [f"{'MEMBER':<16} {'STATE':<8} {'ADDRESS':<26} {'LAST SEEN':<12} LAG"]
+    wide = address_width((safe(v.address) for v in frame.members if running), 26)
+    lines = [f"{'MEMBER':<16} {'STATE':<8} {'ADDRESS':<{wide}} {'LAST SEEN':<12} LAG"]
     for v in frame.members:
         if not running:
-            lines.append(f"{safe(v.name):<16} {'-':<8} {'-':<26} {'-':<12} -")
+            lines.append(f"{safe(v.name):<16} {'-':<8} {'-':<{wide}} {'-':<12} -")
             continue
         if v.online:
             seen = "now" if v.last_seen_s < 5 else human_ago(v.last_seen_s)
@@ -139,7 +142,7 @@ def _members(frame: Frame) -> list[str]:
         lag = "in sync" if v.unacked == 0 else f"{plural(v.unacked, 'record')} behind"
         lines.append(
             f"{safe(v.name):<16} {'online' if v.online else 'offline':<8} "
-            f"{safe(v.address) or '-':<26} {seen:<12} {lag}"
+            f"{fit(safe(v.address), wide) or '-':<{wide}} {seen:<12} {lag}"
         )
     return lines
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
+
+import pytest
 
 from mesh.cli.status_cmds import Frame, as_json, render
 from mesh.core.ids import NodeId
@@ -213,3 +216,20 @@ def test_a_running_node_and_watching_it(mesh: Mesh, daemon: Start, tmp_path: Pat
     assert watcher.returncode == 0, err
     assert "Traceback" not in err
     assert d.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["[fe80::1c2b:3dff:fe4e:5f60%eth0]:6374", "[fe80::1c2b:3dff:fe4e:5f60%enx00e04c680123]:6374"],
+)
+def test_a_link_local_address_keeps_the_members_table_in_line(address: str) -> None:
+    # A 30-character IPv6 link-local address pushed LAST SEEN and LAG out of line.
+    got = frame()
+    got.members[0] = dataclasses.replace(got.members[0], address=address)
+    text = render(got, speeds(), NOW)
+    header = next(i for i, x in enumerate(text) if x.startswith("MEMBER"))
+    titles, laptop, tablet = text[header : header + 3]
+    column = titles.index("LAST SEEN")
+    assert laptop.index(" now ") + 1 == column == tablet.index(" 6 min ago") + 1, text
+    shown = laptop.split()[2]
+    assert len(shown) <= 42 and shown.endswith("]:6374"), shown
