@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_clock, human_size, human_time_left, print_json, safe
+from mesh.cli.output import (
+    human_clock,
+    human_size,
+    human_time_left,
+    print_json,
+    safe,
+    where,
+)
 from mesh.cli.progress import interactive
 from mesh.core.durations import parse_duration
 from mesh.core.errors import InvalidArgumentError, RefusedError
@@ -148,7 +155,7 @@ def _print_loans(lines: list[LoanLine]) -> None:
         typer.echo(
             f"{line.id:<9} {safe(line.lender_name):<12} {safe(line.borrower_name):<12} "
             f"{state:<26} {human_size(line.size):>8}  {_until(line):<14} "
-            f"{safe(line.library)}/{safe(line.path)}"
+            f"{where(line.library, line.path)}"
         )
         if line.reason and line.phase in ("refused", "failed", "declined"):
             typer.echo(f"{'':<9} why: {safe(line.reason)}")
@@ -215,7 +222,7 @@ def lend(
         line = daemon.lend(target, to, until_ms)
         files = f"{line.files} files, " if line.folder else ""
         typer.echo(
-            f"lent {safe(line.library)}/{safe(line.path)} ({files}{human_size(line.size)}) to "
+            f"lent {where(line.library, line.path)} ({files}{human_size(line.size)}) to "
             f"{safe(line.borrower_name)}: loan {line.id}"
             + (f", ends {_when(line.until_ms)}" if line.until_ms else "")
         )
@@ -386,7 +393,7 @@ def borrow(
     with _ctx(ctx).daemon() as daemon:
         line = daemon.borrow(node, path, duration_ms)
     typer.echo(
-        f"asked {safe(line.lender_name)} for {safe(line.library)}/{safe(line.path)} "
+        f"asked {safe(line.lender_name)} for {where(line.library, line.path)} "
         f"(request {line.id}); `mesh loans` shows it once it is lent"
     )
 
@@ -474,7 +481,7 @@ def requests(
     for line in lines:
         typer.echo(
             f"{line.id:<7} {safe(line.borrower_name):<12} {safe(line.lender_name):<12} "
-            f"{safe(line.answer) or 'pending':<20} {safe(line.library)}/{safe(line.path)}"
+            f"{safe(line.answer) or 'pending':<20} {where(line.library, line.path)}"
         )
 
 

@@ -12,7 +12,7 @@ import typer
 
 from mesh import config
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_duration, print_json, safe
+from mesh.cli.output import address_width, fit, human_duration, print_json, safe
 from mesh.core.durations import parse_duration
 from mesh.core.errors import InvalidArgumentError
 from mesh.core.ids import NodeId
@@ -236,11 +236,12 @@ def members(
         from mesh.cli.status_cmds import removed_line
 
         typer.echo(f"!! {removed_line(st)}\n")
-    typer.echo(f"{'NAME':<16} {'ID':<8} {'STATE':<12} {'ADDRESS':<24} ADMITTED BY")
+    wide = address_width((safe(v.address) for v in views), 24)
+    typer.echo(f"{'NAME':<16} {'ID':<8} {'STATE':<12} {'ADDRESS':<{wide}} ADMITTED BY")
     for v in views:
         state = "this node" if v.is_self else ("online" if v.online else "offline")
         if v.is_self and st.removed_by:
-            typer.echo(f"{safe(v.name):<16} {v.node_id.short():<8} {'removed':<12} {'-':<24} -")
+            typer.echo(f"{safe(v.name):<16} {v.node_id.short():<8} {'removed':<12} {'-':<{wide}} -")
             continue
         since = ""
         if v.admitted_ms:
@@ -253,7 +254,7 @@ def members(
         seen = f" ({human_duration(v.last_seen_s)} ago)" if v.online and v.last_seen_s > 5 else ""
         typer.echo(
             f"{safe(v.name):<16} {v.node_id.short():<8} {state + seen:<12} "
-            f"{safe(v.address) or '-':<24} {safe(by)}{since}"
+            f"{fit(safe(v.address), wide) or '-':<{wide}} {safe(by)}{since}"
         )
 
 

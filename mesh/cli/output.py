@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from mesh.core import sizes
@@ -30,6 +31,31 @@ def human_duration(seconds: float) -> str:
 def safe(text: str) -> str:
     """Text from a file name or a peer, with anything that could drive a terminal escaped."""
     return shown(text)
+
+
+# An IPv6 link-local address with its scope and port ("[fe80::1c2b:3dff:fe4e:5f60%eth0]:6374")
+# is ~38 characters: the column grows to fit one, and elides anything longer in the middle.
+_ADDRESS_MAX = 42
+
+
+def address_width(addresses: Iterable[str], minimum: int) -> int:
+    """The width of an ADDRESS column for these (already `safe`) addresses."""
+    return min(_ADDRESS_MAX, max([minimum, *(len(a) for a in addresses)]))
+
+
+def fit(text: str, width: int) -> str:
+    """`text` in at most `width` characters, its middle elided: the start tells the
+    network, the end the interface and port."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head) :]}"
+
+
+def where(library: str, path: str) -> str:
+    """A lent path as users type it: 'Movies/heat.mkv', a folder 'Movies/Docs/', a whole
+    library 'Movies/' (whose folder form is '/')."""
+    return safe(f"{library}/{path.lstrip('/')}")
 
 
 def print_json(value: Any) -> None:

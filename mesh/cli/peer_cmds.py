@@ -9,7 +9,7 @@ import typer
 
 from mesh import config
 from mesh.cli.context import CliContext
-from mesh.cli.output import human_duration, print_json, safe
+from mesh.cli.output import address_width, fit, human_duration, print_json, safe
 from mesh.core.errors import InvalidArgumentError
 
 peer_app = typer.Typer(
@@ -64,7 +64,8 @@ def peers(
     if not others:
         typer.echo("no other members yet; add one with `mesh invite`", err=True)
         return
-    typer.echo(f"{'NAME':<16} {'ID':<8} {'STATE':<8} {'ADDRESS':<26} {'LAST SEEN':<12} UNACKED")
+    wide = address_width((safe(v.address) for v in others), 26)
+    typer.echo(f"{'NAME':<16} {'ID':<8} {'STATE':<8} {'ADDRESS':<{wide}} {'LAST SEEN':<12} UNACKED")
     for v in others:
         if v.online:
             seen = "now" if v.last_seen_s < 5 else f"{human_duration(v.last_seen_s)} ago"
@@ -72,7 +73,7 @@ def peers(
             seen = f"{human_duration(v.last_seen_s)} ago" if v.last_seen_s else "never"
         typer.echo(
             f"{safe(v.name):<16} {v.node_id.short():<8} "
-            f"{'online' if v.online else 'offline':<8} {safe(v.address) or '-':<26} "
+            f"{'online' if v.online else 'offline':<8} {fit(safe(v.address), wide) or '-':<{wide}} "
             f"{seen:<12} {v.unacked}"
         )
 

@@ -18,7 +18,9 @@ import typer
 
 from mesh.cli.context import CliContext
 from mesh.cli.output import (
+    address_width,
     bar,
+    fit,
     human_ago,
     human_clock,
     human_duration,
@@ -27,6 +29,7 @@ from mesh.cli.output import (
     plural,
     print_json,
     safe,
+    where,
 )
 from mesh.core.errors import DaemonNotRunningError
 from mesh.core.rates import Rates
@@ -42,7 +45,7 @@ class Frame:
 
     status: NodeStatus
     members: list[MemberView]  # the others
-    loans: list[LoanLine] | None  # this node's, lent or borrowed; None without a daemon
+    loans: list[LoanLine]  # this node's, lent or borrowed (without a daemon: the store's)
 
 
 def _ctx(ctx: typer.Context) -> CliContext:
@@ -55,24 +58,36 @@ def gather(cli: CliContext) -> Frame:
     with cli.node() as node:
         st = node.status()
         _, views = node.members()
-        loans = None
         if st.running:
             from mesh.transport.control_client import ControlClient
 
             assert isinstance(node, ControlClient)
             loans = node.loans(mine=True)
+        else:
+            loans = _stored_loans(node)
     return Frame(status=st, members=[v for v in views if not v.is_self], loans=loans)
 
 
+def _stored_loans(node: object) -> list[LoanLine]:
+    """This node's loans as its store last knew them (the daemon is not running)."""
+    from mesh.node.lending import Lending
+    from mesh.node.local import LocalNode, now_ms
+
+    assert isinstance(node, LocalNode)
+    lending = Lending(node)
+    return [lending.line(loan) for loan in lending.ledger(now_ms(), mine=True)]
+
+
 def _sample(frame: Frame, rates: Rates, now: float) -> None:
-    lines = frame.loans or []
+    lines = frame.loans
     for line in lines:
         rates.sample(line.id, line.bytes_done, now)
     rates.keep(line.id for line in lines)
 
 
 def _fetching(frame: Frame) -> bool:
-    return any(line.phase == "fetching" for line in frame.loans or [])
+    # Speeds need a second look; without a daemon nothing moves.
+    return frame.status.running and any(line.phase == "fetching" for line in frame.loans)
 
 
 # -- text ----------------------------------------------------------------------------------
@@ -95,8 +110,7 @@ def render(frame: Frame, rates: Rates, now_s: float) -> list[str]:
         out.append(f"mesh      !! {removed_line(st)}")
     out += ["", *_members(frame)]
     out += ["", *_libraries(st, now_s)]
-    if frame.loans is not None:
-        out += ["", *_loans(frame, rates)]
+    out += ["", *_loans(frame, rates)]
     return out
 
 
@@ -115,10 +129,11 @@ def _members(frame: Frame) -> list[str]:
     if not frame.members:
         return ["no other members yet; add one with `mesh invite`"]
     running = frame.status.running
-    lines = [f"{'MEMBER':<16} {'STATE':<8} {'ADDRESS':<26} {'LAST SEEN':<12} LAG"]
+    wide = address_width((safe(v.address) for v in frame.members if running), 26)
+    lines = [f"{'MEMBER':<16} {'STATE':<8} {'ADDRESS':<{wide}} {'LAST SEEN':<12} LAG"]
     for v in frame.members:
         if not running:
-            lines.append(f"{safe(v.name):<16} {'-':<8} {'-':<26} {'-':<12} -")
+            lines.append(f"{safe(v.name):<16} {'-':<8} {'-':<{wide}} {'-':<12} -")
             continue
         if v.online:
             seen = "now" if v.last_seen_s < 5 else human_ago(v.last_seen_s)
@@ -127,7 +142,7 @@ def _members(frame: Frame) -> list[str]:
         lag = "in sync" if v.unacked == 0 else f"{plural(v.unacked, 'record')} behind"
         lines.append(
             f"{safe(v.name):<16} {'online' if v.online else 'offline':<8} "
-            f"{safe(v.address) or '-':<26} {seen:<12} {lag}"
+            f"{fit(safe(v.address), wide) or '-':<{wide}} {seen:<12} {lag}"
         )
     return lines
 
@@ -157,10 +172,15 @@ def _direction(frame: Frame, line: LoanLine) -> tuple[str, str]:
 def _loans(frame: Frame, rates: Rates) -> list[str]:
     if not frame.loans:
         return ["no loans in or out; lend a file with `mesh lend PATH --to NODE`"]
+    running = frame.status.running
     lines = [f"{'LOAN':<9} {'WAY':<4} {'WITH':<12} {'STATE':<10} {'PROGRESS':<44} FILE"]
     for line in frame.loans:
         way, peer = _direction(frame, line)
-        if line.silent_since_ms:
+        if not running and line.phase == "fetching":
+            # Nothing moves while the daemon is down: no bar or speed that look live.
+            pct = line.bytes_done * 100 // line.size if line.size else 100
+            progress = f"at {pct}% (stopped with the daemon)"
+        elif line.silent_since_ms:
             # What is known of a silent peer is as of then: no live-looking bar or speed.
             fetching = line.phase == "fetching" and line.size
             was = f"at {line.bytes_done * 100 // line.size}% " if fetching else ""
@@ -178,7 +198,7 @@ def _loans(frame: Frame, rates: Rates) -> list[str]:
         files = f" ({line.files_done}/{line.files} files)" if line.folder else ""
         lines.append(
             f"{line.id:<9} {way:<4} {safe(peer):<12} {line.phase[:10]:<10} {progress:<44} "
-            f"{safe(line.library)}/{safe(line.path)}{files}"
+            f"{where(line.library, line.path)}{files}"
         )
     return lines
 
@@ -189,32 +209,30 @@ def _loans(frame: Frame, rates: Rates) -> list[str]:
 def as_json(frame: Frame, rates: Rates) -> dict[str, object]:
     st = frame.status
     running = st.running
-    loans = None
-    if frame.loans is not None:
-        loans = []
-        for line in frame.loans:
-            way, peer = _direction(frame, line)
-            live = line.phase == "fetching" and not line.silent_since_ms
-            rate = rates.rate(line.id) if live else None
-            loans.append(
-                {
-                    "id": line.id,
-                    "direction": way,
-                    "peer": peer,
-                    "library": line.library,
-                    "path": line.path,
-                    "state": line.phase,
-                    "size": line.size,
-                    "bytes_done": line.bytes_done,
-                    "bytes_per_s": round(rate) if rate is not None else None,
-                    "until_ms": line.until_ms or None,
-                    "reason": line.reason or None,
-                    "peer_silent_since_ms": line.silent_since_ms or None,
-                    "folder": line.folder,
-                    "files": line.files,
-                    "files_done": line.files_done,
-                }
-            )
+    loans = []
+    for line in frame.loans:
+        way, peer = _direction(frame, line)
+        live = running and line.phase == "fetching" and not line.silent_since_ms
+        rate = rates.rate(line.id) if live else None
+        loans.append(
+            {
+                "id": line.id,
+                "direction": way,
+                "peer": peer,
+                "library": line.library,
+                "path": line.path,
+                "state": line.phase,
+                "size": line.size,
+                "bytes_done": line.bytes_done,
+                "bytes_per_s": round(rate) if rate is not None else None,
+                "until_ms": line.until_ms or None,
+                "reason": line.reason or None,
+                "peer_silent_since_ms": line.silent_since_ms or None,
+                "folder": line.folder,
+                "files": line.files,
+                "files_done": line.files_done,
+            }
+        )
     return {
         "name": st.name,
         "node_id": str(st.node_id),
@@ -283,9 +301,10 @@ def status(
     removed_by and removed_ms (who removed this node from the mesh and when, else null);
     libraries: [{name, root, open, files, bytes, changed_ms, watch}];
     members: [{name, node_id, online, address, last_seen_s, lag}];
-    loans (null without a daemon): [{id, direction ("in" or "out"), peer, library, path,
-    state, size, bytes_done, bytes_per_s, until_ms, reason, peer_silent_since_ms (the peer
-    cannot be reached; what is shown is as of then)}]. Unknown values are null;
+    loans (without a daemon, as the store knows them): [{id, direction ("in" or "out"),
+    peer, library, path, state, size, bytes_done, bytes_per_s, until_ms, reason,
+    peer_silent_since_ms (the peer cannot be reached; what is shown is as of then)}].
+    Unknown values are null;
     with --watch, one JSON object per line and per second.
 
     \b

@@ -103,8 +103,7 @@ class Loan:
         if self.status is not None and self.status.hash == self.binding.content.hash:
             return self.status.bytes_done
         if self.binding.folder and self.status is not None and self.open:
-            # A folder changed since the status: what it holds mostly still counts.
-            return min(self.status.bytes_done, self.size)
+            return self._as_of_older_folder(self.status)[1]
         return 0
 
     @property
@@ -113,9 +112,24 @@ class Loan:
             return self.files
         if not self.binding.folder:
             return 0
-        if self.status is not None and self.open:
+        if self.status is not None and self.status.hash == self.binding.content.hash:
             return min(self.status.files_done, self.files)
+        if self.status is not None and self.open:
+            return self._as_of_older_folder(self.status)[0]
         return 0
+
+    def _as_of_older_folder(self, status: LoanStatus) -> tuple[int, int]:
+        """(files, bytes) held of a folder that changed since the borrower's status: what
+        it held of the older folder mostly still counts, capped at the new totals. The two
+        agree on whether it is complete, or a ledger read "7/7 files 99%": the older seven
+        held, the newer folder's bytes not all."""
+        files = min(status.files_done, self.files)
+        done = min(status.bytes_done, self.size)
+        if files == self.files and done < self.size:
+            files = max(0, self.files - 1)
+        elif done == self.size and files < self.files:
+            done = max(0, self.size - 1)
+        return files, done
 
     @property
     def reason(self) -> str:

@@ -79,6 +79,10 @@ class ControlHandlers:
         return await self._d.joining.join(code, host, port)
 
     async def members(self) -> tuple[NodeId, list[MemberView]]:
+        # An idle session carries a frame only every backstop ping (gRPC's keepalive watches
+        # the link underneath): ask the quiet ones, or LAST SEEN reads "25 s ago" for a
+        # member that is right there.
+        await ask_the_quiet(self._d, (session.peer for session in self._d.sessions.all()))
         return await roster.member_views(self._d)
 
     async def remove(self, name: str, keep: Sequence[str], dry_run: bool) -> RemovalPlan:

@@ -251,9 +251,8 @@ class Daemon:
                 self._group = tg
                 removed = await self.store(self.local.removal)
                 if removed is None:
-                    self.peers.start(
-                        tg, [(h, p) for n, h, p in [*known, *gossiped] if self.is_member(n)]
-                    )
+                    dial = [(h, p) for n, h, p in [*known, *gossiped] if self.is_member(n)]
+                    self.peers.start(tg, dial, self.agent.peer_back)
                 else:
                     log.warning("%s; not dialling the members", removal.describe(*removed))
                 maintenance = tg.create_task(self._maintain(), name="maintenance")

@@ -189,7 +189,8 @@ class Lending(LoanSources):
             lender=r.lender,
             lender_name=self.name_of(r.lender),
             library=r.library,
-            path=r.path,
+            # A folder as the borrower typed it ('Docs/'), as the ledger shows its loan.
+            path=folders.shown(r.path) if folders.is_pattern(r.path) else r.path,
             duration_ms=r.duration_ms,
             created_ms=r.created_ms,
             answer=request.answer,

@@ -11,6 +11,9 @@ keeps the stream that the node with the lower id dialled, so both ends drop the 
 Only members of the node's partial view are dialled (node/overlay.py): the loop of an
 address whose owner the view does not hold parks, without a handshake, until the view
 changes or the address is heard of anew. Members that dial this node are always served.
+
+When this machine's network comes back (node/link_watch.py), every loop dials at once,
+including one whose attempt was under way while the network was away.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from mesh.config import Settings
@@ -26,6 +30,8 @@ from mesh.core.backoff import Backoff
 from mesh.core.errors import PeerUnavailableError
 from mesh.core.ids import NodeId
 from mesh.core.membership import Member
+from mesh.node.changes import ChangeSignal
+from mesh.node.link_watch import LinkWatch
 from mesh.node.overlay import Overlay
 from mesh.node.session import Session, SessionHost
 from mesh.security.identity import Identity
@@ -141,15 +147,34 @@ class PeerManager:
         # Whose certificate answered at each address dialled (for transfer channels).
         self.owners: dict[tuple[str, int], NodeId] = {}
         self._wake: dict[tuple[str, int], asyncio.Event] = {}
+        self._network = ChangeSignal()  # bumped when this machine's network comes back
+        self._link_watch: asyncio.Task[None] | None = None
 
     def addresses_of(self, node: NodeId) -> list[tuple[str, int]]:
         return [address for address, owner in self.owners.items() if owner == node]
 
-    def start(self, group: asyncio.TaskGroup, known: list[tuple[str, int]]) -> None:
-        """Start dialling the static peers and the addresses members were reached at."""
+    def start(
+        self,
+        group: asyncio.TaskGroup,
+        known: list[tuple[str, int]],
+        also_on_network_up: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Start dialling the static peers and the addresses members were reached at, and
+        at once whenever the network comes back (then call `also_on_network_up` too)."""
         self._group = group
         for host, port in [*self._settings.peers(), *known]:
             self.add_address(host, port)
+
+        def up() -> None:
+            self.network_up()
+            also_on_network_up()
+
+        self._link_watch = group.create_task(LinkWatch(up).run(), name="network comes up")
+
+    def network_up(self) -> None:
+        """This machine's network came back: every loop waiting out a backoff dials now (what
+        it backed off from was most likely the network's absence)."""
+        self._network.bump()
 
     def add_address(self, host: str, port: int) -> None:
         """Keep dialling host:port; if it is already known, dial it again now (a hint from
@@ -175,6 +200,8 @@ class PeerManager:
         self._stopping = True
         for task in self._addresses.values():
             task.cancel()
+        if self._link_watch is not None:
+            self._link_watch.cancel()
         for channel in list(self._channels):
             await channel.close()
 
@@ -187,12 +214,13 @@ class PeerManager:
         while not self._stopping:
             problem = ""
             view = overlay.changed.version
+            ups = self._network.version
             owner = self.owners.get((host, port))
             if owner is not None and self._host.session(owner) is None and not overlay.wants(owner):
-                await self._park(host, port, view)
+                await self._park(host, port, view, ups)
                 continue
             try:
-                der = await probe_certificate(host, port, s.handshake_timeout_s)
+                der = await self._probe(host, port, ups)
                 peer = NodeId.of_certificate(der)
                 self.owners[(host, port)] = peer
                 if peer == self._host.identity.node_id:
@@ -234,20 +262,44 @@ class PeerManager:
             if problem and problem != last_problem:
                 log.warning("%s (retrying)", problem)
                 last_problem = problem
-            await self._pause(host, port, view, backoff.next())
+            if self._network.version != ups:
+                backoff.reset()  # the network came back during the attempt: try again now
+                continue
+            await self._pause(host, port, view, ups, backoff.next())
 
-    async def _park(self, host: str, port: int, view: int) -> None:
-        """Until the partial view changes or the address is heard of anew."""
-        await self._pause(host, port, view, None)
+    async def _probe(self, host: str, port: int, ups: int) -> bytes:
+        """The certificate at host:port; given up on when the network comes back after
+        `ups`: an attempt begun while it was away hangs on lost packets until its time
+        limit, while one begun now would answer at once."""
+        probe = asyncio.ensure_future(
+            probe_certificate(host, port, self._settings.handshake_timeout_s)
+        )
+        back = asyncio.ensure_future(self._network.wait(ups))
+        try:
+            await asyncio.wait([probe, back], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            back.cancel()
+            gave_up = not probe.done()
+            if gave_up:
+                probe.cancel()  # its thread ends at its own time limit; nobody waits for it
+        if gave_up:
+            raise PeerUnavailableError(f"{target(host, port)}: the network came back; again")
+        return probe.result()
 
-    async def _pause(self, host: str, port: int, view: int, delay: float | None) -> None:
-        """Until `delay` s passed (None: no limit), the address is heard of anew, or the
-        partial view changed after `view`."""
+    async def _park(self, host: str, port: int, view: int, ups: int) -> None:
+        """Until the partial view changes, the address is heard of anew or the network
+        comes back."""
+        await self._pause(host, port, view, ups, None)
+
+    async def _pause(self, host: str, port: int, view: int, ups: int, delay: float | None) -> None:
+        """Until `delay` s passed (None: no limit), the address is heard of anew, the
+        partial view changed after `view`, or the network came back after `ups`."""
         wake = self._wake.setdefault((host, port), asyncio.Event())
         wake.clear()
         waits = [
             asyncio.ensure_future(wake.wait()),
             asyncio.ensure_future(self._host.overlay.wait(view)),
+            asyncio.ensure_future(self._network.wait(ups)),
         ]
         try:
             await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
@@ -294,6 +346,8 @@ class PeerManager:
         """Stop dialling anyone (this node was removed from the mesh); open channels end
         with their sessions."""
         self._stopping = True
+        if self._link_watch is not None:
+            self._link_watch.cancel()
         current = asyncio.current_task()
         for task in self._addresses.values():
             if task is not current:

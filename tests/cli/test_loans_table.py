@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -50,3 +51,15 @@ def test_a_running_loan_says_when_it_ends(capsys: pytest.CaptureFixture[str]) ->
     rows = capsys.readouterr().out.splitlines()[1:]
     assert " in 47 h" in rows[0] or " in 48 h" in rows[0] or " in 2 d" in rows[0], rows[0]
     assert "  -  " in rows[1], rows[1]
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [("alien.mkv", "Movies/alien.mkv"), ("Docs/", "Movies/Docs/"), ("/", "Movies/")],
+)
+def test_a_loan_is_named_as_the_user_typed_it(
+    path: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A whole library's folder form is '/': the ledger said "Movies//".
+    _print_loans([dataclasses.replace(line("held", 0), path=path)])
+    assert capsys.readouterr().out.splitlines()[1].endswith(f" {shown}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -10,6 +11,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
+
+import pytest
 
 from mesh.cli.status_cmds import Frame, as_json, render
 from mesh.core.ids import NodeId
@@ -94,7 +98,7 @@ def frame(*, running: bool = True) -> Frame:
         loan("3xq7ka2m", SELF, LAPTOP, "fetching", 1_178_000_000),
         loan("9kq2aa1b", TABLET, SELF, "held", 1_900_000_000),
     ]
-    return Frame(status=st, members=members, loans=loans if running else None)
+    return Frame(status=st, members=members, loans=loans)
 
 
 def speeds() -> Rates:
@@ -121,6 +125,16 @@ def test_one_look_reads_as_people_say_it() -> None:
     assert "in" in held and "tablet" in held and "held" in held and "1.9 GB" in held
 
 
+def test_without_a_daemon_the_stored_loans_show_and_do_not_look_live() -> None:
+    # `mesh status` with the daemon stopped showed no loans section at all.
+    text = "\n".join(render(frame(running=False), speeds(), NOW))
+    assert text.count("not running") == 1
+    out = next(x for x in text.splitlines() if x.startswith("3xq7ka2m"))
+    assert "at 62% (stopped with the daemon)" in out and "MB/s" not in out and "#" not in out
+    held = next(x for x in text.splitlines() if x.startswith("9kq2aa1b"))
+    assert "held" in held and "1.9 GB" in held
+
+
 def test_json_keys_are_stable() -> None:
     got = as_json(frame(), speeds())
     assert set(got) == TOP_KEYS
@@ -137,7 +151,11 @@ def test_json_keys_are_stable() -> None:
     assert held["direction"] == "in" and held["bytes_per_s"] is None
     assert got["libraries"][0]["changed_ms"] == int((NOW - 190) * 1000)  # type: ignore[index]
     local = as_json(frame(running=False), Rates())
-    assert local["loans"] is None and local["pid"] is None
+    assert local["pid"] is None
+    # Without a daemon, the loans as the store knows them, none of them moving.
+    stored = cast(list[dict[str, object]], local["loans"])
+    assert [x["state"] for x in stored] == ["fetching", "held"]
+    assert stored[0]["bytes_per_s"] is None
     assert local["members"][0]["lag"] is None  # type: ignore[index]
 
 
@@ -152,7 +170,8 @@ def test_without_a_daemon_one_line_says_so(mesh: Mesh, tmp_path: Path) -> None:
     assert "daemon    not running (start it with `mesh up`)" in out
     assert "lib" in out and "3 B" in out
     got = json.loads(mesh.run("status", "--json").stdout)
-    assert set(got) == TOP_KEYS and got["running"] is False and got["loans"] is None
+    assert set(got) == TOP_KEYS and got["running"] is False and got["loans"] == []
+    assert "no loans in or out" in out
 
 
 def test_a_running_node_and_watching_it(mesh: Mesh, daemon: Start, tmp_path: Path) -> None:
@@ -197,3 +216,20 @@ def test_a_running_node_and_watching_it(mesh: Mesh, daemon: Start, tmp_path: Pat
     assert watcher.returncode == 0, err
     assert "Traceback" not in err
     assert d.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["[fe80::1c2b:3dff:fe4e:5f60%eth0]:6374", "[fe80::1c2b:3dff:fe4e:5f60%enx00e04c680123]:6374"],
+)
+def test_a_link_local_address_keeps_the_members_table_in_line(address: str) -> None:
+    # A 30-character IPv6 link-local address pushed LAST SEEN and LAG out of line.
+    got = frame()
+    got.members[0] = dataclasses.replace(got.members[0], address=address)
+    text = render(got, speeds(), NOW)
+    header = next(i for i, x in enumerate(text) if x.startswith("MEMBER"))
+    titles, laptop, tablet = text[header : header + 3]
+    column = titles.index("LAST SEEN")
+    assert laptop.index(" now ") + 1 == column == tablet.index(" 6 min ago") + 1, text
+    shown = laptop.split()[2]
+    assert len(shown) <= 42 and shown.endswith("]:6374"), shown

@@ -132,7 +132,14 @@ async def test_a_borrow_request_for_a_folder(nodes: Make, tmp_path: Path) -> Non
         return len(await d.store(d.local.browse, "tower", None)) == len(SEASON)
 
     await until(tower_known, "tower's index")
-    await d.store(lambda: d.lending.borrow("tower", "Movies/Season 1/", 0, now_ms()))
+    asked = await d.store(
+        lambda: d.lending.request_line(d.lending.borrow("tower", "Movies/Season 1/", 0, now_ms()))
+    )
+    # The folder as typed, in the answer and in `mesh requests`, as the ledger shows its loan
+    # (the request carried "Season 1/**" and both said so).
+    assert asked.path == "Season 1/"
+    listed = await d.store(lambda: [d.lending.request_line(r) for r in d.lending.requests()])
+    assert [r.path for r in listed] == ["Season 1/"]
 
     async def one_loan() -> str:
         lines = await loans(laptop)
@@ -140,6 +147,7 @@ async def test_a_borrow_request_for_a_folder(nodes: Make, tmp_path: Path) -> Non
 
     loan_id = await until(one_loan, "the loan")
     await until_phase(laptop, loan_id, "held")
+    assert (await loans(laptop))[loan_id].path == "Season 1/"
     copy = tmp_path / "laptop-borrowed" / "tower" / "Movies"
     assert tree(copy) == {k: v for k, v in SEASON.items() if k.startswith("Season 1/")}
 

@@ -118,3 +118,24 @@ async def test_status_answers_while_the_store_thread_is_busy(nodes: Make, tmp_pa
     finally:
         release.set()
         await holding
+
+
+async def test_an_online_member_on_an_idle_link_is_last_seen_now(
+    nodes: Make, tmp_path: Path
+) -> None:
+    """An idle session carries a frame only every backstop ping: `mesh members`, `peers`
+    and `status` said "25.0 s ago" for a member right there. The daemon asks first."""
+    from mesh.node.control import ControlHandlers
+
+    a, b = nodes("a"), nodes("b")
+    mesh_of(a, b)
+    da = await a.start()
+    db = await b.start(static_peers=(a.address,))
+    await wait_for(lambda: da.sessions.get(db.node_id) is not None, 10, "a session")
+    session = da.sessions.get(db.node_id)
+    assert session is not None
+    # Quiet for longer than a keepalive and its ping timeout: an idle link.
+    session.last_heard = time.monotonic() - (da.settings.keepalive_s + 20)
+    _, views = await ControlHandlers(da).members()
+    seen = next(v for v in views if v.node_id == db.node_id)
+    assert seen.online and seen.last_seen_s < 5, seen  # what the CLI shows as "now"
