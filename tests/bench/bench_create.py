@@ -8,10 +8,14 @@ of 256 as a folder loan's borrower does (create and write each, fsync all, then 
      staging name unlinked (mesh's way, fs/placing_batch.py);
   b  a staging folder inside each destination subfolder, linked and unlinked the same way;
   c  a temporary name inside the destination subfolder, renamed over (rsync's way);
-  d  a fresh staging folder for each batch, removed after it.
+  d  a fresh staging folder for each batch, removed after it;
+  e  as d, inside a staging folder marked as the top of a hierarchy (`chattr +T`), so ext4
+     places each batch's folder, and so its files' inodes, in a group with many free ones.
 Before each way, `--deleted` files (100 to a subfolder) are made, synced and deleted in the
 same parent folder, as happens before every timed run of bench_folder after the first (the
-previous run's copy is recalled or removed); `--deleted 0` deletes nothing until the end.
+previous run's copy is recalled or removed); `--deleted 0` deletes nothing until the end;
+`--own` deletes each way's own files of the round before (its staging folder kept), as
+bench_folder's recall does to the next mesh round.
 Prints each way's system CPU seconds (getrusage), the part spent in open(O_CREAT), and wall
 time. Run it alone: another process deleting files on the same file system changes it.
 
@@ -27,10 +31,12 @@ and the group is at or near the parent folder's for every way.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import random
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +44,7 @@ from collections.abc import Callable
 _BATCH = 256
 _FOLDERS = 100
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_GETFLAGS, _SETFLAGS, _TOPDIR = 0x80086601, 0x40086602, 0x00020000  # linux/fs.h
 
 
 def _system() -> float:
@@ -83,7 +90,7 @@ def _link_all(moves: list[tuple[str, str]]) -> None:
 
 
 def way_a(clock: _Clock, data: list[bytes], base: str) -> None:
-    os.mkdir(f"{base}/.staging")
+    os.makedirs(f"{base}/.staging", exist_ok=True)
     for start in range(0, len(data), _BATCH):
         _link_all(_batch(clock, data, start, lambda i: f"{base}/.staging/{i:064x}", base))
 
@@ -112,11 +119,35 @@ def way_d(clock: _Clock, data: list[bytes], base: str) -> None:
         os.rmdir(staging)
 
 
+def way_e(clock: _Clock, data: list[bytes], base: str) -> None:
+    staging = f"{base}/.staging"
+    os.makedirs(staging, exist_ok=True)
+    _top_of_hierarchy(staging)
+    for start in range(0, len(data), _BATCH):
+        batch = f"{staging}/{start}"
+        os.mkdir(batch)
+        _link_all(_batch(clock, data, start, _in(batch), base))
+        os.rmdir(batch)
+
+
+def _top_of_hierarchy(folder: str) -> None:
+    """`chattr +T`: ext4's Orlov allocator spreads the folder's subfolders over inode groups
+    with more free inodes than average, instead of keeping them near their parent."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = bytearray(4)
+        fcntl.ioctl(fd, _GETFLAGS, flags)
+        value = int.from_bytes(flags, sys.byteorder) | _TOPDIR
+        fcntl.ioctl(fd, _SETFLAGS, value.to_bytes(4, sys.byteorder))
+    finally:
+        os.close(fd)
+
+
 def _in(folder: str) -> Callable[[int], str]:
     return lambda i: f"{folder}/{i:064x}"
 
 
-WAYS = {"a": way_a, "b": way_b, "c": way_c, "d": way_d}
+WAYS = {"a": way_a, "b": way_b, "c": way_c, "d": way_d, "e": way_e}
 
 
 def _delete_many(parent: str, count: int) -> None:
@@ -137,19 +168,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--deleted", type=int, default=10000)
     parser.add_argument("--dir", default="/var/tmp", help="on the benchmark's file system")
+    parser.add_argument(
+        "--own",
+        action="store_true",
+        help="delete each way's own files of the round before instead of --deleted others",
+    )
+    parser.add_argument("--ways", default="".join(WAYS), help="which ways, e.g. ade")
     opts = parser.parse_args()
     rng = random.Random(20)
     data = [os.urandom(rng.choice([1, 4, 16, 64]) << 10) for _ in range(opts.files)]
     root = tempfile.mkdtemp(prefix="mesh-bench-create-", dir=opts.dir)
     try:
         for r in range(opts.rounds):
-            names = list(WAYS) if r % 2 == 0 else list(reversed(WAYS))
+            names = list(opts.ways) if r % 2 == 0 else list(reversed(opts.ways))
             for name in names:
-                if opts.deleted:
+                base = f"{root}/{name}"
+                if opts.own:
+                    # The way's own copy from the round before is deleted, as bench_folder's
+                    # recall does; its staging folder (if any) stays, as mesh's does.
+                    for j in range(_FOLDERS):
+                        shutil.rmtree(f"{base}/d{j}", ignore_errors=True)
+                    os.sync()
+                elif opts.deleted:
                     _delete_many(root, opts.deleted)
+                    shutil.rmtree(base, ignore_errors=True)
                 # Made after the deletion, as a borrower remakes them after a recall.
-                base = f"{root}/{name}{r}"
-                os.mkdir(base)
+                os.makedirs(base, exist_ok=True)
                 for j in range(_FOLDERS):
                     os.mkdir(f"{base}/d{j}")
                 clock = _Clock()
