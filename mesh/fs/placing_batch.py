@@ -4,7 +4,8 @@ Each file goes through the steps of fs/placing.py, but a step is done for the wh
 before the next one starts, so the disk's flushes are shared:
 1. every file is checked against its content hash (one chunk: the chunk's hash is the
    file's) and written to its own staging file as soon as it arrives, its writeback
-   started at once (`Staged.write`), so the disk works while the rest is fetched;
+   started at once (`Staged.write`), so the disk works while the rest is fetched; each is
+   made in the batch's own folder and linked under its key (fs/staging_batch.py says why);
 2. all of them are fsynced, several at once (the file system commits concurrent fsyncs
    together), before any is linked in, so no name ever points at data not on disk;
 3. each is placed (folders made, hard-linked in; made read-only when it was created);
@@ -83,7 +84,10 @@ class Staged:
         if staging >= 0:
             try:
                 if batch is not None:
-                    staging_batch.remove_batch_folder(staging, *batch)
+                    # Best effort: a batch folder left here holds nothing recorded, and the
+                    # next start's sweep deletes it.
+                    with contextlib.suppress(OSError):
+                        staging_batch.remove_batch_folder(staging, *batch)
             finally:
                 os.close(staging)
 
