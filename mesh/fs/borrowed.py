@@ -8,8 +8,8 @@ O_NOFOLLOW. `BorrowedFolder` puts together the modules that each do one part of 
 - fs/borrowed_root.py: the root, the names below it, opening and making its folders;
 - fs/folder_walk.py: the steps of a walk by descriptors, and the errors they raise;
 - fs/staging.py and fs/staging_file.py: the staging folder, and a pull's open staging file
-- fs/staging_batch.py: the folders where a batch makes its staging files
   with its O_DIRECT writer;
+- fs/staging_batch.py: the folders where a batch makes its staging files;
 - fs/placing.py: placing a verified staging file as mesh's copy, step by step, and how a
   kill at any step is recovered from;
 - fs/copies.py: FileId, whether a file is still mesh's copy, removing and opening copies.
