@@ -23,9 +23,11 @@ Why the state matters: on ext4 without a journal (this VM's), a new inode is nev
 freed in the last 60 s (300 s while its inode-table block is dirty): `find_inode_bit`
 steps past each such inode in the group it searches, looking its inode-table block up in
 the buffer cache (`recently_deleted`), on every create (perf: ~80% of open's time). Here
-(2026-12-08, 3 runs) a create cost 0.02-0.66 ms of system time from round to round, on
-average 0.34 (a), 0.40 (b), 0.35 (c) and 0.42 ms (d): the group's recent deletions decide,
-and the group is at or near the parent folder's for every way.
+(2026-12-08, 3 runs, `--deleted`) a create cost 0.02-0.66 ms of system time from round to
+round, on average 0.34 (a), 0.40 (b), 0.35 (c) and 0.42 ms (d): the group's recent
+deletions decide, and the group is at or near the parent folder's for ways a-d. With
+`--own` (4 rounds, 5,000 files) a and c cost 0.50-0.60 ms a create, d 0.06-0.71 ms and e
+0.08-0.11 ms: e is what fs/staging_batch.py does.
 """
 
 from __future__ import annotations
