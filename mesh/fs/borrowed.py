@@ -9,6 +9,7 @@ O_NOFOLLOW. `BorrowedFolder` puts together the modules that each do one part of 
 - fs/folder_walk.py: the steps of a walk by descriptors, and the errors they raise;
 - fs/staging.py and fs/staging_file.py: the staging folder, and a pull's open staging file
   with its O_DIRECT writer;
+- fs/staging_batch.py: the folders where a batch makes its staging files;
 - fs/placing.py: placing a verified staging file as mesh's copy, step by step, and how a
   kill at any step is recovered from;
 - fs/copies.py: FileId, whether a file is still mesh's copy, removing and opening copies.
@@ -23,7 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from mesh.core.errors import NoSpaceError, PlacementError, UserFileInTheWayError
-from mesh.fs import copies, placing, placing_batch, staging
+from mesh.fs import copies, placing, placing_batch, staging, staging_batch
 from mesh.fs.borrowed_root import STAGING, BorrowedRoot
 from mesh.fs.copies import FileId
 from mesh.fs.folder_walk import chmod, os_error
@@ -66,6 +67,12 @@ class BorrowedFolder:
     def discard(self, *keys: str) -> None:
         """Delete the staging files of pulls `keys`; a missing one is fine."""
         staging.discard(self._root, *keys)
+
+    def sweep_batch_folders(self) -> list[str]:
+        """Delete the batch folders a killed run left in the staging folder; their names."""
+        with ExitStack() as stack:
+            staging_fd = self._root.staging_fd(stack, self._root.made_root_fd(stack))
+            return staging_batch.sweep_batch_folders(staging_fd, self._root.shown([STAGING]))
 
     def staged_keys(self) -> list[str]:
         """Keys of the staging files present, to clean up pulls that are no longer wanted."""

@@ -4,7 +4,8 @@ Each file goes through the steps of fs/placing.py, but a step is done for the wh
 before the next one starts, so the disk's flushes are shared:
 1. every file is checked against its content hash (one chunk: the chunk's hash is the
    file's) and written to its own staging file as soon as it arrives, its writeback
-   started at once (`Staged.write`), so the disk works while the rest is fetched;
+   started at once (`Staged.write`), so the disk works while the rest is fetched; each is
+   made in the batch's own folder and linked under its key (fs/staging_batch.py says why);
 2. all of them are fsynced, several at once (the file system commits concurrent fsyncs
    together), before any is linked in, so no name ever points at data not on disk;
 3. each is placed (folders made, hard-linked in; made read-only when it was created);
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 import xxhash
 
 from mesh.core.errors import PlacementError
-from mesh.fs import placing, staging
+from mesh.fs import placing, staging, staging_batch
 from mesh.fs.borrowed_root import STAGING, BorrowedRoot
 from mesh.fs.copies import FileId
 from mesh.fs.folder_walk import lstat_at, os_error, same_inode, sync_dir
@@ -64,6 +65,7 @@ class Staged:
         self._step = step
         self._fds: dict[str, tuple[int, Placing]] = {}  # key: open descriptor, item
         self._staging = -1  # the staging folder, opened once for the batch
+        self._batch: tuple[str, int] | None = None  # the batch folder (fs/staging_batch.py)
         self._lock = threading.Lock()
 
     def __enter__(self) -> Staged:
@@ -76,10 +78,18 @@ class Staged:
         with self._lock:
             fds, self._fds = self._fds, {}
             staging, self._staging = self._staging, -1
+            batch, self._batch = self._batch, None
         for fd, _ in fds.values():
             os.close(fd)
         if staging >= 0:
-            os.close(staging)
+            try:
+                if batch is not None:
+                    # Best effort: a batch folder left here holds nothing recorded, and the
+                    # next start's sweep deletes it.
+                    with contextlib.suppress(OSError):
+                        staging_batch.remove_batch_folder(staging, *batch)
+            finally:
+                os.close(staging)
 
     def write(self, item: Placing, *, checked: bool = False) -> PlacementError | None:
         """Step 1 for one item (blocking): None when it is written, or why it is not.
@@ -111,34 +121,52 @@ class Staged:
         """The item written to a new staging file, through the page cache (an O_DIRECT
         write waits for the disk, one file after another, where the writebacks started
         by `write` overlap); its open descriptor. The usual case, no file of that name
-        yet, costs an open and a write; any other goes through staging.open_staging."""
+        yet, costs an open, a write, a link and an unlink (made in the batch folder, so its
+        inode is not where the last copies removed freed theirs: fs/staging_batch.py);
+        any other goes through staging.open_staging."""
         key = staging.check_key(item.key)
+        where = self._root.shown([STAGING, key])
+        staging_fd, batch_fd = self._folders()
         try:
             # Created read-only: placing makes it so anyway, and a staging file left by
             # a kill is unlocked again by whoever reopens it to write (fs/staging.py).
-            fd = os.open(key, _CREATE, 0o444, dir_fd=self._staging_fd())
-        except FileExistsError:
-            with staging.open_staging(self._root, key, len(item.data), direct=False) as file:
-                file.write_chunk(0, bytes(item.data))
-                return file.duplicate()
+            fd = os.open(key, _CREATE, 0o444, dir_fd=batch_fd)
         except OSError as exc:
-            raise os_error(exc, f"create {self._root.shown([STAGING, key])}") from exc
+            raise os_error(exc, f"create {where} in its batch folder") from exc
         try:
             view = memoryview(item.data)
             while view:
                 view = view[os.write(fd, view) :]
+            try:
+                # Never over a name already there: link, not rename.
+                os.link(key, key, src_dir_fd=batch_fd, dst_dir_fd=staging_fd)
+            except FileExistsError:
+                os.close(fd)
+                fd = -1
+            finally:
+                os.unlink(key, dir_fd=batch_fd)
         except OSError as exc:
-            os.close(fd)
-            raise os_error(exc, f"write {self._root.shown([STAGING, key])}") from exc
-        return fd
+            if fd >= 0:
+                os.close(fd)
+            raise os_error(exc, f"write {where}") from exc
+        if fd >= 0:
+            return fd
+        with staging.open_staging(self._root, key, len(item.data), direct=False) as file:
+            file.write_chunk(0, bytes(item.data))
+            return file.duplicate()
 
-    def _staging_fd(self) -> int:
+    def _folders(self) -> tuple[int, int]:
+        """The staging folder and this batch's folder, made on first use."""
         with self._lock:
             if self._staging < 0:
                 with ExitStack() as stack:
                     fd = self._root.staging_fd(stack, self._root.made_root_fd(stack))
                     self._staging = os.dup(fd)
-            return self._staging
+            if self._batch is None:
+                self._batch = staging_batch.make_batch_folder(
+                    self._staging, self._root.shown([STAGING])
+                )
+            return self._staging, self._batch[1]
 
     def sync(self) -> dict[str, PlacementError]:
         """Step 2 for every item written: per key, why it is not on disk (none: all are)."""

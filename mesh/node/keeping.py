@@ -47,11 +47,13 @@ def lost_copies(borrowed: BorrowedFolder, copies: list[Copy]) -> list[tuple[Copy
 
 
 def sweep_staging(borrowed: BorrowedFolder, live: Collection[str]) -> list[str]:
-    """Delete the staging files not named in `live`; the names deleted. Blocking."""
+    """Delete the staging files not named in `live`, and batch folders a killed run left;
+    the names deleted. Blocking."""
+    swept = borrowed.sweep_batch_folders()
     stale = [key for key in borrowed.staged_keys() if key not in live]
     for key in stale:
         borrowed.discard(key)
-    return stale
+    return swept + stale
 
 
 class BorrowedWatch:

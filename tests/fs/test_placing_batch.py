@@ -108,3 +108,23 @@ def test_a_folder_made_for_files_that_were_not_placed_is_removed(tmp_path: Path)
     (result,) = folder.link_batch([item("c1", "gone.jpg", b"gone", folder="new")])
     assert isinstance(result, PlacementError)  # nothing staged under c1
     assert not (tmp_path / "borrowed" / "tower" / "photos" / "new").exists()
+
+
+def test_a_batch_leaves_no_batch_folder_and_a_killed_runs_is_swept(tmp_path: Path) -> None:
+    folder = BorrowedFolder(tmp_path / "borrowed")
+    staging_dir = tmp_path / "borrowed" / ".mesh-staging"
+    # A key staged by an earlier pull: the batch's file takes its name over, never beside it.
+    with folder.staging("c2", 3) as old:
+        old.write_chunk(0, b"old")
+    results = place_batch(folder, [item("c1", "one.jpg", b"one"), item("c2", "two.jpg", b"two")])
+    assert all(isinstance(r, FileId) for r in results)
+    assert sorted(p.name for p in staging_dir.iterdir()) == ["c1", "c2"]
+    assert (staging_dir / "c2").read_bytes() == b"two"
+    # A kill mid-batch leaves a batch folder with unrecorded files: the sweep deletes it,
+    # and it is never taken for a staging key.
+    left = staging_dir / "batch-0badc0de-7"
+    left.mkdir()
+    (left / "c3").write_bytes(b"half")
+    assert folder.staged_keys() == ["c1", "c2"]
+    assert folder.sweep_batch_folders() == ["batch-0badc0de-7"]
+    assert sorted(p.name for p in staging_dir.iterdir()) == ["c1", "c2"]
