@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import xxhash
 
+from mesh.home import Home
+from mesh.node.local import LocalNode
 from tests.cli.conftest import Daemon, Mesh
 from tests.lan.daemon import until as lan_until
 from tests.lan.netns import Lan, MakeLan
@@ -27,7 +29,9 @@ class Node:
         self.mesh = Mesh(home=tmp / name)
         self.netns = netns
         self.daemon: Daemon | None = None
-        self.mesh.run("init", "--name", name)
+        # `mesh init`, done in this process (the command is tested in
+        # test_local_commands.py): a Python start each is half a second of CPU.
+        LocalNode.init(Home.resolve(self.mesh.home), name)[0].close()
 
     def up(self) -> None:
         self.daemon = Daemon(self.mesh, netns=self.netns)
