@@ -49,7 +49,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,9 +157,14 @@ class _NeighbourOnly(PeerManager):
     """A peer manager that dials its configured neighbour and nothing it hears of later:
     the strict line, every record taking every hop."""
 
-    def start(self, group: asyncio.TaskGroup, known: list[tuple[str, int]]) -> None:
+    def start(
+        self,
+        group: asyncio.TaskGroup,
+        known: list[tuple[str, int]],
+        also_on_network_up: Callable[[], None] = lambda: None,
+    ) -> None:
         self._allowed = set(self._settings.peers())
-        super().start(group, [])
+        super().start(group, [], also_on_network_up)
 
     def add_address(self, host: str, port: int) -> None:
         if (host, port) in getattr(self, "_allowed", set()):
