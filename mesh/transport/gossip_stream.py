@@ -31,10 +31,12 @@ from mesh.transport.auth import REMOVAL_KEY
 from mesh.v1 import gossip_pb2
 from mesh.wire import gossip
 
-# A write to a call the server already finished raises cygrpc's ExecuteBatchError (not
-# exported): it means the stream is over, like the others.
+# A write to a call the server already finished raises cygrpc's ExecuteBatchError, and one
+# racing the server's stop its _ServerStoppedError (neither exported; both BaseError): the
+# stream is over, like the others. Unhandled, the second ended a stopping node's session
+# task with a traceback in the log.
 _BATCH_ERROR: type[Exception] = getattr(
-    getattr(getattr(grpc, "_cython", None), "cygrpc", None), "ExecuteBatchError", RuntimeError
+    getattr(getattr(grpc, "_cython", None), "cygrpc", None), "BaseError", RuntimeError
 )
 _ERRORS = (
     grpc.aio.AioRpcError,
